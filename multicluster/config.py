@@ -1,0 +1,474 @@
+"""Load and validate the daemon configuration (the seed's `config.yaml` plus our additions).
+
+This is the only module that reads configuration files and environment variables. Everything it returns is a
+frozen dataclass, so the rest of the daemon can pass configuration around without defensive copies. Every bad
+input raises ConfigError naming the field (`clusters[1].metadata.clusterName`) and how to fix it; the CLI turns
+that into one line and exit code 2.
+
+Format (the seed's keys are kept verbatim; everything else is optional):
+
+    clusters:
+      - metadata:
+          clusterName: cluster1        # required, unique, DNS label
+          configPath: ~/.kube/c1       # kubeconfig; relative paths are relative to this file
+          insecure: false              # skip TLS verification (works even when the kubeconfig has CA data)
+          isMaster: true               # at most one; the delivery controller runs against it
+          context: ctx                 # optional kubeconfig context (default: current-context)
+          resources: [{rType: apps/v1/deployments}]   # legacy seed form: watch only these
+          include: [pods]              # per-cluster include/exclude, same spellings as below
+          exclude: [events]
+    resources: {include: [], exclude: []}   # empty include = every listable+watchable type
+    store: {type: sqlite, path: multicluster.db}   # or {type: mysql, host, port, user, password|passwordFile, database}
+    server: {bind: 127.0.0.1, port: 31888, token: ..., tokenFile: ...}
+    sync: {pageSize: 500, resyncSeconds: 600, watchTimeoutSeconds: 300, dropManagedFields: true, storeSecrets: false}
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from multicluster.errors import ConfigError
+
+DEFAULT_PORT = 31888
+DEFAULT_BIND = "127.0.0.1"
+
+# The seed's exclusions, minus `policy` and `apiextensions.k8s.io`: PodDisruptionBudgets and CRDs are worth
+# querying across clusters. These groups hold only virtual or review resources that cannot be listed or watched.
+DEFAULT_EXCLUDE: tuple[str, ...] = (
+    "metrics.k8s.io",
+    "authentication.k8s.io",
+    "authorization.k8s.io",
+    "bindings",
+    "componentstatuses",
+)
+
+_CLUSTER_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    name: str
+    config_path: Path | None
+    insecure: bool = False
+    is_master: bool = False
+    context: str | None = None
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    type: Literal["sqlite", "mysql"] = "sqlite"
+    path: Path = Path("multicluster.db")
+    host: str = "127.0.0.1"
+    port: int = 3306
+    user: str = "root"
+    password: str = field(default="", repr=False)
+    database: str = "resources"
+    pool_size: int = 4
+    batch_size: int = 500
+    flush_interval: float = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    bind: str = DEFAULT_BIND
+    port: int = DEFAULT_PORT
+    token: str | None = field(default=None, repr=False)
+    cert_dir: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SyncConfig:
+    page_size: int = 500
+    resync_seconds: float = 600.0
+    watch_timeout_seconds: int = 300
+    drop_managed_fields: bool = True
+    store_secrets: bool = False
+    queue_size: int = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseConfig:
+    enabled: bool = False
+    name: str = "multicluster-leader"
+    namespace: str = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    clusters: tuple[ClusterConfig, ...]
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDE
+    store: StoreConfig = StoreConfig()
+    server: ServerConfig = ServerConfig()
+    sync: SyncConfig = SyncConfig()
+    lease: LeaseConfig = LeaseConfig()
+    source: Path | None = None
+
+    @property
+    def master(self) -> ClusterConfig | None:
+        return next((c for c in self.clusters if c.is_master), None)
+
+    def cluster(self, name: str) -> ClusterConfig | None:
+        return next((c for c in self.clusters if c.name == name), None)
+
+
+# --------------------------------------------------------------------------------------------------- helpers
+
+
+def _suggest(key: str, allowed: list[str]) -> str:
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    return f' (did you mean "{close[0]}"?)' if close else ""
+
+
+def _check_keys(where: str, data: Mapping[str, Any], allowed: list[str]) -> None:
+    for key in data:
+        if key not in allowed:
+            raise ConfigError(
+                f'{where}: unknown key "{key}"{_suggest(str(key), allowed)}',
+                hint=f"allowed keys here: {', '.join(allowed)}",
+            )
+
+
+def _typed(where: str, value: Any, kind: type | tuple[type, ...], what: str) -> Any:
+    # bool is a subclass of int: reject `port: true` explicitly.
+    if isinstance(value, bool) and kind in (int, float, (int, float)):
+        raise ConfigError(f"{where}: expected {what}, got a boolean ({value!r})")
+    if not isinstance(value, kind):
+        raise ConfigError(f"{where}: expected {what}, got {type(value).__name__} ({value!r})")
+    return value
+
+
+def _opt(where: str, data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], what: str, default: Any) -> Any:
+    if key not in data or data[key] is None:
+        return default
+    return _typed(f"{where}.{key}", data[key], kind, what)
+
+
+def _positive(where: str, value: float) -> float:
+    if value <= 0:
+        raise ConfigError(f"{where}: must be greater than 0, got {value}")
+    return value
+
+
+def _str_list(where: str, value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    _typed(where, value, list, "a list of resource names")
+    out = []
+    for i, item in enumerate(value):
+        out.append(_typed(f"{where}[{i}]", item, str, "a string").strip())
+    return tuple(out)
+
+
+def _resolve_path(raw: str, base: Path) -> Path:
+    path = Path(os.path.expandvars(os.path.expanduser(raw)))
+    return path if path.is_absolute() else (base / path)
+
+
+def check_kubeconfig(where: str, path: Path, context: str | None) -> None:
+    """Validate a kubeconfig file offline, so a typo fails at start-up instead of as a connection error later."""
+    if not path.exists():
+        raise ConfigError(f"{where}: kubeconfig {path} does not exist", hint="fix configPath or create the file")
+    if not path.is_file():
+        raise ConfigError(f"{where}: kubeconfig {path} is not a file")
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{where}: kubeconfig {path} cannot be read: {exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: {path} is not a kubeconfig (YAML error: {exc})") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("clusters"), list) or not data.get("contexts"):
+        raise ConfigError(
+            f"{where}: {path} is not a kubeconfig (it needs `clusters:` and `contexts:` lists)",
+            hint="point configPath at a file written by `kubectl config view --raw` or your cloud provider",
+        )
+    names = [c.get("name") for c in data.get("contexts") or [] if isinstance(c, dict)]
+    wanted = context or data.get("current-context")
+    if not wanted:
+        raise ConfigError(f"{where}: {path} has no current-context", hint="set `context:` for this cluster")
+    if wanted not in names:
+        raise ConfigError(
+            f'{where}: context "{wanted}" not found in {path}{_suggest(str(wanted), [str(n) for n in names])}',
+            hint=f"contexts in that file: {', '.join(str(n) for n in names) or 'none'}",
+        )
+
+
+# --------------------------------------------------------------------------------------------------- sections
+
+
+def _parse_cluster(i: int, item: Any, base: Path, check_files: bool) -> ClusterConfig:
+    where = f"clusters[{i}]"
+    _typed(where, item, dict, "a mapping with a `metadata:` key")
+    _check_keys(where, item, ["metadata"])
+    if "metadata" not in item:
+        raise ConfigError(f"{where}: missing `metadata:`", hint="each cluster is `- metadata: {clusterName: ..., configPath: ...}`")
+    meta = item["metadata"]
+    where = f"{where}.metadata"
+    _typed(where, meta, dict, "a mapping")
+    allowed = ["clusterName", "insecure", "configPath", "isMaster", "context", "resources", "include", "exclude"]
+    _check_keys(where, meta, allowed)
+    name = meta.get("clusterName")
+    if name is None or (isinstance(name, str) and not name.strip()):
+        raise ConfigError(f"{where}.clusterName: is required and must not be empty")
+    name = _typed(f"{where}.clusterName", name, str, "a string").strip()
+    if not _CLUSTER_NAME.match(name):
+        raise ConfigError(
+            f'{where}.clusterName: "{name}" is not a valid cluster name',
+            hint="use lowercase letters, digits and '-', at most 63 characters (a DNS label)",
+        )
+    insecure = _opt(where, meta, "insecure", bool, "true or false", False)
+    is_master = _opt(where, meta, "isMaster", bool, "true or false", False)
+    context = _opt(where, meta, "context", str, "a context name", None)
+    raw_path = _opt(where, meta, "configPath", str, "a file path", None)
+    config_path = _resolve_path(raw_path, base) if raw_path else None
+    if config_path is None:
+        raise ConfigError(
+            f"{where}.configPath: is required",
+            hint="set it to the cluster's kubeconfig file (in-cluster service-account access is not enabled)",
+        )
+    if check_files:
+        check_kubeconfig(f"{where}.configPath", config_path, context)
+    include = list(_str_list(f"{where}.include", meta.get("include")))
+    legacy = meta.get("resources")
+    if legacy is not None:
+        _typed(f"{where}.resources", legacy, list, "a list of {rType: group/version/resource}")
+        for j, entry in enumerate(legacy):
+            ew = f"{where}.resources[{j}]"
+            _typed(ew, entry, dict, "a mapping like {rType: apps/v1/deployments}")
+            _check_keys(ew, entry, ["rType"])
+            include.append(_typed(f"{ew}.rType", entry.get("rType"), str, "a resource like apps/v1/deployments"))
+    exclude = _str_list(f"{where}.exclude", meta.get("exclude"))
+    return ClusterConfig(name, config_path, insecure, is_master, context, tuple(include), exclude)
+
+
+def _parse_store(data: Any, base: Path) -> StoreConfig:
+    where = "store"
+    if data is None:
+        return StoreConfig(path=base / "multicluster.db")
+    _typed(where, data, dict, "a mapping")
+    allowed = ["type", "path", "host", "port", "user", "password", "passwordFile", "database", "poolSize",
+               "batchSize", "flushInterval"]
+    _check_keys(where, data, allowed)
+    kind = _opt(where, data, "type", str, '"sqlite" or "mysql"', "sqlite")
+    if kind not in ("sqlite", "mysql"):
+        raise ConfigError(f'store.type: "{kind}" is not supported{_suggest(kind, ["sqlite", "mysql"])}',
+                          hint='use "sqlite" (embedded, default) or "mysql" (MySQL/MariaDB)')
+    password = _opt(where, data, "password", str, "a string", "")
+    password_file = _opt(where, data, "passwordFile", str, "a file path", None)
+    if password_file:
+        password = _read_secret_file("store.passwordFile", _resolve_path(password_file, base))
+    return StoreConfig(
+        type=kind,
+        path=_resolve_path(_opt(where, data, "path", str, "a file path", "multicluster.db"), base),
+        host=_opt(where, data, "host", str, "a host name", "127.0.0.1"),
+        port=int(_positive("store.port", _opt(where, data, "port", int, "a port number", 3306))),
+        user=_opt(where, data, "user", str, "a user name", "root"),
+        password=password,
+        database=_opt(where, data, "database", str, "a database name", "resources"),
+        pool_size=int(_positive("store.poolSize", _opt(where, data, "poolSize", int, "an integer", 4))),
+        batch_size=int(_positive("store.batchSize", _opt(where, data, "batchSize", int, "an integer", 500))),
+        flush_interval=float(
+            _positive("store.flushInterval", _opt(where, data, "flushInterval", (int, float), "seconds", 0.05))
+        ),
+    )
+
+
+def _read_secret_file(where: str, path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def _parse_server(data: Any, base: Path) -> ServerConfig:
+    if data is None:
+        return ServerConfig()
+    where = "server"
+    _typed(where, data, dict, "a mapping")
+    _check_keys(where, data, ["bind", "port", "token", "tokenFile", "certDir"])
+    token = _opt(where, data, "token", str, "a string", None)
+    token_file = _opt(where, data, "tokenFile", str, "a file path", None)
+    if token_file:
+        token = _read_secret_file("server.tokenFile", _resolve_path(token_file, base))
+    cert_dir = _opt(where, data, "certDir", str, "a directory", None)
+    return ServerConfig(
+        bind=_opt(where, data, "bind", str, "an address", DEFAULT_BIND),
+        port=_port("server.port", _opt(where, data, "port", int, "a port number", DEFAULT_PORT)),
+        token=token or None,
+        cert_dir=_resolve_path(cert_dir, base) if cert_dir else None,
+    )
+
+
+def _port(where: str, value: int) -> int:
+    if not 1 <= value <= 65535:
+        raise ConfigError(f"{where}: {value} is not a port number (1-65535)")
+    return value
+
+
+def _parse_sync(data: Any) -> SyncConfig:
+    if data is None:
+        return SyncConfig()
+    where = "sync"
+    _typed(where, data, dict, "a mapping")
+    _check_keys(where, data, ["pageSize", "resyncSeconds", "watchTimeoutSeconds", "dropManagedFields",
+                              "storeSecrets", "queueSize"])
+    return SyncConfig(
+        page_size=int(_positive("sync.pageSize", _opt(where, data, "pageSize", int, "an integer", 500))),
+        resync_seconds=float(_opt(where, data, "resyncSeconds", (int, float), "seconds (0 = never)", 600.0)),
+        watch_timeout_seconds=int(
+            _positive("sync.watchTimeoutSeconds", _opt(where, data, "watchTimeoutSeconds", int, "seconds", 300))
+        ),
+        drop_managed_fields=_opt(where, data, "dropManagedFields", bool, "true or false", True),
+        store_secrets=_opt(where, data, "storeSecrets", bool, "true or false", False),
+        queue_size=int(_positive("sync.queueSize", _opt(where, data, "queueSize", int, "an integer", 10_000))),
+    )
+
+
+def _parse_lease(data: Any) -> LeaseConfig:
+    if data is None:
+        return LeaseConfig()
+    _typed("lease", data, dict, "a mapping")
+    _check_keys("lease", data, ["enabled", "name", "namespace"])
+    return LeaseConfig(
+        enabled=_opt("lease", data, "enabled", bool, "true or false", False),
+        name=_opt("lease", data, "name", str, "a name", "multicluster-leader"),
+        namespace=_opt("lease", data, "namespace", str, "a namespace", "default"),
+    )
+
+
+def parse_config(data: Any, base: Path, *, source: Path | None = None, check_files: bool = True) -> Config:
+    """Validate an already-parsed YAML document. `base` anchors relative paths (the config file's directory)."""
+    if data is None:
+        raise ConfigError("the configuration is empty", hint="it needs at least `clusters:` with one cluster")
+    _typed("top level", data, dict, "a mapping with a `clusters:` key")
+    _check_keys("top level", data, ["clusters", "resources", "store", "server", "sync", "lease"])
+    clusters_raw = data.get("clusters")
+    if clusters_raw is None:
+        raise ConfigError("clusters: is required", hint="list at least one cluster: `clusters: [{metadata: {...}}]`")
+    _typed("clusters", clusters_raw, list, "a list")
+    if not clusters_raw:
+        raise ConfigError("clusters: the list is empty", hint="add at least one cluster")
+    clusters = [_parse_cluster(i, item, base, check_files) for i, item in enumerate(clusters_raw)]
+    seen: dict[str, int] = {}
+    for i, c in enumerate(clusters):
+        if c.name in seen:
+            raise ConfigError(
+                f'clusters[{i}].metadata.clusterName: "{c.name}" is used twice (also clusters[{seen[c.name]}])',
+                hint="cluster names must be unique",
+            )
+        seen[c.name] = i
+    masters = [c.name for c in clusters if c.is_master]
+    if len(masters) > 1:
+        raise ConfigError(
+            f"clusters: more than one cluster has isMaster: true ({', '.join(masters)})",
+            hint="mark exactly one cluster as master (or none for a query-only daemon)",
+        )
+    res = data.get("resources")
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDE
+    if res is not None:
+        _typed("resources", res, dict, "a mapping with include/exclude lists")
+        _check_keys("resources", res, ["include", "exclude"])
+        include = _str_list("resources.include", res.get("include"))
+        exclude = DEFAULT_EXCLUDE + _str_list("resources.exclude", res.get("exclude"))
+    return Config(
+        clusters=tuple(clusters),
+        include=include,
+        exclude=exclude,
+        store=_parse_store(data.get("store"), base),
+        server=_parse_server(data.get("server"), base),
+        sync=_parse_sync(data.get("sync")),
+        lease=_parse_lease(data.get("lease")),
+        source=source,
+    )
+
+
+def load_config(path: str | Path, *, check_files: bool = True) -> Config:
+    """Read and validate a config file."""
+    p = Path(os.path.expanduser(str(path)))
+    if not p.exists():
+        raise ConfigError(f"config file {p} does not exist", hint="pass --config PATH (see config/config.yaml)")
+    try:
+        text = p.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {p} cannot be read: {exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"config file {p}: YAML syntax error{where}: {problem}") from exc
+    return parse_config(data, p.resolve().parent, source=p.resolve(), check_files=check_files)
+
+
+@dataclass(frozen=True, slots=True)
+class Overrides:
+    """Command-line/environment values that win over the file (the seed daemon's flags)."""
+
+    port: int | None = None
+    bind: str | None = None
+    token: str | None = None
+    db_endpoint: str | None = None
+    db_user: str | None = None
+    db_password: str | None = None
+    db_database: str | None = None
+    sqlite_path: str | None = None
+    store_type: str | None = None
+    lease_mode: bool | None = None
+    lease_name: str | None = None
+    lease_namespace: str | None = None
+    cert_dir: str | None = None
+
+
+def apply_overrides(cfg: Config, ov: Overrides) -> Config:
+    server, store, lease = cfg.server, cfg.store, cfg.lease
+    if ov.port is not None:
+        server = replace(server, port=_port("--address", ov.port))
+    if ov.bind:
+        server = replace(server, bind=ov.bind)
+    if ov.token:
+        server = replace(server, token=ov.token)
+    if ov.cert_dir:
+        d = Path(os.path.expanduser(ov.cert_dir))
+        if not d.is_dir():
+            raise ConfigError(f"--cert-dir: {d} is not a directory", hint="it must hold tls.crt and tls.key")
+        server = replace(server, cert_dir=d)
+    if ov.store_type:
+        if ov.store_type not in ("sqlite", "mysql"):
+            raise ConfigError(f'--store: "{ov.store_type}" is not supported', hint='use "sqlite" or "mysql"')
+        store = replace(store, type=ov.store_type)  # type: ignore[arg-type]
+    if ov.db_endpoint:
+        host, _, port = ov.db_endpoint.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f'--db-endpoint: "{ov.db_endpoint}" is not HOST:PORT', hint="e.g. 127.0.0.1:3306")
+        store = replace(store, type="mysql", host=host, port=_port("--db-endpoint", int(port)))
+    if ov.db_user:
+        store = replace(store, user=ov.db_user)
+    if ov.db_password is not None:
+        store = replace(store, password=ov.db_password)
+    if ov.db_database:
+        store = replace(store, database=ov.db_database)
+    if ov.sqlite_path:
+        store = replace(store, type="sqlite", path=Path(os.path.expanduser(ov.sqlite_path)))
+    if ov.lease_mode is not None:
+        lease = replace(lease, enabled=ov.lease_mode)
+    if ov.lease_name:
+        lease = replace(lease, name=ov.lease_name)
+    if ov.lease_namespace:
+        lease = replace(lease, namespace=ov.lease_namespace)
+    return replace(cfg, server=server, store=store, lease=lease)

@@ -1,0 +1,164 @@
+"""The Store contract: what the informers write and the API reads, independent of the SQL engine.
+
+Two implementations pass the same contract tests: sqlite.py (embedded default) and mysql.py (MySQL/MariaDB via
+aiomysql). The daemon never holds whole objects; rows arrive already serialised (`object` is JSON bytes) and
+leave the same way, so the API can stream them without re-encoding.
+
+Identity: a row is (cluster, gvr, namespace, name); `namespace` is "" for cluster-scoped objects. The resource
+version is stored as an integer because every guard compares it: Kubernetes calls RVs opaque, but etcd-backed
+servers (every conformant one) issue increasing integers, and the comparison is what keeps an old event from
+overwriting a newer row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from multicluster.gvr import GVR
+
+SortOrder = Literal["cluster", "namespace", "name", "created", "-created"]
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One object's latest state, ready to upsert."""
+
+    cluster: str
+    gvr: GVR
+    namespace: str
+    name: str
+    uid: str
+    kind: str
+    resource_version: int
+    object: bytes  # JSON, managedFields/secret data already stripped by the informer
+    labels: Mapping[str, str] = field(default_factory=dict)
+    # Values for field selectors, e.g. {"status.phase": "Running", "spec.nodeName": "n1"}.
+    fields: Mapping[str, str] = field(default_factory=dict)
+    owner: str = ""  # uid of the first ownerReference
+    created_at: str = ""  # metadata.creationTimestamp, RFC 3339
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """An object is gone. Applied only if `resource_version` >= the stored one (0 = unconditional)."""
+
+    cluster: str
+    gvr: GVR
+    namespace: str
+    name: str
+    resource_version: int = 0
+
+
+Mutation = Row | Delete
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    written: int = 0  # rows inserted or updated
+    deleted: int = 0
+    skipped: int = 0  # refused by the resourceVersion guard (older than what is stored)
+
+
+@dataclass(frozen=True, slots=True)
+class Requirement:
+    """One term of a label or field selector. op: "=", "!=", "in", "notin", "exists", "!"."""
+
+    key: str
+    op: str
+    values: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    gvr: GVR
+    clusters: tuple[str, ...] = ()  # empty = all
+    namespaces: tuple[str, ...] = ()  # empty = all
+    name: str | None = None  # exact
+    name_prefix: str | None = None
+    name_contains: str | None = None
+    labels: tuple[Requirement, ...] = ()
+    fields: tuple[Requirement, ...] = ()  # keys like "status.phase"; metadata.name/namespace map to columns
+    order: SortOrder = "cluster"
+    limit: int = 500  # 0 = no limit
+    after: tuple[str, ...] | None = None  # the sort key of the last row already returned (keyset pagination)
+    count_remaining: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    cluster: str
+    gvr: GVR
+    namespace: str
+    name: str
+    uid: str
+    kind: str
+    resource_version: int
+    object: bytes
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[StoredObject]
+    next_after: tuple[str, ...] | None  # pass back as Query.after; None = last page
+    remaining: int | None = None  # rows after this page, when count_remaining was asked
+
+
+@dataclass(frozen=True, slots=True)
+class SyncState:
+    """Per cluster x GVR sync progress, persisted so every replica (and a restarted daemon) can report it."""
+
+    cluster: str
+    gvr: GVR
+    status: str  # "syncing" | "synced" | "error" | "stopped"
+    resource_version: int = 0
+    synced_at: float = 0.0  # unix time of the last completed list or seen event
+    error: str = ""
+    objects: int = 0
+
+
+def sort_key(order: SortOrder, obj: StoredObject) -> tuple[str, ...]:
+    """The keyset tuple of a row for a given order; a continue token stores this for the last row."""
+    if order == "namespace":
+        return (obj.namespace, obj.name, obj.cluster)
+    if order == "name":
+        return (obj.name, obj.cluster, obj.namespace)
+    if order in ("created", "-created"):
+        return (obj.created_at, obj.cluster, obj.namespace, obj.name)
+    return (obj.cluster, obj.namespace, obj.name)
+
+
+class Store(Protocol):
+    async def open(self) -> None:
+        """Connect and apply schema.sql (idempotent: creates what is missing)."""
+
+    async def close(self) -> None: ...
+
+    async def apply(self, mutations: Sequence[Mutation]) -> ApplyResult:
+        """Write a batch in one transaction. Each Row is written only if its RV is newer than the stored row's;
+        each Delete only if its RV is >= the stored row's. Labels/fields index rows change with their row."""
+
+    async def load_index(self, cluster: str, gvr: GVR) -> dict[tuple[str, str], int]:
+        """(namespace, name) -> resource_version of every stored row of one cluster x GVR."""
+
+    async def delete_cluster(self, cluster: str) -> int:
+        """Remove every row (and sync state) of a cluster; returns rows deleted."""
+
+    async def delete_gvr(self, cluster: str, gvr: GVR) -> int: ...
+
+    async def query(self, q: Query) -> Page: ...
+
+    async def get(self, cluster: str, gvr: GVR, namespace: str, name: str) -> StoredObject | None: ...
+
+    async def counts(self) -> dict[tuple[str, GVR], int]:
+        """Rows per cluster x GVR."""
+
+    async def gvrs(self) -> list[GVR]:
+        """Every GVR that has at least one row (lets the API resolve spellings without live discovery)."""
+
+    async def save_sync_state(self, state: SyncState) -> None: ...
+
+    async def sync_states(self) -> list[SyncState]: ...
