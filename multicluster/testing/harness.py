@@ -251,7 +251,6 @@ class Harness:
                     f"--kubeconfig={cm_kubeconfig}",
                     "--leader-elect=false",
                     "--secure-port=0",
-                    "--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller,-persistentvolume-binder,-attachdetach",
                     f"--service-account-private-key-file={self.pki / 'sa.key'}",
                     f"--root-ca-file={self.pki / 'ca.crt'}",
                     "--v=1",

@@ -1,0 +1,241 @@
+"""List → watch → resync for one (cluster, resource type), without caching objects.
+
+The only per-object state is `index`: (namespace, name) → integer resourceVersion. It lets a relist hand on only
+objects whose RV changed (so a restart rewrites nothing), and lets a relist find objects that vanished while we
+were not watching (mark and sweep: in the index, not in the list → deleted).
+
+Kubernetes semantics handled here:
+- pages: `limit` + `continue`; all pages of one list are one snapshot; an expired continue token (410) restarts it;
+- the watch starts at the list's resourceVersion with `allowWatchBookmarks=true`, so quiet resources still move
+  their RV forward and a reconnect does not fall behind the compaction window;
+- `410 Gone` (HTTP status or an ERROR event with code 410, "too old resource version") means our RV was
+  compacted away: relist;
+- the server ends every watch after `timeoutSeconds`; we resume from the last RV seen (bookmark or event);
+- connection errors, 5xx and 429 back off exponentially with jitter, honouring Retry-After;
+- a periodic relist (resync) is the safety net against anything missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from multicluster import metrics
+from multicluster.errors import ClusterError, Forbidden, Gone, KubeAPIError, NotFound, kube_error
+from multicluster.gvr import APIResource
+from multicluster.kube import ClusterClient
+from multicluster.retry import DEFAULT_BACKOFF, Backoff
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]  # (namespace, name)
+
+
+class Sink(Protocol):
+    """Where an informer hands changes. Every method may block (backpressure)."""
+
+    async def upsert(self, obj: dict[str, Any], rv: int) -> None: ...
+
+    async def delete(self, namespace: str, name: str, rv: int) -> None: ...
+
+    async def listed(self, rv: int, count: int, seconds: float, reason: str) -> None:
+        """A full list finished (initial, after 410, or resync)."""
+
+    async def failed(self, error: str) -> None:
+        """The informer cannot make progress right now (cluster down, forbidden, ...)."""
+
+
+def rv_int(rv: Any) -> int:
+    try:
+        return int(rv)
+    except (TypeError, ValueError):
+        return 0
+
+
+@dataclass
+class InformerOptions:
+    page_size: int = 500
+    watch_timeout: int = 300
+    resync_seconds: float = 600.0
+    backoff: Backoff = DEFAULT_BACKOFF
+    namespace: str | None = None
+    label_selector: str | None = None
+    # Hand every listed object to the sink on a relist, even unchanged ones (controllers want periodic resync).
+    emit_unchanged: bool = False
+
+
+class Informer:
+    def __init__(
+        self,
+        client: ClusterClient,
+        resource: APIResource,
+        sink: Sink,
+        *,
+        index: dict[Key, int] | None = None,
+        options: InformerOptions | None = None,
+    ) -> None:
+        self.client = client
+        self.resource = resource
+        self.sink = sink
+        self.index: dict[Key, int] = index if index is not None else {}
+        self.opts = options or InformerOptions()
+        self.rv = ""
+        self.synced = asyncio.Event()
+        self.last_list = 0.0
+        self.label = f"[{client.name}] {resource.gvr.api_version} {resource.gvr.resource}"
+        self._gvr = str(resource.gvr)
+
+    # ------------------------------------------------------------------ loop
+
+    async def run(self) -> None:
+        attempt = 0
+        need_list, reason = True, "initial"
+        while True:
+            try:
+                if need_list:
+                    await self._list(reason)
+                    need_list = False
+                await self._watch()
+                attempt = 0
+                if self.opts.resync_seconds and time.monotonic() - self.last_list >= self.opts.resync_seconds:
+                    need_list, reason = True, "resync"
+            except Gone:
+                log.info("%s: resourceVersion %s is too old (410 Gone); relisting", self.label, self.rv)
+                metrics.WATCH_RESTARTS.labels(self.client.name, self._gvr, "gone").inc()
+                need_list, reason = True, "gone"
+            except (NotFound, Forbidden) as exc:
+                # The type vanished (CRD deleted) or RBAC changed: nothing to do until rediscovery/RBAC fix.
+                await self.sink.failed(str(exc))
+                delay = self.opts.backoff.delay(attempt + 3)
+                attempt += 1
+                log.warning("%s: %s; retrying in %.0fs", self.label, exc, delay)
+                need_list, reason = True, "error"
+                await asyncio.sleep(delay)
+            except (ClusterError, KubeAPIError) as exc:
+                retry_after = exc.retry_after if isinstance(exc, KubeAPIError) else None
+                delay = self.opts.backoff.delay(attempt, retry_after)
+                attempt += 1
+                metrics.WATCH_RESTARTS.labels(self.client.name, self._gvr, "error").inc()
+                if attempt <= 1:
+                    log.warning("%s: %s; retrying in %.1fs", self.label, exc, delay)
+                else:
+                    log.debug("%s: %s; retrying in %.1fs", self.label, exc, delay)
+                await self.sink.failed(str(exc))
+                await asyncio.sleep(delay)
+                # Without an RV we never listed successfully; with one, resume the watch from it.
+                if not self.rv:
+                    need_list = True
+
+    # ------------------------------------------------------------------ list
+
+    async def _list(self, reason: str) -> None:
+        t0 = time.monotonic()
+        gvr = self.resource.gvr
+        path = gvr.path(self.opts.namespace)
+        kind = self.resource.kind
+        seen: set[Key] = set()
+        cont: str | None = None
+        list_rv = ""
+        count = 0
+        changed = 0
+        last_progress = t0
+        metrics.RELISTS.labels(self.client.name, self._gvr, reason).inc()
+        while True:
+            params: dict[str, Any] = {"limit": self.opts.page_size}
+            if cont:
+                params["continue"] = cont
+            if self.opts.label_selector:
+                params["labelSelector"] = self.opts.label_selector
+            try:
+                page = await self.client.get(path, params=params, timeout=120)
+            except Gone:
+                # The continue token expired mid-list: start over with a fresh snapshot.
+                log.info("%s: list continue token expired; restarting the list", self.label)
+                seen.clear()
+                cont, count = None, 0
+                continue
+            meta = page.get("metadata") or {}
+            list_rv = str(meta.get("resourceVersion") or list_rv)
+            for item in page.get("items") or []:
+                md = item.get("metadata") or {}
+                key = (md.get("namespace") or "", md.get("name") or "")
+                rv = rv_int(md.get("resourceVersion"))
+                seen.add(key)
+                count += 1
+                if self.opts.emit_unchanged or self.index.get(key) != rv:
+                    # List items carry no apiVersion/kind; the stored object should be a complete object.
+                    item.setdefault("apiVersion", gvr.api_version)
+                    item.setdefault("kind", kind)
+                    await self.sink.upsert(item, rv)
+                    changed += 1
+                self.index[key] = rv
+            cont = meta.get("continue") or None
+            if time.monotonic() - last_progress > 5:
+                log.info("%s: listing... %s objects so far", self.label, f"{count:,}")
+                last_progress = time.monotonic()
+            if not cont:
+                break
+        gone = [k for k in self.index if k not in seen]
+        list_rv_int = rv_int(list_rv)
+        for ns, name in gone:
+            del self.index[(ns, name)]
+            await self.sink.delete(ns, name, list_rv_int)
+        self.rv = list_rv
+        self.last_list = time.monotonic()
+        secs = self.last_list - t0
+        await self.sink.listed(list_rv_int, count, secs, reason)
+        self.synced.set()
+        log.info(
+            "%s: listed %s in %.1f s (%s changed, %s deleted), watching from RV %s",
+            self.label, f"{count:,}", secs, f"{changed:,}", f"{len(gone):,}", list_rv,
+        )
+
+    # ------------------------------------------------------------------ watch
+
+    async def _watch(self) -> None:
+        timeout = self.opts.watch_timeout
+        if self.opts.resync_seconds:
+            until_resync = self.opts.resync_seconds - (time.monotonic() - self.last_list)
+            timeout = int(max(1, min(timeout, until_resync)))
+        # Spread reconnects of many informers over time.
+        timeout = max(1, int(timeout * random.uniform(0.9, 1.0)))
+        params: dict[str, Any] = {
+            "resourceVersion": self.rv,
+            "allowWatchBookmarks": True,
+            "timeoutSeconds": timeout,
+        }
+        if self.opts.label_selector:
+            params["labelSelector"] = self.opts.label_selector
+        path = self.resource.gvr.path(self.opts.namespace)
+        async for event in self.client.watch(path, params, timeout=timeout + 30):
+            etype = event.get("type")
+            obj = event.get("object") or {}
+            md = obj.get("metadata") or {}
+            if etype == "ERROR":
+                code = int(obj.get("code") or 500)
+                raise kube_error(code, str(obj.get("message") or "watch error"), reason=str(obj.get("reason") or ""),
+                                 cluster=self.client.name, body=obj)
+            rv_s = str(md.get("resourceVersion") or "")
+            if etype == "BOOKMARK":
+                if rv_s:
+                    self.rv = rv_s
+                continue
+            key = (md.get("namespace") or "", md.get("name") or "")
+            rv = rv_int(rv_s)
+            if etype in ("ADDED", "MODIFIED"):
+                if self.index.get(key, -1) < rv:
+                    self.index[key] = rv
+                    await self.sink.upsert(obj, rv)
+            elif etype == "DELETED":
+                self.index.pop(key, None)
+                await self.sink.delete(key[0], key[1], rv)
+            if rv_s:
+                self.rv = rv_s
+
+
+SinkFactory = Callable[[APIResource], Awaitable[Sink]]

@@ -1,0 +1,364 @@
+"""From informers to the store: object → Row conversion, the shared coalescing write queue, the batch writer,
+per-cluster discovery/informer management, and the sync-state book-keeping the API reports.
+
+One writer drains one bounded queue for all clusters, so a batch mixes objects from every informer and the
+store sees few, large transactions. When the store is down the writer retries the same batch with backoff, the
+queue fills, and `put` blocks the informers: watches pause instead of memory growing or events being dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from multicluster import metrics
+from multicluster.config import ClusterConfig, Config
+from multicluster.errors import ClusterError, GVRError, MulticlusterError, StoreError
+from multicluster.gvr import GVR, APIResource, selected
+from multicluster.informer import Informer, InformerOptions, Key
+from multicluster.kube import ClusterClient
+from multicluster.retry import Backoff
+from multicluster.store.base import Delete, Mutation, Row, Store, SyncState
+from multicluster.tasks import Supervisor
+from multicluster.workqueue import CoalescingQueue
+
+log = logging.getLogger(__name__)
+
+QueueKey = tuple[str, GVR, str, str]  # cluster, gvr, namespace, name
+WriteQueue = CoalescingQueue[QueueKey, Mutation]
+
+SECRETS = GVR("", "v1", "secrets")
+
+
+def to_row(cluster: str, gvr: GVR, obj: dict[str, Any], rv: int, *, drop_managed_fields: bool = True,
+           store_secrets: bool = False) -> Row:
+    """Shape an API object into a Row: strip what we must not or need not keep, extract the indexed values."""
+    md = obj.get("metadata") or {}
+    if drop_managed_fields and "managedFields" in md:
+        md = dict(md)
+        del md["managedFields"]
+        obj = {**obj, "metadata": md}
+    if gvr == SECRETS and not store_secrets:
+        # Keep the key names (DATA column, "which keys exist") but never the values; the last-applied annotation
+        # would carry them too.
+        ann = dict(md.get("annotations") or {})
+        ann.pop("kubectl.kubernetes.io/last-applied-configuration", None)
+        md = {**md, "annotations": ann} if ann else {k: v for k, v in md.items() if k != "annotations"}
+        obj = {**obj, "metadata": md, "data": dict.fromkeys(obj.get("data") or {}, "")}
+        obj.pop("stringData", None)
+    fields: dict[str, str] = {}
+    status = obj.get("status")
+    if isinstance(status, dict) and isinstance(status.get("phase"), str):
+        fields["status.phase"] = status["phase"]
+    spec = obj.get("spec")
+    if isinstance(spec, dict) and isinstance(spec.get("nodeName"), str):
+        fields["spec.nodeName"] = spec["nodeName"]
+    owners = md.get("ownerReferences") or []
+    return Row(
+        cluster=cluster,
+        gvr=gvr,
+        namespace=md.get("namespace") or "",
+        name=md.get("name") or "",
+        uid=md.get("uid") or "",
+        kind=obj.get("kind") or "",
+        resource_version=rv,
+        object=orjson.dumps(obj),
+        labels={str(k): str(v) for k, v in (md.get("labels") or {}).items()},
+        fields=fields,
+        owner=(owners[0].get("uid") or "") if owners and isinstance(owners[0], dict) else "",
+        created_at=md.get("creationTimestamp") or "",
+    )
+
+
+# ------------------------------------------------------------------------------------------ sync state
+
+
+@dataclass
+class ClusterHealth:
+    name: str
+    host: str = ""
+    reachable: bool = False
+    last_contact: float = 0.0
+    error: str = ""
+    version: str = ""
+    platform: str = ""
+
+
+@dataclass
+class Tracker:
+    """In-memory sync state of every cluster x GVR; persisted by the writer so other replicas can read it."""
+
+    states: dict[tuple[str, GVR], SyncState] = field(default_factory=dict)
+    health: dict[str, ClusterHealth] = field(default_factory=dict)
+    dirty: set[tuple[str, GVR]] = field(default_factory=set)
+    removed: set[tuple[str, GVR]] = field(default_factory=set)
+
+    def cluster(self, name: str) -> ClusterHealth:
+        return self.health.setdefault(name, ClusterHealth(name))
+
+    def update(self, cluster: str, gvr: GVR, **changes: Any) -> None:
+        old = self.states.get((cluster, gvr)) or SyncState(cluster, gvr, "syncing")
+        self.states[(cluster, gvr)] = SyncState(**{**_asdict(old), **changes})
+        self.dirty.add((cluster, gvr))
+
+    def contact(self, cluster: str) -> None:
+        h = self.cluster(cluster)
+        h.reachable, h.last_contact, h.error = True, time.time(), ""
+        metrics.CLUSTER_UP.labels(cluster).set(1)
+
+    def fail(self, cluster: str, error: str) -> None:
+        h = self.cluster(cluster)
+        h.reachable, h.error = False, error
+        metrics.CLUSTER_UP.labels(cluster).set(0)
+
+    def drop(self, cluster: str, gvr: GVR | None = None) -> None:
+        for key in [k for k in self.states if k[0] == cluster and (gvr is None or k[1] == gvr)]:
+            del self.states[key]
+            self.dirty.discard(key)
+            self.removed.add(key)
+        if gvr is None:
+            self.health.pop(cluster, None)
+
+
+def _asdict(s: SyncState) -> dict[str, Any]:
+    return {f: getattr(s, f) for f in SyncState.__dataclass_fields__}
+
+
+# ------------------------------------------------------------------------------------------ sink + writer
+
+
+class StoreSink:
+    """The informer-facing end of the write queue for one cluster x GVR."""
+
+    def __init__(self, cluster: str, resource: APIResource, queue: WriteQueue, tracker: Tracker,
+                 index: dict[Key, int], sync: Config) -> None:
+        self.cluster = cluster
+        self.gvr = resource.gvr
+        self.queue = queue
+        self.tracker = tracker
+        self.index = index
+        self.drop_managed = sync.sync.drop_managed_fields
+        self.store_secrets = sync.sync.store_secrets
+        self._gauge = metrics.OBJECTS.labels(cluster, str(self.gvr))
+
+    async def upsert(self, obj: dict[str, Any], rv: int) -> None:
+        row = to_row(self.cluster, self.gvr, obj, rv, drop_managed_fields=self.drop_managed,
+                     store_secrets=self.store_secrets)
+        await self.queue.put((self.cluster, self.gvr, row.namespace, row.name), row)
+        self.tracker.contact(self.cluster)
+
+    async def delete(self, namespace: str, name: str, rv: int) -> None:
+        await self.queue.put((self.cluster, self.gvr, namespace, name),
+                             Delete(self.cluster, self.gvr, namespace, name, rv))
+        self.tracker.contact(self.cluster)
+
+    async def listed(self, rv: int, count: int, seconds: float, reason: str) -> None:
+        self.tracker.update(self.cluster, self.gvr, status="synced", resource_version=rv, synced_at=time.time(),
+                            error="", objects=count)
+        self.tracker.contact(self.cluster)
+        self._gauge.set(count)
+
+    async def failed(self, error: str) -> None:
+        self.tracker.update(self.cluster, self.gvr, status="error", error=error)
+        self.tracker.fail(self.cluster, error)
+
+
+class Writer:
+    """Drains the write queue into the store in batches; never drops a mutation on a transient error."""
+
+    def __init__(self, store: Store, queue: WriteQueue, tracker: Tracker, *, batch_size: int = 500,
+                 linger: float = 0.05, backoff: Backoff | None = None) -> None:
+        self.store = store
+        self.queue = queue
+        self.tracker = tracker
+        self.batch_size = batch_size
+        self.linger = linger
+        self.backoff = backoff or Backoff(initial=0.2, cap=10.0)
+        self.written = 0
+        self.deleted = 0
+        self.skipped = 0
+        self.idle = asyncio.Event()
+        self.healthy = True
+
+    async def run(self) -> None:
+        saver = asyncio.create_task(self._save_states(), name="writer/sync-state")
+        try:
+            while True:
+                if not len(self.queue):
+                    self.idle.set()
+                batch = await self.queue.get_batch(self.batch_size, self.linger)
+                self.idle.clear()
+                await self._write([m for _, m, _ in batch])
+                now = time.monotonic()
+                for _, _, t0 in batch:
+                    metrics.EVENT_LAG.observe(now - t0)
+        finally:
+            saver.cancel()
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until everything queued so far is written (graceful shutdown)."""
+        deadline = time.monotonic() + timeout
+        while len(self.queue) or not self.idle.is_set():
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
+    async def _write(self, mutations: list[Mutation]) -> None:
+        attempt = 0
+        while True:
+            t0 = time.monotonic()
+            try:
+                res = await self.store.apply(mutations)
+            except StoreError as exc:
+                metrics.STORE_ERRORS.inc()
+                self.healthy = False
+                if not exc.transient and len(mutations) > 1:
+                    # Isolate the bad mutation instead of failing the whole batch forever.
+                    mid = len(mutations) // 2
+                    await self._write(mutations[:mid])
+                    await self._write(mutations[mid:])
+                    return
+                if not exc.transient:
+                    log.error("store rejected %s: %s (dropped)", _describe(mutations[0]), exc)
+                    return
+                delay = self.backoff.delay(attempt)
+                attempt += 1
+                log.warning("store write of %d changes failed: %s; retrying in %.1fs", len(mutations), exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            self.healthy = True
+            metrics.BATCH_SIZE.observe(len(mutations))
+            metrics.BATCH_SECONDS.observe(time.monotonic() - t0)
+            self.written += res.written
+            self.deleted += res.deleted
+            self.skipped += res.skipped
+            return
+
+    async def _save_states(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await self.flush_states()
+            except StoreError as exc:
+                log.debug("saving sync state failed: %s", exc)
+
+    async def flush_states(self) -> None:
+        dirty, self.tracker.dirty = self.tracker.dirty, set()
+        try:
+            for key in dirty:
+                st = self.tracker.states.get(key)
+                if st is not None:
+                    await self.store.save_sync_state(st)
+        except StoreError:
+            self.tracker.dirty |= dirty
+            raise
+
+
+def _describe(m: Mutation) -> str:
+    return f"{m.cluster}/{m.gvr}/{m.namespace}/{m.name}"
+
+
+# ------------------------------------------------------------------------------------------ one cluster
+
+
+class ClusterSync:
+    """Discovery and informer management for one cluster: starts an informer per selected type, rediscovers
+    periodically (new CRDs appear, deleted ones are dropped with their rows), and never gives up on a cluster
+    that is down — it keeps retrying while the others carry on."""
+
+    def __init__(self, cluster: ClusterConfig, config: Config, client: ClusterClient, store: Store,
+                 queue: WriteQueue, tracker: Tracker, supervisor: Supervisor, *,
+                 rediscover_seconds: float = 60.0) -> None:
+        self.cluster = cluster
+        self.config = config
+        self.client = client
+        self.store = store
+        self.queue = queue
+        self.tracker = tracker
+        self.supervisor = supervisor
+        self.rediscover_seconds = rediscover_seconds
+        self.informers: dict[GVR, Informer] = {}
+        self.resources: list[APIResource] = []
+        self.discovered = asyncio.Event()
+        self.on_discovery: list[Callable[[str, list[APIResource]], None]] = []
+
+    @property
+    def prefix(self) -> str:
+        return f"informer/{self.cluster.name}/"
+
+    def synced(self) -> bool:
+        return self.discovered.is_set() and all(i.synced.is_set() for i in self.informers.values())
+
+    async def run(self) -> None:
+        backoff = Backoff(initial=1.0, cap=30.0)
+        attempt = 0
+        health = self.tracker.cluster(self.cluster.name)
+        while True:
+            try:
+                await self.client.connect()
+                health.host = self.client.host
+                if not health.version:
+                    v = await self.client.server_version()
+                    health.version, health.platform = str(v.get("gitVersion", "")), str(v.get("platform", ""))
+                resources = await self.client.discover(refresh=True)
+                self.tracker.contact(self.cluster.name)
+                await self._reconcile_informers(resources)
+                attempt = 0
+                await asyncio.sleep(self.rediscover_seconds)
+            except (ClusterError, MulticlusterError) as exc:
+                self.tracker.fail(self.cluster.name, str(exc))
+                delay = backoff.delay(attempt)
+                if attempt == 0:
+                    log.warning("%s; retrying in %.1fs (other clusters are unaffected)", exc, delay)
+                attempt += 1
+                await asyncio.sleep(delay)
+
+    def wanted(self, resources: list[APIResource]) -> list[APIResource]:
+        include = self.config.include + self.cluster.include
+        exclude = self.config.exclude + self.cluster.exclude
+        return selected(resources, include, exclude)
+
+    async def _reconcile_informers(self, resources: list[APIResource]) -> None:
+        try:
+            wanted = {r.gvr: r for r in self.wanted(resources)}
+        except GVRError as exc:
+            raise MulticlusterError(f"cluster {self.cluster.name}: {exc}", hint=exc.hint) from exc
+        self.resources = resources
+        for cb in self.on_discovery:
+            cb(self.cluster.name, resources)
+        for gvr in [g for g in self.informers if g not in wanted]:
+            log.info("[%s] %s is no longer served or selected; dropping its rows", self.cluster.name, gvr)
+            await self.supervisor.stop(self.prefix + str(gvr))
+            del self.informers[gvr]
+            await self.store.delete_gvr(self.cluster.name, gvr)
+            self.tracker.drop(self.cluster.name, gvr)
+        for gvr, res in wanted.items():
+            if gvr in self.informers:
+                continue
+            index = await self.store.load_index(self.cluster.name, gvr)
+            sink = StoreSink(self.cluster.name, res, self.queue, self.tracker, index, self.config)
+            self.tracker.update(self.cluster.name, gvr, status="syncing", objects=len(index))
+            inf = Informer(
+                self.client, res, sink, index=index,
+                options=InformerOptions(
+                    page_size=self.config.sync.page_size,
+                    watch_timeout=self.config.sync.watch_timeout_seconds,
+                    resync_seconds=self.config.sync.resync_seconds,
+                ),
+            )
+            self.informers[gvr] = inf
+            self.supervisor.spawn(self.prefix + str(gvr), inf.run)
+        if not self.discovered.is_set():
+            log.info("[%s] watching %d resource types", self.cluster.name, len(wanted))
+        self.discovered.set()
+
+    async def stop(self) -> None:
+        await self.supervisor.stop_prefix(self.prefix)
+        self.informers.clear()

@@ -1,0 +1,150 @@
+"""Work queues.
+
+CoalescingQueue feeds the store writer: keyed, newest state wins (an object changed twice before it is written is
+written once), bounded (a slow or dead store blocks producers — the watches pause — instead of growing memory or
+dropping events). Re-putting a key that is already pending replaces its value in place and never blocks, so a
+hot object cannot deadlock its own informer.
+
+WorkQueue is the controller-style queue (like client-go's): a key is never processed by two workers at once, a
+key added while it is being processed is processed again afterwards, and failures are requeued with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Hashable
+from typing import Generic, TypeVar
+
+from multicluster.retry import Backoff
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class CoalescingQueue(Generic[K, V]):
+    def __init__(self, maxsize: int = 10_000) -> None:
+        self.maxsize = maxsize
+        self._items: OrderedDict[K, tuple[V, float]] = OrderedDict()
+        self._not_empty = asyncio.Event()
+        self._not_full = asyncio.Event()
+        self._not_full.set()
+        self.coalesced = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    async def put(self, key: K, value: V) -> None:
+        """Enqueue; if `key` is pending, replace its value (keeping its place and first-enqueue time)."""
+        if key in self._items:
+            _, t0 = self._items[key]
+            self._items[key] = (value, t0)
+            self.coalesced += 1
+            return
+        while len(self._items) >= self.maxsize:
+            self._not_full.clear()
+            await self._not_full.wait()
+            if key in self._items:  # someone else enqueued it while we waited
+                _, t0 = self._items[key]
+                self._items[key] = (value, t0)
+                self.coalesced += 1
+                return
+        self._items[key] = (value, time.monotonic())
+        self._not_empty.set()
+
+    async def get_batch(self, max_items: int, linger: float) -> list[tuple[K, V, float]]:
+        """Wait for at least one item, then up to `linger` seconds for the batch to fill; oldest first."""
+        while not self._items:
+            self._not_empty.clear()
+            await self._not_empty.wait()
+        if len(self._items) < max_items and linger > 0:
+            deadline = time.monotonic() + linger
+            while len(self._items) < max_items:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._not_empty.clear()
+                try:
+                    await asyncio.wait_for(self._not_empty.wait(), remaining)
+                except TimeoutError:
+                    break
+        out: list[tuple[K, V, float]] = []
+        while self._items and len(out) < max_items:
+            k, (v, t0) = self._items.popitem(last=False)
+            out.append((k, v, t0))
+        if len(self._items) < self.maxsize:
+            self._not_full.set()
+        return out
+
+    def pending(self) -> list[K]:
+        return list(self._items)
+
+
+class WorkQueue(Generic[K]):
+    def __init__(self, backoff: Backoff | None = None) -> None:
+        self.backoff = backoff or Backoff(initial=0.2, cap=60.0)
+        self._queue: asyncio.Queue[K] = asyncio.Queue()
+        self._dirty: set[K] = set()
+        self._processing: set[K] = set()
+        self._failures: dict[K, int] = {}
+        self._timers: dict[K, asyncio.TimerHandle] = {}
+
+    def __len__(self) -> int:
+        return len(self._dirty)
+
+    def add(self, key: K) -> None:
+        if key in self._dirty:
+            return
+        self._dirty.add(key)
+        if key not in self._processing:
+            self._queue.put_nowait(key)
+
+    def add_after(self, key: K, delay: float) -> None:
+        if delay <= 0:
+            self.add(key)
+            return
+        old = self._timers.pop(key, None)
+        if old is not None:
+            # Keep the earlier deadline.
+            if old.when() <= asyncio.get_running_loop().time() + delay:
+                self._timers[key] = old
+                return
+            old.cancel()
+        loop = asyncio.get_running_loop()
+        self._timers[key] = loop.call_later(delay, self._fire, key)
+
+    def _fire(self, key: K) -> None:
+        self._timers.pop(key, None)
+        self.add(key)
+
+    def requeue_failed(self, key: K, retry_after: float | None = None) -> float:
+        n = self._failures.get(key, 0)
+        self._failures[key] = n + 1
+        delay = self.backoff.delay(n, retry_after)
+        self.add_after(key, delay)
+        return delay
+
+    def forget(self, key: K) -> None:
+        self._failures.pop(key, None)
+
+    def failures(self, key: K) -> int:
+        return self._failures.get(key, 0)
+
+    async def get(self) -> K:
+        while True:
+            key = await self._queue.get()
+            if key in self._dirty and key not in self._processing:
+                self._dirty.discard(key)
+                self._processing.add(key)
+                return key
+
+    def done(self, key: K) -> None:
+        self._processing.discard(key)
+        if key in self._dirty:
+            self._queue.put_nowait(key)
+
+    def shutdown(self) -> None:
+        for t in self._timers.values():
+            t.cancel()
+        self._timers.clear()
