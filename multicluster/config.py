@@ -215,7 +215,9 @@ def _parse_cluster(i: int, item: Any, base: Path, check_files: bool) -> ClusterC
     _typed(where, item, dict, "a mapping with a `metadata:` key")
     _check_keys(where, item, ["metadata"])
     if "metadata" not in item:
-        raise ConfigError(f"{where}: missing `metadata:`", hint="each cluster is `- metadata: {clusterName: ..., configPath: ...}`")
+        raise ConfigError(
+            f"{where}: missing `metadata:`", hint="each cluster is `- metadata: {clusterName: ..., configPath: ...}`"
+        )
     meta = item["metadata"]
     where = f"{where}.metadata"
     _typed(where, meta, dict, "a mapping")
@@ -260,13 +262,26 @@ def _parse_store(data: Any, base: Path) -> StoreConfig:
     if data is None:
         return StoreConfig(path=base / "multicluster.db")
     _typed(where, data, dict, "a mapping")
-    allowed = ["type", "path", "host", "port", "user", "password", "passwordFile", "database", "poolSize",
-               "batchSize", "flushInterval"]
+    allowed = [
+        "type",
+        "path",
+        "host",
+        "port",
+        "user",
+        "password",
+        "passwordFile",
+        "database",
+        "poolSize",
+        "batchSize",
+        "flushInterval",
+    ]
     _check_keys(where, data, allowed)
     kind = _opt(where, data, "type", str, '"sqlite" or "mysql"', "sqlite")
     if kind not in ("sqlite", "mysql"):
-        raise ConfigError(f'store.type: "{kind}" is not supported{_suggest(kind, ["sqlite", "mysql"])}',
-                          hint='use "sqlite" (embedded, default) or "mysql" (MySQL/MariaDB)')
+        raise ConfigError(
+            f'store.type: "{kind}" is not supported{_suggest(kind, ["sqlite", "mysql"])}',
+            hint='use "sqlite" (embedded, default) or "mysql" (MySQL/MariaDB)',
+        )
     password = _opt(where, data, "password", str, "a string", "")
     password_file = _opt(where, data, "passwordFile", str, "a file path", None)
     if password_file:
@@ -324,8 +339,11 @@ def _parse_sync(data: Any) -> SyncConfig:
         return SyncConfig()
     where = "sync"
     _typed(where, data, dict, "a mapping")
-    _check_keys(where, data, ["pageSize", "resyncSeconds", "watchTimeoutSeconds", "dropManagedFields",
-                              "storeSecrets", "queueSize"])
+    _check_keys(
+        where,
+        data,
+        ["pageSize", "resyncSeconds", "watchTimeoutSeconds", "dropManagedFields", "storeSecrets", "queueSize"],
+    )
     return SyncConfig(
         page_size=int(_positive("sync.pageSize", _opt(where, data, "pageSize", int, "an integer", 500))),
         resync_seconds=float(_opt(where, data, "resyncSeconds", (int, float), "seconds (0 = never)", 600.0)),

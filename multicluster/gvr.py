@@ -111,14 +111,18 @@ def parse(text: str) -> list[GVRQuery]:
     if "/" in raw:
         parts = [p for p in raw.split("/")]
         if any(not p for p in parts) or len(parts) > 3:
-            raise GVRError(f'"{raw}" is not a resource type', hint="slash form is GROUP/VERSION/RESOURCE or VERSION/RESOURCE")
+            raise GVRError(
+                f'"{raw}" is not a resource type', hint="slash form is GROUP/VERSION/RESOURCE or VERSION/RESOURCE"
+            )
         if len(parts) == 2:
             group, version, resource = "", parts[0], parts[1]
         else:
             group, version, resource = _group([parts[0]]), parts[1], parts[2]
         _check_tokens(raw, [version, resource, *group.split(".")] if group else [version, resource])
         if not _VERSION.match(version.lower()):
-            raise GVRError(f'"{raw}": "{version}" is not an API version', hint="versions look like v1, v1beta1, v2alpha1")
+            raise GVRError(
+                f'"{raw}": "{version}" is not an API version', hint="versions look like v1, v1beta1, v2alpha1"
+            )
         return [GVRQuery(resource.lower(), group, version.lower())]
     tokens = raw.split(".")
     _check_tokens(raw, tokens)
@@ -183,8 +187,9 @@ def resolve(text: str, resources: Sequence[APIResource], *, require_list_watch: 
                 hint="metrics.k8s.io, authentication.k8s.io and authorization.k8s.io are not supported",
             )
         if require_list_watch and not best.listable:
+            verbs = ", ".join(sorted(best.verbs)) or "none"
             raise GVRError(
-                f'"{text}" ({best.gvr}) does not support list and watch (verbs: {", ".join(sorted(best.verbs)) or "none"})',
+                f'"{text}" ({best.gvr}) does not support list and watch (verbs: {verbs})',
                 hint="only resources that can be listed and watched can be synced and queried",
             )
         return best
@@ -226,9 +231,7 @@ def parse_discovery(group_version: str, body: dict[str, object], preferred: bool
     return out
 
 
-def selected(
-    resources: Sequence[APIResource], include: Sequence[str], exclude: Sequence[str]
-) -> list[APIResource]:
+def selected(resources: Sequence[APIResource], include: Sequence[str], exclude: Sequence[str]) -> list[APIResource]:
     """The resources a cluster should sync: preferred versions that can be listed and watched, filtered.
 
     `include` empty means everything. Entries of either list are a group name (`policy`, `metrics.k8s.io`) or any

@@ -192,7 +192,12 @@ class Informer:
         self.synced.set()
         log.info(
             "%s: listed %s in %.1f s (%s changed, %s deleted), watching from RV %s",
-            self.label, f"{count:,}", secs, f"{changed:,}", f"{len(gone):,}", list_rv,
+            self.label,
+            f"{count:,}",
+            secs,
+            f"{changed:,}",
+            f"{len(gone):,}",
+            list_rv,
         )
 
     # ------------------------------------------------------------------ watch
@@ -218,8 +223,13 @@ class Informer:
             md = obj.get("metadata") or {}
             if etype == "ERROR":
                 code = int(obj.get("code") or 500)
-                raise kube_error(code, str(obj.get("message") or "watch error"), reason=str(obj.get("reason") or ""),
-                                 cluster=self.client.name, body=obj)
+                raise kube_error(
+                    code,
+                    str(obj.get("message") or "watch error"),
+                    reason=str(obj.get("reason") or ""),
+                    cluster=self.client.name,
+                    body=obj,
+                )
             rv_s = str(md.get("resourceVersion") or "")
             if etype == "BOOKMARK":
                 if rv_s:

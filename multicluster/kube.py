@@ -95,7 +95,9 @@ class ClusterClient:
             ctx = False
         connector = aiohttp.TCPConnector(ssl=ctx, limit=64, enable_cleanup_closed=True)
         # trust_env=False: a proxy must never sit between us and loopback/in-cluster API servers.
-        self._session = aiohttp.ClientSession(connector=connector, trust_env=False, json_serialize=lambda o: orjson.dumps(o).decode())
+        self._session = aiohttp.ClientSession(
+            connector=connector, trust_env=False, json_serialize=lambda o: orjson.dumps(o).decode()
+        )
 
     async def close(self) -> None:
         if self._session is not None:
@@ -167,9 +169,7 @@ class ClusterClient:
                 ra = None
         return kube_error(status, message, reason=reason, cluster=self.name, body=body, retry_after=ra)
 
-    async def watch(
-        self, path: str, params: Mapping[str, Any], *, timeout: float
-    ) -> AsyncIterator[dict[str, Any]]:
+    async def watch(self, path: str, params: Mapping[str, Any], *, timeout: float) -> AsyncIterator[dict[str, Any]]:
         """Stream watch events (one JSON object per line) until the server closes the stream.
 
         `timeout` bounds silence between events (the server's timeoutSeconds plus slack), so a frozen API
@@ -225,9 +225,7 @@ class ClusterClient:
                 pref = (g.get("preferredVersion") or {}).get("groupVersion")
                 for v in g.get("versions") or []:
                     fetches.append((str(v["groupVersion"]), v["groupVersion"] == pref))
-            results = await asyncio.gather(
-                *(self.get(f"/apis/{gv}") for gv, _ in fetches), return_exceptions=True
-            )
+            results = await asyncio.gather(*(self.get(f"/apis/{gv}") for gv, _ in fetches), return_exceptions=True)
             for (gv, pref), res in zip(fetches, results, strict=True):
                 if isinstance(res, BaseException):
                     # An aggregated API that is down (e.g. metrics-server) must not break discovery of the rest.

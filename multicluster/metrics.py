@@ -6,22 +6,40 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
-OBJECTS = Gauge("multicluster_objects", "Objects mirrored per cluster and resource type", ["cluster", "gvr"],
-                registry=REGISTRY)
-QUEUE_DEPTH = Gauge("multicluster_queue_depth", "Pending writes per cluster and resource type", ["cluster", "gvr"],
-                    registry=REGISTRY)
-BATCH_SIZE = Histogram("multicluster_store_batch_size", "Mutations per store transaction",
-                       buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 2000), registry=REGISTRY)
+OBJECTS = Gauge(
+    "multicluster_objects", "Objects mirrored per cluster and resource type", ["cluster", "gvr"], registry=REGISTRY
+)
+QUEUE_DEPTH = Gauge(
+    "multicluster_queue_depth", "Pending writes per cluster and resource type", ["cluster", "gvr"], registry=REGISTRY
+)
+BATCH_SIZE = Histogram(
+    "multicluster_store_batch_size",
+    "Mutations per store transaction",
+    buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 2000),
+    registry=REGISTRY,
+)
 BATCH_SECONDS = Histogram("multicluster_store_batch_seconds", "Store transaction latency", registry=REGISTRY)
-EVENT_LAG = Histogram("multicluster_event_lag_seconds", "Watch event received -> row committed",
-                      buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=REGISTRY)
+EVENT_LAG = Histogram(
+    "multicluster_event_lag_seconds",
+    "Watch event received -> row committed",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=REGISTRY,
+)
 QUERY_SECONDS = Histogram("multicluster_query_seconds", "API query latency", ["route"], registry=REGISTRY)
-WATCH_RESTARTS = Counter("multicluster_watch_restarts_total", "Watch streams restarted",
-                         ["cluster", "gvr", "reason"], registry=REGISTRY)
-RELISTS = Counter("multicluster_relists_total", "Full lists (initial, 410 Gone, resync)", ["cluster", "gvr", "reason"],
-                  registry=REGISTRY)
+WATCH_RESTARTS = Counter(
+    "multicluster_watch_restarts_total", "Watch streams restarted", ["cluster", "gvr", "reason"], registry=REGISTRY
+)
+RELISTS = Counter(
+    "multicluster_relists_total",
+    "Full lists (initial, 410 Gone, resync)",
+    ["cluster", "gvr", "reason"],
+    registry=REGISTRY,
+)
 STORE_ERRORS = Counter("multicluster_store_errors_total", "Failed store transactions (retried)", registry=REGISTRY)
-CLUSTER_UP = Gauge("multicluster_cluster_reachable", "1 when the cluster's API server answered recently",
-                   ["cluster"], registry=REGISTRY)
-RECONCILES = Counter("multicluster_reconciles_total", "MultiClusterResource reconciles", ["result"],
-                     registry=REGISTRY)
+CLUSTER_UP = Gauge(
+    "multicluster_cluster_reachable",
+    "1 when the cluster's API server answered recently",
+    ["cluster"],
+    registry=REGISTRY,
+)
+RECONCILES = Counter("multicluster_reconciles_total", "MultiClusterResource reconciles", ["result"], registry=REGISTRY)

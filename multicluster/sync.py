@@ -36,8 +36,15 @@ WriteQueue = CoalescingQueue[QueueKey, Mutation]
 SECRETS = GVR("", "v1", "secrets")
 
 
-def to_row(cluster: str, gvr: GVR, obj: dict[str, Any], rv: int, *, drop_managed_fields: bool = True,
-           store_secrets: bool = False) -> Row:
+def to_row(
+    cluster: str,
+    gvr: GVR,
+    obj: dict[str, Any],
+    rv: int,
+    *,
+    drop_managed_fields: bool = True,
+    store_secrets: bool = False,
+) -> Row:
     """Shape an API object into a Row: strip what we must not or need not keep, extract the indexed values."""
     md = obj.get("metadata") or {}
     if drop_managed_fields and "managedFields" in md:
@@ -136,8 +143,15 @@ def _asdict(s: SyncState) -> dict[str, Any]:
 class StoreSink:
     """The informer-facing end of the write queue for one cluster x GVR."""
 
-    def __init__(self, cluster: str, resource: APIResource, queue: WriteQueue, tracker: Tracker,
-                 index: dict[Key, int], sync: Config) -> None:
+    def __init__(
+        self,
+        cluster: str,
+        resource: APIResource,
+        queue: WriteQueue,
+        tracker: Tracker,
+        index: dict[Key, int],
+        sync: Config,
+    ) -> None:
         self.cluster = cluster
         self.gvr = resource.gvr
         self.queue = queue
@@ -148,19 +162,22 @@ class StoreSink:
         self._gauge = metrics.OBJECTS.labels(cluster, str(self.gvr))
 
     async def upsert(self, obj: dict[str, Any], rv: int) -> None:
-        row = to_row(self.cluster, self.gvr, obj, rv, drop_managed_fields=self.drop_managed,
-                     store_secrets=self.store_secrets)
+        row = to_row(
+            self.cluster, self.gvr, obj, rv, drop_managed_fields=self.drop_managed, store_secrets=self.store_secrets
+        )
         await self.queue.put((self.cluster, self.gvr, row.namespace, row.name), row)
         self.tracker.contact(self.cluster)
 
     async def delete(self, namespace: str, name: str, rv: int) -> None:
-        await self.queue.put((self.cluster, self.gvr, namespace, name),
-                             Delete(self.cluster, self.gvr, namespace, name, rv))
+        await self.queue.put(
+            (self.cluster, self.gvr, namespace, name), Delete(self.cluster, self.gvr, namespace, name, rv)
+        )
         self.tracker.contact(self.cluster)
 
     async def listed(self, rv: int, count: int, seconds: float, reason: str) -> None:
-        self.tracker.update(self.cluster, self.gvr, status="synced", resource_version=rv, synced_at=time.time(),
-                            error="", objects=count)
+        self.tracker.update(
+            self.cluster, self.gvr, status="synced", resource_version=rv, synced_at=time.time(), error="", objects=count
+        )
         self.tracker.contact(self.cluster)
         self._gauge.set(count)
 
@@ -172,8 +189,16 @@ class StoreSink:
 class Writer:
     """Drains the write queue into the store in batches; never drops a mutation on a transient error."""
 
-    def __init__(self, store: Store, queue: WriteQueue, tracker: Tracker, *, batch_size: int = 500,
-                 linger: float = 0.05, backoff: Backoff | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        queue: WriteQueue,
+        tracker: Tracker,
+        *,
+        batch_size: int = 500,
+        linger: float = 0.05,
+        backoff: Backoff | None = None,
+    ) -> None:
         self.store = store
         self.queue = queue
         self.tracker = tracker
@@ -273,9 +298,18 @@ class ClusterSync:
     periodically (new CRDs appear, deleted ones are dropped with their rows), and never gives up on a cluster
     that is down — it keeps retrying while the others carry on."""
 
-    def __init__(self, cluster: ClusterConfig, config: Config, client: ClusterClient, store: Store,
-                 queue: WriteQueue, tracker: Tracker, supervisor: Supervisor, *,
-                 rediscover_seconds: float = 60.0) -> None:
+    def __init__(
+        self,
+        cluster: ClusterConfig,
+        config: Config,
+        client: ClusterClient,
+        store: Store,
+        queue: WriteQueue,
+        tracker: Tracker,
+        supervisor: Supervisor,
+        *,
+        rediscover_seconds: float = 60.0,
+    ) -> None:
         self.cluster = cluster
         self.config = config
         self.client = client
@@ -346,7 +380,10 @@ class ClusterSync:
             sink = StoreSink(self.cluster.name, res, self.queue, self.tracker, index, self.config)
             self.tracker.update(self.cluster.name, gvr, status="syncing", objects=len(index))
             inf = Informer(
-                self.client, res, sink, index=index,
+                self.client,
+                res,
+                sink,
+                index=index,
                 options=InformerOptions(
                     page_size=self.config.sync.page_size,
                     watch_timeout=self.config.sync.watch_timeout_seconds,

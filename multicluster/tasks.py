@@ -24,8 +24,9 @@ class Supervisor:
     def names(self) -> list[str]:
         return [n for n, t in self._tasks.items() if not t.done()]
 
-    def spawn(self, name: str, factory: Callable[[], Awaitable[None]], *, restart: bool = True,
-              backoff: Backoff | None = None) -> asyncio.Task[None]:
+    def spawn(
+        self, name: str, factory: Callable[[], Awaitable[None]], *, restart: bool = True, backoff: Backoff | None = None
+    ) -> asyncio.Task[None]:
         """Run `factory()`; when it raises (not when cancelled) log it and, if `restart`, run it again later."""
         if name in self:
             raise RuntimeError(f"task {name} is already running")
@@ -41,8 +42,9 @@ class Supervisor:
                     raise
                 except Exception:
                     delay = bo.delay(attempt)
-                    log.exception("task %s crashed; %s in %.1fs", name, "restarting" if restart else "not restarting",
-                                  delay)
+                    log.exception(
+                        "task %s crashed; %s in %.1fs", name, "restarting" if restart else "not restarting", delay
+                    )
                     if not restart:
                         return
                     attempt += 1
@@ -75,6 +77,6 @@ async def _cancel(tasks: list[asyncio.Task[None]], timeout: float) -> None:
         t.cancel()
     if not tasks:
         return
-    done, pending = await asyncio.wait(tasks, timeout=timeout)
+    _done, pending = await asyncio.wait(tasks, timeout=timeout)
     for t in pending:
         log.error("task %s did not stop within %.0fs", t.get_name(), timeout)

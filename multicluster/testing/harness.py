@@ -29,7 +29,7 @@ import yaml
 from multicluster.testing.certs import make_pki
 
 BUILD_SCRIPT = Path(__file__).with_name("build-testbin.sh")
-ADMIN_TOKEN = "multicluster-harness-admin-token"  # noqa: S105 - a loopback-only test credential
+ADMIN_TOKEN = "multicluster-harness-admin-token"
 
 
 def progress(msg: str) -> None:
@@ -136,8 +136,14 @@ class Harness:
         """A daemon config in the seed's format listing every cluster, cluster1 as master."""
         doc: dict[str, Any] = {
             "clusters": [
-                {"metadata": {"clusterName": s.name, "insecure": False, "configPath": str(s.kubeconfig),
-                              "isMaster": i == 0}}
+                {
+                    "metadata": {
+                        "clusterName": s.name,
+                        "insecure": False,
+                        "configPath": str(s.kubeconfig),
+                        "isMaster": i == 0,
+                    }
+                }
                 for i, s in enumerate(self.servers.values())
             ]
         }
@@ -162,7 +168,9 @@ class Harness:
             self.add_cluster(f"cluster{i}", styles[(i - 1) % len(styles)], wait=False)
         for s in self.servers.values():
             self.wait_ready(s.name)
-        progress(f"{len(self.servers)} API servers ready: " + ", ".join(f"{s.name}={s.url}" for s in self.servers.values()))
+        progress(
+            f"{len(self.servers)} API servers ready: " + ", ".join(f"{s.name}={s.url}" for s in self.servers.values())
+        )
 
     def _start_etcd(self) -> None:
         self.etcd_port = free_port()
@@ -266,9 +274,8 @@ class Harness:
         last = ""
         while time.monotonic() < deadline:
             if s.proc is not None and s.proc.poll() is not None:
-                raise RuntimeError(
-                    f"kube-apiserver {name} exited with {s.proc.returncode}; see {self.logs / (name + '-apiserver.log')}"
-                )
+                log_file = self.logs / f"{name}-apiserver.log"
+                raise RuntimeError(f"kube-apiserver {name} exited with {s.proc.returncode}; see {log_file}")
             try:
                 self.request(name, "GET", "/readyz")
                 return
@@ -308,8 +315,9 @@ class Harness:
 
     # ------------------------------------------------------------------ helpers for tests
 
-    def request(self, name: str, method: str, path: str, body: Any = None,
-                content_type: str = "application/json") -> Any:
+    def request(
+        self, name: str, method: str, path: str, body: Any = None, content_type: str = "application/json"
+    ) -> Any:
         """Admin request to one API server (blocking; for test setup, not for the code under test)."""
         s = self.servers[name]
         ctx = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
@@ -328,7 +336,11 @@ class Harness:
             return raw.decode()
 
     def etcd_revision(self) -> int:
-        req = urllib.request.Request(f"{self.etcd_url}/v3/kv/range", data=json.dumps({"key": base64.b64encode(b"/").decode()}).encode(), method="POST")  # noqa: S310
+        req = urllib.request.Request(  # noqa: S310 - loopback etcd
+            f"{self.etcd_url}/v3/kv/range",
+            data=json.dumps({"key": base64.b64encode(b"/").decode()}).encode(),
+            method="POST",
+        )
         with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310
             return int(json.loads(r.read())["header"]["revision"])
 
@@ -337,7 +349,7 @@ class Harness:
         rev = self.etcd_revision()
         body = json.dumps({"revision": str(rev), "physical": True}).encode()
         req = urllib.request.Request(f"{self.etcd_url}/v3/kv/compaction", data=body, method="POST")  # noqa: S310
-        with urllib.request.urlopen(req, timeout=60) as r:  # noqa: S310
+        with urllib.request.urlopen(req, timeout=60) as r:  # noqa: S310 - loopback etcd
             r.read()
         return rev
 

@@ -31,7 +31,7 @@ class MariaDB:
     workdir: Path
     port: int = 0
     user: str = "multicluster"
-    password: str = "multicluster-test"  # noqa: S105 - loopback-only test credential
+    password: str = "multicluster-test"
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -52,9 +52,15 @@ class MariaDB:
         if fresh:
             progress(f"initialising MariaDB data directory {data}")
             subprocess.run(
-                [_which("mariadb-install-db", "mysql_install_db"), f"--datadir={data}", "--user=root",
-                 "--auth-root-authentication-method=socket", "--skip-test-db"],
-                check=True, capture_output=True,
+                [
+                    _which("mariadb-install-db", "mysql_install_db"),
+                    f"--datadir={data}",
+                    "--user=root",
+                    "--auth-root-authentication-method=socket",
+                    "--skip-test-db",
+                ],
+                check=True,
+                capture_output=True,
             )
         if not self.port:
             self.port = free_port()
@@ -93,7 +99,8 @@ class MariaDB:
                 raise RuntimeError(f"mariadbd exited with {self.proc.returncode}; see {self.workdir / 'error.log'}")
             res = subprocess.run(
                 [_which("mariadb-admin", "mysqladmin"), f"--socket={self.socket}", "-uroot", "ping"],
-                capture_output=True, check=False,
+                capture_output=True,
+                check=False,
             )
             if res.returncode == 0:
                 return
@@ -103,7 +110,9 @@ class MariaDB:
     def sql(self, statement: str) -> str:
         res = subprocess.run(
             [_which("mariadb", "mysql"), f"--socket={self.socket}", "-uroot", "-N", "-B", "-e", statement],
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if res.returncode != 0:
             raise RuntimeError(f"mariadb: {res.stderr.strip()}")

@@ -1,0 +1,206 @@
+"""Composition root: config → store → writer → per-cluster informers → delivery controller → HTTP API.
+
+Also the ApiBackend the HTTP layer reads from (resolve spellings against live discovery, cluster views, readiness)
+and graceful shutdown: stop accepting requests, stop the watches, flush what is queued, close the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from typing import Any
+
+from multicluster import gvr as gvrmod
+from multicluster.config import Config
+from multicluster.errors import GVRError
+from multicluster.gvr import GVR, APIResource
+from multicluster.kube import ClusterClient
+from multicluster.store import open_store
+from multicluster.store.base import Store, SyncState
+from multicluster.sync import ClusterSync, Tracker, WriteQueue, Writer
+from multicluster.tasks import Supervisor
+from multicluster.workqueue import CoalescingQueue
+
+log = logging.getLogger(__name__)
+
+
+class Daemon:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.supervisor = Supervisor("daemon")
+        self.tracker = Tracker()
+        self.queue: WriteQueue = CoalescingQueue(maxsize=config.sync.queue_size)
+        self.clients: dict[str, ClusterClient] = {}
+        self.syncs: dict[str, ClusterSync] = {}
+        self.store: Store | None = None
+        self.writer: Writer | None = None
+        self.controller: Any = None
+        self.started = time.time()
+        self._runner: Any = None
+        self._stop = asyncio.Event()
+        self.api_address = ""
+
+    # ------------------------------------------------------------------ ApiBackend
+
+    @property
+    def token(self) -> str | None:
+        return self.config.server.token
+
+    def _resources(self) -> list[APIResource]:
+        seen: dict[GVR, APIResource] = {}
+        for s in self.syncs.values():
+            for r in s.resources:
+                seen.setdefault(r.gvr, r)
+        return list(seen.values())
+
+    def resolve(self, spelling: str) -> APIResource:
+        """Resolve against what the clusters serve; fall back to the GVRs already stored (clusters down)."""
+        resources = self._resources()
+        try:
+            return gvrmod.resolve(spelling, resources)
+        except GVRError:
+            if resources:
+                raise
+        stored = [
+            APIResource(gvr=g, kind="", namespaced=True, verbs=frozenset({"list", "watch"})) for g in self._stored_gvrs
+        ]
+        return gvrmod.resolve(spelling, stored)
+
+    _stored_gvrs: list[GVR] = []
+
+    def ready(self) -> bool:
+        return bool(self.syncs) and all(s.synced() for s in self.syncs.values())
+
+    def sync_states(self) -> list[SyncState]:
+        return list(self.tracker.states.values())
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def add_cluster(self, name: str) -> None:
+        cluster = self.config.cluster(name)
+        assert cluster is not None and self.store is not None
+        client = ClusterClient(cluster)
+        self.clients[name] = client
+        sync = ClusterSync(cluster, self.config, client, self.store, self.queue, self.tracker, self.supervisor)
+        self.syncs[name] = sync
+        self.supervisor.spawn(f"cluster/{name}", sync.run)
+
+    async def start(self) -> None:
+        cfg = self.config
+        where = (
+            cfg.store.path if cfg.store.type == "sqlite" else f"{cfg.store.host}:{cfg.store.port}/{cfg.store.database}"
+        )
+        log.info("opening %s store at %s", cfg.store.type, where)
+        self.store = open_store(cfg.store)
+        await self.store.open()
+        try:
+            self._stored_gvrs = await self.store.gvrs()
+        except Exception:  # a cosmetic fallback only
+            self._stored_gvrs = []
+        # Rows of clusters no longer configured would otherwise be served forever.
+        configured = {c.name for c in cfg.clusters}
+        for cluster, _g in list((await self.store.counts()).keys()):
+            if cluster not in configured:
+                n = await self.store.delete_cluster(cluster)
+                log.info("removed %d rows of cluster %s (no longer configured)", n, cluster)
+                configured.add(cluster)
+        self.writer = Writer(
+            self.store, self.queue, self.tracker, batch_size=cfg.store.batch_size, linger=cfg.store.flush_interval
+        )
+        self.supervisor.spawn("writer", self.writer.run)
+        for c in cfg.clusters:
+            self.add_cluster(c.name)
+        await self._start_api()
+        await self._start_controller()
+
+    async def _start_api(self) -> None:
+        from aiohttp import web
+
+        from multicluster.api import build_app
+
+        app = build_app(self)  # type: ignore[arg-type]
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        ssl_ctx = None
+        if self.config.server.cert_dir is not None:
+            import ssl
+
+            ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ssl_ctx.load_cert_chain(self.config.server.cert_dir / "tls.crt", self.config.server.cert_dir / "tls.key")
+        site = web.TCPSite(
+            runner, self.config.server.bind, self.config.server.port, ssl_context=ssl_ctx, reuse_address=True
+        )
+        await site.start()
+        self._runner = runner
+        scheme = "https" if ssl_ctx else "http"
+        self.api_address = f"{scheme}://{self.config.server.bind}:{self.config.server.port}"
+        log.info("API listening on %s%s", self.api_address, " (bearer token required)" if self.token else "")
+
+    async def _start_controller(self) -> None:
+        master = self.config.master
+        if master is None:
+            log.info("no cluster has isMaster: true; delivery controller is off (query-only daemon)")
+            return
+        import importlib
+
+        try:
+            controller_cls = importlib.import_module("multicluster.reconciler").Controller
+        except ImportError:
+            log.info("delivery controller not available in this build")
+            return
+        self.controller = controller_cls(self.config, self.clients, self.supervisor)
+        self.supervisor.spawn("controller", self.controller.run)
+
+    async def wait_ready(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.ready():
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.1)
+        return True
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def serve_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.request_stop)
+        await self.start()
+        t0 = time.monotonic()
+        ready_task = asyncio.create_task(self._log_ready(t0))
+        await self._stop.wait()
+        ready_task.cancel()
+        await self.shutdown()
+
+    async def _log_ready(self, t0: float) -> None:
+        await self.wait_ready()
+        log.info("initial sync of %d clusters done in %.1fs; ready", len(self.syncs), time.monotonic() - t0)
+
+    async def shutdown(self, grace: float = 20.0) -> None:
+        log.info("shutting down: closing the API, stopping watches, flushing writes")
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        for name in list(self.syncs):
+            await self.supervisor.stop(f"cluster/{name}")
+            await self.syncs[name].stop()
+        await self.supervisor.stop("controller")
+        if self.writer is not None:
+            drained = await self.writer.drain(grace)
+            if not drained:
+                log.error("%d queued changes were not written before the grace period ended", len(self.queue))
+            try:
+                await self.writer.flush_states()
+            except Exception as exc:
+                log.warning("could not save sync state: %s", exc)
+        await self.supervisor.stop_all()
+        for c in self.clients.values():
+            await c.close()
+        if self.store is not None:
+            await self.store.close()
+        log.info("stopped")
