@@ -1,0 +1,84 @@
+"""Work queue semantics: coalescing, backpressure, per-key serialisation, backoff requeue."""
+
+from __future__ import annotations
+
+import asyncio
+
+from multicluster.retry import Backoff
+from multicluster.workqueue import CoalescingQueue, WorkQueue
+
+
+async def test_newest_state_wins_and_keeps_its_place() -> None:
+    q: CoalescingQueue[str, int] = CoalescingQueue(maxsize=10)
+    await q.put("a", 1)
+    await q.put("b", 1)
+    await q.put("a", 2)
+    await q.put("a", 3)
+    batch = await q.get_batch(10, 0)
+    assert [(k, v) for k, v, _ in batch] == [("a", 3), ("b", 1)]
+    assert q.coalesced == 2
+
+
+async def test_full_queue_blocks_producers_until_drained() -> None:
+    q: CoalescingQueue[int, int] = CoalescingQueue(maxsize=2)
+    await q.put(1, 1)
+    await q.put(2, 2)
+    blocked = asyncio.create_task(q.put(3, 3))
+    await asyncio.sleep(0.05)
+    assert not blocked.done()  # backpressure, not growth and not a drop
+    await q.put(1, 10)  # re-putting a pending key never blocks
+    batch = await q.get_batch(1, 0)
+    assert [(k, v) for k, v, _ in batch] == [(1, 10)]
+    await asyncio.wait_for(blocked, 1)
+    assert sorted(k for k, _, _ in await q.get_batch(10, 0)) == [2, 3]
+
+
+async def test_get_batch_lingers_to_fill() -> None:
+    q: CoalescingQueue[int, int] = CoalescingQueue()
+
+    async def produce() -> None:
+        for i in range(5):
+            await q.put(i, i)
+            await asyncio.sleep(0.01)
+
+    t = asyncio.create_task(produce())
+    batch = await q.get_batch(5, 0.5)
+    await t
+    assert len(batch) == 5
+
+
+async def test_workqueue_never_processes_a_key_twice_at_once() -> None:
+    wq: WorkQueue[str] = WorkQueue()
+    wq.add("x")
+    wq.add("x")
+    assert len(wq) == 1
+    key = await wq.get()
+    wq.add("x")  # changed while processing: must be processed again, but only after done()
+    second = asyncio.create_task(wq.get())
+    await asyncio.sleep(0.05)
+    assert not second.done()
+    wq.done(key)
+    assert await asyncio.wait_for(second, 1) == "x"
+
+
+async def test_requeue_failed_backs_off_and_forget_resets() -> None:
+    wq: WorkQueue[str] = WorkQueue(Backoff(initial=0.05, factor=2, cap=1, jitter=0))
+    wq.add("k")
+    k = await wq.get()
+    assert wq.requeue_failed(k) == 0.05
+    wq.done(k)
+    t0 = asyncio.get_running_loop().time()
+    assert await asyncio.wait_for(wq.get(), 1) == "k"
+    assert asyncio.get_running_loop().time() - t0 >= 0.04
+    assert wq.requeue_failed("k") == 0.1
+    wq.forget("k")
+    assert wq.failures("k") == 0
+    wq.shutdown()
+
+
+def test_backoff_caps_and_honours_retry_after() -> None:
+    b = Backoff(initial=1, factor=2, cap=30, jitter=0)
+    assert [b.delay(i) for i in range(7)] == [1, 2, 4, 8, 16, 30, 30]
+    assert b.delay(0, retry_after=12) == 12
+    jittered = Backoff(initial=10, jitter=0.2)
+    assert all(8 <= jittered.delay(0) <= 12 for _ in range(50))
