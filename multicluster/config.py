@@ -94,6 +94,7 @@ class SyncConfig:
     drop_managed_fields: bool = True
     store_secrets: bool = False
     queue_size: int = 10_000
+    rediscover_seconds: float = 60.0  # how often discovery is re-read (new CRDs start syncing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,7 +343,15 @@ def _parse_sync(data: Any) -> SyncConfig:
     _check_keys(
         where,
         data,
-        ["pageSize", "resyncSeconds", "watchTimeoutSeconds", "dropManagedFields", "storeSecrets", "queueSize"],
+        [
+            "pageSize",
+            "resyncSeconds",
+            "watchTimeoutSeconds",
+            "dropManagedFields",
+            "storeSecrets",
+            "queueSize",
+            "rediscoverSeconds",
+        ],
     )
     return SyncConfig(
         page_size=int(_positive("sync.pageSize", _opt(where, data, "pageSize", int, "an integer", 500))),
@@ -353,6 +362,9 @@ def _parse_sync(data: Any) -> SyncConfig:
         drop_managed_fields=_opt(where, data, "dropManagedFields", bool, "true or false", True),
         store_secrets=_opt(where, data, "storeSecrets", bool, "true or false", False),
         queue_size=int(_positive("sync.queueSize", _opt(where, data, "queueSize", int, "an integer", 10_000))),
+        rediscover_seconds=float(
+            _positive("sync.rediscoverSeconds", _opt(where, data, "rediscoverSeconds", (int, float), "seconds", 60.0))
+        ),
     )
 
 

@@ -84,11 +84,20 @@ class Daemon:
         assert cluster is not None and self.store is not None
         client = ClusterClient(cluster)
         self.clients[name] = client
-        sync = ClusterSync(cluster, self.config, client, self.store, self.queue, self.tracker, self.supervisor)
+        sync = ClusterSync(
+            cluster,
+            self.config,
+            client,
+            self.store,
+            self.queue,
+            self.tracker,
+            self.supervisor,
+            rediscover_seconds=self.config.sync.rediscover_seconds,
+        )
         self.syncs[name] = sync
         self.supervisor.spawn(f"cluster/{name}", sync.run)
 
-    async def start(self) -> None:
+    async def start(self, *, api: bool = True, controller: bool = True) -> None:
         cfg = self.config
         where = (
             cfg.store.path if cfg.store.type == "sqlite" else f"{cfg.store.host}:{cfg.store.port}/{cfg.store.database}"
@@ -113,8 +122,10 @@ class Daemon:
         self.supervisor.spawn("writer", self.writer.run)
         for c in cfg.clusters:
             self.add_cluster(c.name)
-        await self._start_api()
-        await self._start_controller()
+        if api:
+            await self._start_api()
+        if controller:
+            await self._start_controller()
 
     async def _start_api(self) -> None:
         from aiohttp import web
