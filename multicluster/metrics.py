@@ -43,3 +43,4 @@ CLUSTER_UP = Gauge(
     registry=REGISTRY,
 )
 RECONCILES = Counter("multicluster_reconciles_total", "MultiClusterResource reconciles", ["result"], registry=REGISTRY)
+ROWS = Counter("multicluster_store_rows_total", "Rows changed in the store by the writer", ["op"], registry=REGISTRY)

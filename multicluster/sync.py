@@ -264,6 +264,9 @@ class Writer:
             self.written += res.written
             self.deleted += res.deleted
             self.skipped += res.skipped
+            metrics.ROWS.labels("written").inc(res.written)
+            metrics.ROWS.labels("deleted").inc(res.deleted)
+            metrics.ROWS.labels("skipped").inc(res.skipped)
             return
 
     async def _save_states(self) -> None:
