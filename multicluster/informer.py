@@ -217,7 +217,7 @@ class Informer:
         if self.opts.label_selector:
             params["labelSelector"] = self.opts.label_selector
         path = self.resource.gvr.path(self.opts.namespace)
-        async for event in self.client.watch(path, params, timeout=timeout + 30):
+        async for event in self.client.watch(path, params, timeout=timeout + 10):
             etype = event.get("type")
             obj = event.get("object") or {}
             md = obj.get("metadata") or {}
