@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from multicluster import gvr as gvrmod
+from multicluster.api.backend import ClusterView
 from multicluster.config import Config
 from multicluster.errors import GVRError
 from multicluster.gvr import GVR, APIResource
@@ -35,7 +36,7 @@ class Daemon:
         self.queue: WriteQueue = CoalescingQueue(maxsize=config.sync.queue_size)
         self.clients: dict[str, ClusterClient] = {}
         self.syncs: dict[str, ClusterSync] = {}
-        self.store: Store | None = None
+        self._store: Store | None = None
         self.writer: Writer | None = None
         self.controller: Any = None
         self.started = time.time()
@@ -44,6 +45,12 @@ class Daemon:
         self.api_address = ""
 
     # ------------------------------------------------------------------ ApiBackend
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise RuntimeError("the daemon has not been started")
+        return self._store
 
     @property
     def token(self) -> str | None:
@@ -77,11 +84,34 @@ class Daemon:
     def sync_states(self) -> list[SyncState]:
         return list(self.tracker.states.values())
 
+    def clusters(self) -> list[ClusterView]:
+        out = []
+        for name, sync in self.syncs.items():
+            h = self.tracker.cluster(name)
+            states = [st for (c, _g), st in self.tracker.states.items() if c == name]
+            synced = [st.synced_at for st in states if st.synced_at]
+            last = max([h.last_contact, *synced]) if (synced or h.last_contact) else None
+            out.append(
+                ClusterView(
+                    name=name,
+                    is_master=sync.cluster.is_master,
+                    host=h.host or sync.client.host,
+                    reachable=h.reachable,
+                    ready=sync.synced(),
+                    last_sync=last or None,
+                    error=h.error,
+                    syncs=tuple(states),
+                    version=h.version,
+                    platform=h.platform,
+                )
+            )
+        return out
+
     # ------------------------------------------------------------------ lifecycle
 
     def add_cluster(self, name: str) -> None:
         cluster = self.config.cluster(name)
-        assert cluster is not None and self.store is not None
+        assert cluster is not None
         client = ClusterClient(cluster)
         self.clients[name] = client
         sync = ClusterSync(
@@ -103,8 +133,8 @@ class Daemon:
             cfg.store.path if cfg.store.type == "sqlite" else f"{cfg.store.host}:{cfg.store.port}/{cfg.store.database}"
         )
         log.info("opening %s store at %s", cfg.store.type, where)
-        self.store = open_store(cfg.store)
-        await self.store.open()
+        self._store = open_store(cfg.store)
+        await self._store.open()
         try:
             self._stored_gvrs = await self.store.gvrs()
         except Exception:  # a cosmetic fallback only
@@ -132,7 +162,7 @@ class Daemon:
 
         from multicluster.api import build_app
 
-        app = build_app(self)  # type: ignore[arg-type]
+        app = build_app(self)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         ssl_ctx = None
@@ -212,6 +242,6 @@ class Daemon:
         await self.supervisor.stop_all()
         for c in self.clients.values():
             await c.close()
-        if self.store is not None:
-            await self.store.close()
+        if self._store is not None:
+            await self._store.close()
         log.info("stopped")

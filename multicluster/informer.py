@@ -190,7 +190,10 @@ class Informer:
         secs = self.last_list - t0
         await self.sink.listed(list_rv_int, count, secs, reason)
         self.synced.set()
-        log.info(
+        # Routine small lists are debug noise; big, slow or recovery lists are what a person wants to see.
+        level = logging.INFO if (count >= 1000 or secs > 2 or reason != "initial") else logging.DEBUG
+        log.log(
+            level,
             "%s: listed %s in %.1f s (%s changed, %s deleted), watching from RV %s",
             self.label,
             f"{count:,}",

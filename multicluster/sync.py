@@ -396,8 +396,20 @@ class ClusterSync:
             self.informers[gvr] = inf
             self.supervisor.spawn(self.prefix + str(gvr), inf.run)
         if not self.discovered.is_set():
-            log.info("[%s] watching %d resource types", self.cluster.name, len(wanted))
+            log.info("[%s] syncing %d resource types", self.cluster.name, len(wanted))
+            asyncio.get_running_loop().create_task(self._report_initial_sync(time.monotonic()))
         self.discovered.set()
+
+    async def _report_initial_sync(self, t0: float) -> None:
+        await asyncio.gather(*(i.synced.wait() for i in list(self.informers.values())))
+        objects = sum(len(i.index) for i in self.informers.values())
+        log.info(
+            "[%s] initial sync done: %d types, %s objects in %.1f s; watching",
+            self.cluster.name,
+            len(self.informers),
+            f"{objects:,}",
+            time.monotonic() - t0,
+        )
 
     async def stop(self) -> None:
         await self.supervisor.stop_prefix(self.prefix)
