@@ -325,6 +325,7 @@ class ClusterSync:
         self.resources: list[APIResource] = []
         self.discovered = asyncio.Event()
         self.on_discovery: list[Callable[[str, list[APIResource]], None]] = []
+        self._report: asyncio.Task[None] | None = None
 
     @property
     def prefix(self) -> str:
@@ -397,7 +398,7 @@ class ClusterSync:
             self.supervisor.spawn(self.prefix + str(gvr), inf.run)
         if not self.discovered.is_set():
             log.info("[%s] syncing %d resource types", self.cluster.name, len(wanted))
-            asyncio.get_running_loop().create_task(self._report_initial_sync(time.monotonic()))
+            self._report = asyncio.get_running_loop().create_task(self._report_initial_sync(time.monotonic()))
         self.discovered.set()
 
     async def _report_initial_sync(self, t0: float) -> None:
@@ -412,5 +413,7 @@ class ClusterSync:
         )
 
     async def stop(self) -> None:
+        if self._report is not None:
+            self._report.cancel()
         await self.supervisor.stop_prefix(self.prefix)
         self.informers.clear()
