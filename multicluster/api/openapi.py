@@ -1,0 +1,215 @@
+"""The OpenAPI 3.1 description served at /openapi.json.
+
+Written by hand next to the routes (a test fails when a registered route is missing here), because the
+interesting parts — the seed's limit=10 default, the continue-token rules, the freshness block — are prose a
+generator could not infer from handler signatures.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from multicluster import __version__
+
+_OBJ = {"type": "object", "additionalProperties": True, "description": "A Kubernetes object exactly as stored"}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _q(name: str, description: str, schema: dict[str, Any] | None = None, *, required: bool = False,
+       explode: bool | None = None) -> dict[str, Any]:
+    p: dict[str, Any] = {"name": name, "in": "query", "required": required, "description": description,
+                         "schema": schema or {"type": "string", "maxLength": 4096}}
+    if explode is not None:
+        p["style"], p["explode"] = "form", explode
+    return p
+
+
+def _path(name: str, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "description": description, "schema": {"type": "string"}}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_ERRORS = {
+    "400": _json(_ref("Error"), "Invalid parameter: unknown gvr (with close matches), bad selector, bad limit, "
+                                "bad or foreign continue token, oversized parameter"),
+    "401": _json(_ref("Error"), "Missing or wrong bearer token (only when the daemon has a token)"),
+    "414": _json(_ref("Error"), "URL too long"),
+    "500": _json(_ref("Error"), "Internal error; the hint carries a request id to find in the daemon log"),
+    "503": _json(_ref("Error"), "The store is unavailable; retry"),
+}
+
+_GVR_HELP = ("Resource type in any spelling: pods, po, v1.pods, core.v1.pods, v1/pods, core/v1/pods, "
+             "apps.v1.deployments, v1.apps.deployments, apps/v1/deployments, deployments.apps, deploy")
+
+_SEED_LIMIT = ("Maximum number of objects. **Defaults to 10, like the Go original** — a client that omits it gets "
+               "only the 10 newest objects. Pass limit=0 for all matching objects (streamed page by page).")
+
+_SEED_PARAMS = [
+    _q("gvr", _GVR_HELP + ". The seed's slash forms (v1/pods, core/v1/pods, apps/v1/deployments) work unchanged.",
+       required=True),
+    _q("cluster", "Exact cluster name; empty = every cluster"),
+    _q("namespace", "Exact namespace; empty = every namespace"),
+    _q("name", "Exact object name"),
+    _q("limit", _SEED_LIMIT, {"type": "integer", "minimum": 0, "default": 10}),
+]
+
+_FRESH_HEADERS = {
+    "X-Multicluster-Stale": {"description": "Comma-separated clusters answered from stale data",
+                             "schema": {"type": "string"}},
+    "X-Multicluster-Missing": {"description": "Comma-separated clusters that could not contribute",
+                               "schema": {"type": "string"}},
+}
+
+
+def _seed_op(summary: str, item: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "summary": summary,
+        "description": "Seed-compatible. Objects are ordered newest first (creationTimestamp descending). "
+                       + _SEED_LIMIT,
+        "parameters": _SEED_PARAMS,
+        "responses": {
+            "200": {"description": "JSON array", "headers": _FRESH_HEADERS,
+                    "content": {"application/json": {"schema": {"type": "array", "items": item}}}},
+            **_ERRORS,
+        },
+    }
+
+
+_RESOURCES_PARAMS = [
+    _q("gvr", _GVR_HELP, required=True),
+    _q("cluster", "Cluster name; repeatable or comma-separated; empty = every cluster",
+       {"type": "array", "items": {"type": "string"}}, explode=True),
+    _q("namespace", "Namespace; repeatable or comma-separated; empty = every namespace",
+       {"type": "array", "items": {"type": "string"}}, explode=True),
+    _q("name", "Exact object name"),
+    _q("namePrefix", "Object names starting with this text (matched literally; % and _ are not wildcards)"),
+    _q("nameContains", "Object names containing this text (matched literally)"),
+    _q("labelSelector", "Kubernetes label selector: a=b, a==b, a!=b, a in (x,y), a notin (x), a, !a; comma = AND"),
+    _q("fieldSelector", "Field selector with =, == or != on metadata.name, metadata.namespace, status.phase, "
+                        "spec.nodeName; comma = AND"),
+    _q("order", "Sort order (every order is total, so pages never overlap)",
+       {"type": "string", "enum": ["cluster", "namespace", "name", "created", "-created"], "default": "cluster"}),
+    _q("limit", "Page size", {"type": "integer", "minimum": 1, "maximum": 5000, "default": 500}),
+    _q("continue", "The `continue` value of the previous page. It is bound to the filters and order it was "
+                   "issued for: reusing it with different ones is a 400. limit may change between pages."),
+    _q("count", "Also count the objects after this page (`remaining`)", {"type": "boolean", "default": False}),
+]
+
+
+def document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document for every route build_app registers."""
+    bearer: list[dict[str, list[str]]] = [{"bearer": []}]
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "multicluster query API",
+            "version": __version__,
+            "description": "Kubernetes objects of many clusters, mirrored into SQL. Every list response reports "
+                           "which clusters answered from fresh data and which were stale or missing. When the "
+                           "daemon has a token, every route except /healthz and /readyz needs "
+                           "`Authorization: Bearer <token>`.",
+        },
+        "security": bearer,
+        "paths": {
+            "/v1/list": {"get": _seed_op("List raw objects (seed-compatible)", _OBJ)},
+            "/v1/list_with_cluster": {"get": _seed_op("List objects with their cluster (seed-compatible)",
+                                                      _ref("SeedItem"))},
+            "/v1/resources": {"get": {
+                "summary": "List objects, paginated, with per-cluster freshness",
+                "parameters": _RESOURCES_PARAMS,
+                "responses": {"200": _json(_ref("ResourceList"), "One page"), **_ERRORS},
+            }},
+            "/v1/resources/{cluster}/{gvr}/{namespace}/{name}": {"get": {
+                "summary": "Get one object as JSON or YAML",
+                "description": "Use `_` as the namespace of a cluster-scoped object. The gvr segment may be any "
+                               "spelling, including the slash form (`/v1/resources/c1/apps/v1/deployments/ns/x`). "
+                               "YAML is returned for `?output=yaml` or `Accept: application/yaml`.",
+                "parameters": [
+                    _path("cluster", "Cluster name"),
+                    _path("gvr", _GVR_HELP),
+                    _path("namespace", "Namespace, or _ for cluster-scoped objects"),
+                    _path("name", "Object name"),
+                    _q("output", "Response format", {"type": "string", "enum": ["json", "yaml"]}),
+                ],
+                "responses": {
+                    "200": {"description": "The object",
+                            "headers": {"X-Multicluster-Freshness": {"schema": {
+                                "type": "string", "enum": ["fresh", "stale", "missing"]}}},
+                            "content": {"application/json": {"schema": _OBJ},
+                                        "application/yaml": {"schema": {"type": "string"}}}},
+                    "404": _json(_ref("Error"), "No such object (the hint says whether the cluster is stale)"),
+                    **_ERRORS,
+                },
+            }},
+            "/v1/clusters": {"get": {
+                "summary": "Clusters with health, per-type sync state and object counts",
+                "responses": {"200": _json(_ref("ClusterList"), "Every configured cluster"), **_ERRORS},
+            }},
+            "/healthz": {"get": {"summary": "Liveness: 200 while the event loop runs", "security": [],
+                                 "responses": {"200": _json({"type": "object"}, "Alive")}}},
+            "/readyz": {"get": {"summary": "Readiness: 200 once every initial sync is done", "security": [],
+                                "responses": {"200": _json({"type": "object"}, "Ready"),
+                                              "503": _json(_ref("NotReady"), "Syncs pending")}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {
+                "200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {
+                    "type": "string"}}}}, "401": _ERRORS["401"]}}},
+            "/openapi.json": {"get": {"summary": "This document", "responses": {
+                "200": _json({"type": "object"}, "OpenAPI 3.1"), "401": _ERRORS["401"]}}},
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": _SCHEMAS,
+        },
+    }
+
+
+_SCHEMAS: dict[str, Any] = {
+    "Error": {"type": "object", "required": ["error", "hint"], "properties": {
+        "error": {"type": "string", "description": "What went wrong"},
+        "hint": {"type": ["string", "null"], "description": "How to fix it"},
+        "matches": {"type": "array", "items": {"type": "string"}, "description": "Close resource names (gvr errors)"},
+    }},
+    "SeedItem": {"type": "object", "properties": {"Object": _OBJ, "clusterName": {"type": "string"}}},
+    "Resource": {"type": "object", "properties": {
+        "gvr": {"type": "string", "examples": ["apps/v1/deployments"]}, "group": {"type": "string"},
+        "version": {"type": "string"}, "resource": {"type": "string"}, "kind": {"type": "string"},
+        "namespaced": {"type": "boolean"},
+        "printerColumns": {"type": "array", "items": {"type": "object"}},
+    }},
+    "Freshness": {"type": "object", "properties": {
+        "fresh": {"type": "array", "items": {"type": "string"}},
+        "stale": {"type": "array", "items": {"type": "object", "properties": {
+            "name": {"type": "string"}, "lastSync": {"type": ["number", "null"]}, "error": {"type": "string"}}}},
+        "missing": {"type": "array", "items": {"type": "string"}},
+    }},
+    "ResourceList": {"type": "object", "properties": {
+        "apiVersion": {"const": "multicluster/v1"},
+        "resource": {"$ref": "#/components/schemas/Resource"},
+        "items": {"type": "array", "items": {"type": "object", "properties": {
+            "cluster": {"type": "string"}, "object": _OBJ}}},
+        "continue": {"type": ["string", "null"], "description": "Pass as ?continue= for the next page; null = last"},
+        "remaining": {"type": ["integer", "null"], "description": "Objects after this page (with count=true)"},
+        "clusters": {"$ref": "#/components/schemas/Freshness"},
+    }},
+    "ClusterList": {"type": "object", "properties": {
+        "apiVersion": {"const": "multicluster/v1"},
+        "clusters": {"type": "array", "items": {"type": "object", "properties": {
+            "name": {"type": "string"}, "isMaster": {"type": "boolean"}, "host": {"type": "string"},
+            "version": {"type": "string"}, "platform": {"type": "string"}, "reachable": {"type": "boolean"},
+            "ready": {"type": "boolean"}, "lastSync": {"type": ["number", "null"]}, "error": {"type": "string"},
+            "objects": {"type": "integer"},
+            "resources": {"type": "array", "items": {"type": "object", "properties": {
+                "gvr": {"type": "string"}, "status": {"type": "string"},
+                "resourceVersion": {"type": "integer"}, "syncedAt": {"type": ["number", "null"]},
+                "error": {"type": "string"}, "objects": {"type": "integer"}}}},
+        }}},
+    }},
+    "NotReady": {"allOf": [{"$ref": "#/components/schemas/Error"}, {"type": "object", "properties": {
+        "pending": {"type": "array", "items": {"type": "object"}}}}]},
+}

@@ -1,0 +1,279 @@
+"""`kubectl multicluster`: query the daemon's API from the command line (typer).
+
+Installed as the console script `kubectl-multicluster`, so kubectl's plugin mechanism runs it for
+`kubectl multicluster ...`. It parses flags, calls the API through plugin.client and hands pages to
+plugin.printers; it never talks to Kubernetes. Every failure ends as one red `error:` line on stderr (plus a
+`hint:` line when there is one) and exit code 1 (2 for usage errors) — never a traceback.
+
+Resource spellings are passed to the server untouched (pods, po, v1.pods, core.v1.pods, apps.v1.deployments,
+v1.apps.deployments, apps/v1/deployments, deploy, cm, ...): the daemon resolves them against the clusters' own
+discovery, so the plugin and the API can never disagree about a spelling (the seed's CLI/server mismatch).
+
+Other commands (apply, delete, join, unjoin) live in their own modules and register on `app`; main() imports
+the ones that exist (EXTENSIONS).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, NoReturn
+
+import orjson
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from multicluster.errors import MulticlusterError
+from plugin import printers
+from plugin.client import Client, find_endpoint
+
+EXTENSIONS = ("plugin.apply", "plugin.delete", "plugin.join")
+
+app = typer.Typer(
+    name="kubectl-multicluster",
+    help="kubectl-multicluster: query (and deliver) Kubernetes resources across many clusters.\n\n"
+    "Examples: kubectl multicluster list pods -c cluster1; kubectl multicluster list apps/v1/deployments -o wide; "
+    "kubectl multicluster describe core.v1.pods --name web-0 -n default; kubectl multicluster list clusters",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class UsageError(MulticlusterError):
+    """Wrong flags or arguments: exit code 2."""
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def fail(exc: MulticlusterError) -> NoReturn:
+    err = _stderr()
+    err.print(f"[bold red]error:[/] [red]{escape(exc.message)}[/]")
+    if exc.hint:
+        err.print(f"[dim]hint: {escape(exc.hint)}[/]")
+    raise typer.Exit(2 if isinstance(exc, UsageError) else 1)
+
+
+def warn(message: str) -> None:
+    _stderr().print(f"[yellow]warning: {escape(message)}[/]")
+
+
+@contextmanager
+def reported() -> Iterator[None]:
+    """Turn every project error into one red line and an exit code."""
+    try:
+        yield
+    except MulticlusterError as exc:
+        fail(exc)
+
+
+class Freshness:
+    """Collects the `clusters` blocks of a walk and warns once per stale/missing cluster."""
+
+    def __init__(self, gvr: str) -> None:
+        self.gvr = gvr
+        self.warned: set[str] = set()
+        self.state: dict[str, str] = {}
+
+    def update(self, block: dict[str, Any] | None) -> None:
+        if not block:
+            return
+        now = time.time()
+        for name in block.get("fresh") or []:
+            self.state.setdefault(name, "fresh")
+        for s in block.get("stale") or []:
+            name = str(s.get("name"))
+            last = s.get("lastSync")
+            ago = f"last sync {printers.human_duration(now - float(last))} ago" if last else "never synced"
+            err = s.get("error") or ""
+            self.state[name] = f"stale ({ago}{': ' + err if err else ''})"
+            if name not in self.warned:
+                self.warned.add(name)
+                warn(f"cluster {name} is stale ({ago}{': ' + err if err else ''})")
+        for name in block.get("missing") or []:
+            self.state[name] = "missing"
+            if name not in self.warned:
+                self.warned.add(name)
+                warn(f"cluster {name} is missing (unknown to the daemon, or {self.gvr} never synced there)")
+
+
+def _color() -> bool:
+    return Console(file=sys.stdout).is_terminal
+
+
+def _check_output(output: str | None) -> None:
+    if output is not None and output not in printers.OUTPUTS:
+        raise UsageError(f'unknown output format "{output}"', hint="use -o wide, -o json, -o yaml or -o name")
+
+
+def _require_resource(resource: str | None) -> str:
+    if not resource or not resource.strip():
+        raise UsageError("specify a resource type",
+                         hint="e.g. pods, deployments, configmaps, apps/v1/deployments, batch.v1.jobs or clusters")
+    return resource.strip()
+
+
+# Typer option declarations shared by list and describe.
+ClusterOpt = Annotated[list[str] | None, typer.Option("--cluster", "-c", help="Cluster name (repeatable)")]
+ClusterNameOpt = Annotated[str | None, typer.Option("--clusterName", help="Cluster name (the original's flag)")]
+NamespaceOpt = Annotated[str | None, typer.Option("--namespace", "-n", help="Namespace (default: all)")]
+NameOpt = Annotated[str | None, typer.Option("--name", help="Exact object name")]
+AllNsOpt = Annotated[bool, typer.Option("--all-namespaces", "-A", help="All namespaces (the default)")]
+SelectorOpt = Annotated[str | None, typer.Option("--selector", "-l", help="Label selector, e.g. app=web,tier!=db")]
+FieldOpt = Annotated[str | None, typer.Option("--field-selector", help="e.g. status.phase=Running")]
+LimitOpt = Annotated[int, typer.Option("--limit", min=0, help="Stop after this many objects (0 = all)")]
+ServerOpt = Annotated[str | None, typer.Option("--server", "-s", help="API address (default: env, config file)")]
+TokenOpt = Annotated[str | None, typer.Option("--token", help="API bearer token (default: env, config file)")]
+ResourceArg = Annotated[str | None, typer.Argument(help="Resource type in any spelling, or `clusters`",
+                                                   metavar="RESOURCE", show_default=False)]
+NameArg = Annotated[str | None, typer.Argument(help="Object name (same as --name)", metavar="[NAME]",
+                                               show_default=False)]
+
+
+def _filters(cluster: list[str] | None, cluster_name: str | None, namespace: str | None, all_namespaces: bool,
+             name: str | None, name_arg: str | None) -> tuple[list[str], list[str], str | None]:
+    clusters = [c for c in (cluster or []) if c]
+    if cluster_name:
+        clusters.append(cluster_name)
+    namespaces = [] if all_namespaces or not namespace else [namespace]
+    if name and name_arg and name != name_arg:
+        raise UsageError(f'two different names given ("{name_arg}" and --name "{name}")')
+    return clusters, namespaces, name or name_arg
+
+
+@app.command("list")
+def list_cmd(
+    resource: ResourceArg = None,
+    name_arg: NameArg = None,
+    cluster: ClusterOpt = None,
+    cluster_name: ClusterNameOpt = None,
+    namespace: NamespaceOpt = None,
+    name: NameOpt = None,
+    all_namespaces: AllNsOpt = False,
+    selector: SelectorOpt = None,
+    field_selector: FieldOpt = None,
+    output: Annotated[str | None, typer.Option("--output", "-o", help="wide, json, yaml or name")] = None,
+    limit: LimitOpt = 0,
+    no_headers: Annotated[bool, typer.Option("--no-headers", help="Omit the header row")] = False,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """List objects of one resource type across clusters (streams page by page)."""
+    with reported():
+        res_text = _require_resource(resource)
+        _check_output(output)
+        client = Client(find_endpoint(server, token))
+        if res_text == "clusters":
+            _list_clusters(client, output, no_headers)
+            return
+        clusters, namespaces, obj_name = _filters(cluster, cluster_name, namespace, all_namespaces, name, name_arg)
+        fresh = Freshness(res_text)
+        printer: printers.Printer | None = None
+        count = 0
+        for page in client.resources(res_text, clusters=clusters, namespaces=namespaces, name=obj_name,
+                                     label_selector=selector, field_selector=field_selector, limit=limit):
+            info = printers.ResourceInfo.from_api(page.get("resource") or {})
+            fresh.gvr = info.gvr or res_text
+            fresh.update(page.get("clusters"))
+            if printer is None:
+                printer = printers.make_printer(output, info, sys.stdout, no_headers=no_headers, color=_color())
+            items = [(str(i.get("cluster", "")), i.get("object") or {}) for i in page.get("items") or []]
+            count += len(items)
+            printer.page(items)
+        if printer is not None:
+            printer.close()
+        if count == 0 and output not in ("json", "yaml"):
+            _stderr().print("No resources found.")
+
+
+def _list_clusters(client: Client, output: str | None, no_headers: bool) -> None:
+    clusters = client.clusters()
+    if output == "json":
+        sys.stdout.write(orjson.dumps({"apiVersion": "multicluster/v1", "clusters": clusters},
+                                      option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    if output == "yaml":
+        sys.stdout.write(printers.to_yaml({"apiVersion": "multicluster/v1", "clusters": clusters}))
+        return
+    if output == "name":
+        for c in clusters:
+            sys.stdout.write(f"cluster/{c.get('name')}\n")
+        return
+    table = printers.TablePrinter(printers.CLUSTER_HEADERS, sys.stdout, no_headers=no_headers, color=_color())
+    table.rows(printers.cluster_rows(clusters))
+    table.close()
+    if not clusters:
+        _stderr().print("No clusters found.")
+
+
+@app.command("describe")
+def describe_cmd(
+    resource: ResourceArg = None,
+    name_arg: NameArg = None,
+    cluster: ClusterOpt = None,
+    cluster_name: ClusterNameOpt = None,
+    namespace: NamespaceOpt = None,
+    name: NameOpt = None,
+    all_namespaces: AllNsOpt = False,
+    selector: SelectorOpt = None,
+    field_selector: FieldOpt = None,
+    limit: LimitOpt = 0,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Print matching objects as YAML, each with a header naming its cluster, type and freshness."""
+    with reported():
+        res_text = _require_resource(resource)
+        client = Client(find_endpoint(server, token))
+        clusters, namespaces, obj_name = _filters(cluster, cluster_name, namespace, all_namespaces, name, name_arg)
+        fresh = Freshness(res_text)
+        count = 0
+        out = sys.stdout
+        for page in client.resources(res_text, clusters=clusters, namespaces=namespaces, name=obj_name,
+                                     label_selector=selector, field_selector=field_selector, limit=limit):
+            info = printers.ResourceInfo.from_api(page.get("resource") or {})
+            fresh.gvr = info.gvr or res_text
+            fresh.update(page.get("clusters"))
+            for item in page.get("items") or []:
+                cl = str(item.get("cluster", ""))
+                if count:
+                    out.write("---\n")
+                out.write(f"# cluster: {cl}   resource: {info.gvr}   freshness: {fresh.state.get(cl, 'unknown')}\n")
+                out.write(printers.to_yaml(item.get("object") or {}))
+                count += 1
+            out.flush()
+        if count == 0:
+            _stderr().print("No resources found.")
+
+
+def _load_extensions() -> None:
+    for mod in EXTENSIONS:
+        if importlib.util.find_spec(mod) is not None:
+            importlib.import_module(mod)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    _load_extensions()
+    try:
+        app(args=argv, prog_name="kubectl-multicluster")
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BrokenPipeError:
+        # `kubectl multicluster list pods | head`: stop quietly, like kubectl.
+        sys.stderr.close()
+        sys.exit(0)
+
+
+run: Callable[[], None] = main
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,183 @@
+"""HTTP client for the daemon's query API — the plugin never talks to Kubernetes itself.
+
+Synchronous stdlib urllib on purpose: a kubectl plugin is a short-lived process where import time is most of
+the latency, and paging is sequential anyway. Every failure becomes a PluginError subclass with a message that
+says what to do: an unreachable server names the address *and where it came from* (--server, the environment,
+or the config file), because "connection refused" alone never tells a user which of the three to fix.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from multicluster.cliconfig import DEFAULT_HOST, DEFAULT_PORT, config_path, load_cli_config
+from multicluster.errors import MulticlusterError
+
+ENV_SERVER = "MULTICLUSTER_SERVER"
+ENV_TOKEN = "MULTICLUSTER_TOKEN"
+PAGE_SIZE = 500
+
+
+class PluginError(MulticlusterError):
+    """Anything the plugin reports as one red line (and an optional hint)."""
+
+
+class Unreachable(PluginError):
+    """No HTTP answer from the API server."""
+
+
+class ApiError(PluginError):
+    """The API answered with an error status; message and hint are the server's."""
+
+    def __init__(self, status: int, message: str, *, hint: str | None = None, matches: list[str] | None = None,
+                 body: dict[str, Any] | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+        self.matches = matches or []
+        self.body = body or {}
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    url: str  # http://host:port, no trailing slash
+    source: str  # where the URL came from, for error messages
+    token: str | None = field(default=None, repr=False)
+
+
+def _normalise(url: str) -> str:
+    url = url.strip().rstrip("/")
+    if "://" not in url:
+        url = "http://" + url
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise PluginError(f'"{url}" is not a server address', hint="use http://HOST:PORT, e.g. http://localhost:31888")
+    return url
+
+
+def find_endpoint(server: str | None = None, token: str | None = None) -> Endpoint:
+    """--server, then $MULTICLUSTER_SERVER, then the CLI config file, then http://localhost:31888."""
+    env_server = os.environ.get(ENV_SERVER)
+    cfg = None
+    path = config_path()
+    if (not server and not env_server) or not (token or os.environ.get(ENV_TOKEN)):
+        cfg = load_cli_config(path)
+    if server:
+        url, source = _normalise(server), "the --server flag"
+    elif env_server:
+        url, source = _normalise(env_server), f"${ENV_SERVER}"
+    elif cfg is not None:
+        url, source = cfg.server_url, f"the config file {path}"
+    else:
+        url, source = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}", f"the default (no config file at {path})"
+    tok = token or os.environ.get(ENV_TOKEN) or (cfg.token if cfg else None)
+    return Endpoint(url, source, tok)
+
+
+class Client:
+    def __init__(self, endpoint: Endpoint, *, timeout: float = 60.0) -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout
+        # An explicit opener: honours http(s)_proxy/no_proxy like kubectl, but never shares global state.
+        self._opener = urllib.request.build_opener()
+
+    def get_raw(self, path: str, params: Sequence[tuple[str, str]] = (), *, accept: str = "application/json") -> bytes:
+        url = self.endpoint.url + path
+        if params:
+            url += "?" + urllib.parse.urlencode(list(params))
+        headers = {"Accept": accept, "User-Agent": "kubectl-multicluster"}
+        if self.endpoint.token:
+            headers["Authorization"] = f"Bearer {self.endpoint.token}"
+        req = urllib.request.Request(url, headers=headers, method="GET")  # noqa: S310 - http(s) only, see _normalise
+        try:
+            with self._opener.open(req, timeout=self.timeout) as resp:
+                data: bytes = resp.read()
+                return data
+        except urllib.error.HTTPError as exc:
+            raise self._api_error(exc) from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            if isinstance(reason, TimeoutError):
+                what = f"timed out after {self.timeout:g}s"
+            else:
+                what = getattr(reason, "strerror", None) or str(reason)
+            raise Unreachable(
+                f"cannot reach the multicluster API at {self.endpoint.url} ({what}); "
+                f"the address came from {self.endpoint.source}",
+                hint="start the daemon with `multicluster run`, or point --server / $MULTICLUSTER_SERVER "
+                "(or the config file) at a running one",
+            ) from None
+
+    def _api_error(self, exc: urllib.error.HTTPError) -> ApiError:
+        try:
+            raw = exc.read()
+        except OSError:
+            raw = b""
+        try:
+            body = orjson.loads(raw) if raw else {}
+        except orjson.JSONDecodeError:
+            body = {}
+        if isinstance(body, dict) and body.get("error"):
+            matches = body.get("matches")
+            return ApiError(exc.code, str(body["error"]), hint=body.get("hint") or None,
+                            matches=[str(m) for m in matches] if isinstance(matches, list) else None, body=body)
+        text = raw[:200].decode("utf-8", "replace").strip()
+        return ApiError(exc.code, f"{self.endpoint.url} answered HTTP {exc.code}" + (f": {text}" if text else ""),
+                        hint="is this address really the multicluster API?")
+
+    def get_json(self, path: str, params: Sequence[tuple[str, str]] = ()) -> Any:
+        raw = self.get_raw(path, params)
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise PluginError(f"{self.endpoint.url}{path} did not answer JSON",
+                              hint="is this address really the multicluster API?") from None
+
+    def resources(
+        self,
+        gvr: str,
+        *,
+        clusters: Sequence[str] = (),
+        namespaces: Sequence[str] = (),
+        name: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        limit: int = 0,
+        page_size: int = PAGE_SIZE,
+    ) -> Iterator[dict[str, Any]]:
+        """Walk GET /v1/resources page by page; `limit` caps the total (0 = everything)."""
+        base: list[tuple[str, str]] = [("gvr", gvr)]
+        base += [("cluster", c) for c in clusters]
+        base += [("namespace", n) for n in namespaces]
+        if name:
+            base.append(("name", name))
+        if label_selector:
+            base.append(("labelSelector", label_selector))
+        if field_selector:
+            base.append(("fieldSelector", field_selector))
+        token: str | None = None
+        seen = 0
+        while True:
+            size = min(page_size, limit - seen) if limit else page_size
+            params = [*base, ("limit", str(size))]
+            if token:
+                params.append(("continue", token))
+            page = self.get_json("/v1/resources", params)
+            if not isinstance(page, dict):
+                raise PluginError("unexpected answer from /v1/resources", hint="is the daemon up to date?")
+            seen += len(page.get("items") or [])
+            yield page
+            token = page.get("continue")
+            if not token or (limit and seen >= limit):
+                return
+
+    def clusters(self) -> list[dict[str, Any]]:
+        data = self.get_json("/v1/clusters")
+        return list(data.get("clusters") or []) if isinstance(data, dict) else []

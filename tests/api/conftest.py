@@ -1,0 +1,97 @@
+"""API test fixtures: a real store (SQLite, and MariaDB where marked) filled from real API servers, a test
+ApiBackend resolving spellings with real discovery, and a real in-process aiohttp server per test."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from multicluster.api import ClusterView, build_app
+from multicluster.config import StoreConfig
+from multicluster.gvr import APIResource, resolve
+from multicluster.store import Store, open_store
+from tests.api.dataset import Dataset, build, fill
+
+ENGINES = ["sqlite", pytest.param("mysql", marks=pytest.mark.mariadb)]
+
+
+@dataclass
+class Backend:
+    """The test ApiBackend: what the daemon provides, minus the daemon."""
+
+    store: Store
+    resources: list[APIResource]
+    views: list[ClusterView] = field(default_factory=list)
+    token: str | None = None
+    is_ready: bool = True
+
+    def resolve(self, spelling: str) -> APIResource:
+        return resolve(spelling, self.resources)
+
+    def clusters(self) -> list[ClusterView]:
+        return list(self.views)
+
+    def ready(self) -> bool:
+        return self.is_ready
+
+
+def fresh_views(ds: Dataset, now: float | None = None) -> list[ClusterView]:
+    now = time.time() if now is None else now
+    return [
+        ClusterView(name=c, is_master=c == "cluster1", host=f"https://127.0.0.1:{6440 + i}", reachable=True,
+                    ready=True, last_sync=now, syncs=ds.sync_states(c, now), version="v1.37.2",
+                    platform="linux/amd64")
+        for i, c in enumerate(ds.clusters)
+    ]
+
+
+@pytest.fixture(scope="session")
+async def dataset(harness: object) -> Dataset:
+    return await build(harness)  # type: ignore[arg-type]
+
+
+def _store_config(request: pytest.FixtureRequest, engine: str, path: Path) -> StoreConfig:
+    if engine == "mysql":
+        server = request.getfixturevalue("mariadb_server")
+        db = server.create_database(f"mc_api_{uuid.uuid4().hex[:10]}")
+        return StoreConfig(type="mysql", host="127.0.0.1", port=server.port, user=server.user,
+                           password=server.password, database=db, pool_size=4)
+    return StoreConfig(type="sqlite", path=path / "api.db")
+
+
+@pytest.fixture(scope="session", params=ENGINES)
+async def filled_store(request: pytest.FixtureRequest, dataset: Dataset,
+                       tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Store]:
+    """One store per engine for the whole session, holding exactly the dataset (read-only tests)."""
+    s = open_store(_store_config(request, request.param, tmp_path_factory.mktemp("api-store")))
+    await s.open()
+    await fill(s, dataset.rows())
+    yield s
+    await s.close()
+
+
+@pytest.fixture(params=ENGINES)
+async def own_store(request: pytest.FixtureRequest, dataset: Dataset, tmp_path: Path) -> AsyncIterator[Store]:
+    """A store for one test that writes to it (starts with the dataset)."""
+    s = open_store(_store_config(request, request.param, tmp_path))
+    await s.open()
+    await fill(s, dataset.rows())
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+def backend(filled_store: Store, dataset: Dataset) -> Backend:
+    return Backend(filled_store, dataset.resources, fresh_views(dataset))
+
+
+@pytest.fixture
+async def client(backend: Backend) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
+    async with TestClient(TestServer(build_app(backend))) as c:
+        yield c

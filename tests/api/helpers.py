@@ -1,0 +1,58 @@
+"""Small helpers shared by the API tests."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from typing import Any
+
+import orjson
+from aiohttp.test_utils import TestClient
+
+from multicluster.gvr import GVR
+from multicluster.store import Row
+from multicluster.sync import to_row
+
+Params = list[tuple[str, str]] | dict[str, str]
+
+
+async def get_json(client: TestClient, path: str, params: Params | None = None,  # type: ignore[type-arg]
+                   status: int = 200, **kw: Any) -> Any:
+    r = await client.get(path, params=params, **kw)
+    body = await r.read()
+    assert r.status == status, (r.status, body[:500])
+    assert r.content_type == "application/json", r.content_type
+    return orjson.loads(body)
+
+
+def keys(items: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    return [(i["cluster"], i["object"]["metadata"].get("namespace", ""), i["object"]["metadata"]["name"])
+            for i in items]
+
+
+async def walk(client: TestClient, params: list[tuple[str, str]], limit: int) -> tuple[list[dict[str, Any]], int]:  # type: ignore[type-arg]
+    """Every item of a /v1/resources walk and the number of pages."""
+    items: list[dict[str, Any]] = []
+    token: str | None = None
+    pages = 0
+    while True:
+        p = [*params, ("limit", str(limit))] + ([("continue", token)] if token else [])
+        body = await get_json(client, "/v1/resources", p)
+        pages += 1
+        assert len(body["items"]) <= limit
+        items += body["items"]
+        token = body["continue"]
+        if token is None:
+            return items, pages
+        assert pages < 10_000
+
+
+def clone(obj: dict[str, Any], cluster: str, gvr: GVR, namespace: str, name: str, rv: int,
+          created: str | None = None) -> Row:
+    """A new row derived from a real object: same shape, new identity."""
+    o = copy.deepcopy(obj)
+    md = o["metadata"]
+    md.update(name=name, namespace=namespace, uid=str(uuid.uuid4()), resourceVersion=str(rv))
+    if created:
+        md["creationTimestamp"] = created
+    return to_row(cluster, gvr, o, rv)
