@@ -11,12 +11,13 @@ import contextlib
 import logging
 import signal
 import time
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from multicluster import gvr as gvrmod
 from multicluster.api.backend import ClusterView
-from multicluster.config import Config
-from multicluster.errors import GVRError
+from multicluster.config import ClusterConfig, Config, load_config
+from multicluster.errors import GVRError, MulticlusterError
 from multicluster.gvr import GVR, APIResource
 from multicluster.kube import ClusterClient
 from multicluster.store import open_store
@@ -24,6 +25,9 @@ from multicluster.store.base import Store, SyncState
 from multicluster.sync import ClusterSync, Tracker, WriteQueue, Writer
 from multicluster.tasks import Supervisor
 from multicluster.workqueue import CoalescingQueue
+
+if TYPE_CHECKING:
+    from multicluster.membership import Membership
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,7 @@ class Daemon:
         self.started = time.time()
         self._runner: Any = None
         self._stop = asyncio.Event()
+        self.membership: Membership | None = None
         self.api_address = ""
 
     # ------------------------------------------------------------------ ApiBackend
@@ -112,6 +117,11 @@ class Daemon:
     def add_cluster(self, name: str) -> None:
         cluster = self.config.cluster(name)
         assert cluster is not None
+        self.add_member(cluster)
+
+    def add_member(self, cluster: ClusterConfig) -> None:
+        """Start syncing a cluster (from the config file, a join, or a reload)."""
+        name = cluster.name
         client = ClusterClient(cluster)
         self.clients[name] = client
         sync = ClusterSync(
@@ -127,6 +137,55 @@ class Daemon:
         self.syncs[name] = sync
         self.supervisor.spawn(f"cluster/{name}", sync.run)
 
+    async def remove_member(self, name: str) -> int:
+        """Stop a cluster's informers and queued writes, then purge its rows. Returns rows deleted.
+
+        Order matters: informers first (nothing new is queued), then pending queue items, then wait for the
+        batch in flight, then delete — so no row of the cluster can be written back after the purge."""
+        sync = self.syncs.pop(name)
+        await self.supervisor.stop(f"cluster/{name}")
+        await sync.stop()
+        self.queue.discard(lambda k: k[0] == name)
+        if self.writer is not None:
+            async with self.writer.lock:
+                rows = await self.store.delete_cluster(name)
+        else:
+            rows = await self.store.delete_cluster(name)
+        self.tracker.drop(name)
+        client = self.clients.pop(name, None)
+        if client is not None:
+            await client.close()
+        return rows
+
+    async def reload(self) -> None:
+        """SIGHUP: re-read the config file; add/remove clusters and apply resource include/exclude changes."""
+        if self.config.source is None:
+            return
+        try:
+            new = load_config(self.config.source)
+        except MulticlusterError as exc:
+            log.error("config reload failed, keeping the running config: %s", exc)
+            return
+        old_names = {c.name for c in self.config.clusters}
+        new_by_name = {c.name: c for c in new.clusters}
+        joined = set(self.membership.joined) if self.membership else set()
+        self.config = replace(self.config, clusters=new.clusters, include=new.include, exclude=new.exclude)
+        for name in sorted(old_names - new_by_name.keys() - joined):
+            if name in self.syncs:
+                rows = await self.remove_member(name)
+                log.info("reload: cluster %s removed (%d rows purged)", name, rows)
+        for name, c in new_by_name.items():
+            if name in self.syncs and self.syncs[name].cluster != c:
+                await self.remove_member(name)
+                log.info("reload: cluster %s changed; restarting its sync", name)
+            if name not in self.syncs:
+                self.add_member(c)
+                log.info("reload: cluster %s added", name)
+        for sync in self.syncs.values():
+            sync.config = self.config
+            sync.kick()
+        log.info("config reloaded from %s", self.config.source)
+
     async def start(self, *, api: bool = True, controller: bool = True) -> None:
         cfg = self.config
         where = (
@@ -139,8 +198,12 @@ class Daemon:
             self._stored_gvrs = await self.store.gvrs()
         except Exception:  # a cosmetic fallback only
             self._stored_gvrs = []
-        # Rows of clusters no longer configured would otherwise be served forever.
-        configured = {c.name for c in cfg.clusters}
+        from multicluster.membership import Membership
+
+        self.membership = Membership(self)
+        joined = self.membership.load()
+        # Rows of clusters no longer configured (nor joined) would otherwise be served forever.
+        configured = {c.name for c in cfg.clusters} | {c.name for c in joined}
         for cluster, _g in list((await self.store.counts()).keys()):
             if cluster not in configured:
                 n = await self.store.delete_cluster(cluster)
@@ -152,6 +215,13 @@ class Daemon:
         self.supervisor.spawn("writer", self.writer.run)
         for c in cfg.clusters:
             self.add_cluster(c.name)
+        for c in joined:
+            if c.name in self.syncs:
+                log.warning("joined cluster %s is also in the config file; using the config file's entry", c.name)
+                continue
+            self.add_member(c)
+            log.info("restored joined cluster %s", c.name)
+        self.supervisor.spawn("membership", self.membership.run)
         if api:
             await self._start_api()
         if controller:
@@ -211,6 +281,10 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(
+                signal.SIGHUP, lambda: self.supervisor.spawn(f"reload-{time.monotonic()}", self.reload, restart=False)
+            )
         await self.start()
         t0 = time.monotonic()
         ready_task = asyncio.create_task(self._log_ready(t0))

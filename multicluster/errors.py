@@ -146,3 +146,11 @@ class ReconcileError(MulticlusterError):
     def __init__(self, message: str, *, reason: str = "ReconcileError", hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.reason = reason
+
+
+class MembershipError(MulticlusterError):
+    """A join/unjoin request cannot be done; `http_status` says why (400 bad input, 404 unknown, 409 exists)."""
+
+    def __init__(self, message: str, *, status: int = 400, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.http_status = status

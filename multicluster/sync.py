@@ -9,6 +9,7 @@ queue fills, and `put` blocks the informers: watches pause instead of memory gro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -95,6 +96,7 @@ class ClusterHealth:
     error: str = ""
     version: str = ""
     platform: str = ""
+    status: str = "Unknown"  # from the membership health probe: Ready | NotReady | Unreachable | Unknown
 
 
 @dataclass
@@ -210,6 +212,8 @@ class Writer:
         self.skipped = 0
         self.idle = asyncio.Event()
         self.healthy = True
+        # Held while a batch is being written, so a cluster purge can wait for in-flight rows of that cluster.
+        self.lock = asyncio.Lock()
 
     async def run(self) -> None:
         saver = asyncio.create_task(self._save_states(), name="writer/sync-state")
@@ -219,7 +223,8 @@ class Writer:
                     self.idle.set()
                 batch = await self.queue.get_batch(self.batch_size, self.linger)
                 self.idle.clear()
-                await self._write([m for _, m, _ in batch])
+                async with self.lock:
+                    await self._write([m for _, m, _ in batch])
                 now = time.monotonic()
                 for _, _, t0 in batch:
                     metrics.EVENT_LAG.observe(now - t0)
@@ -326,6 +331,11 @@ class ClusterSync:
         self.discovered = asyncio.Event()
         self.on_discovery: list[Callable[[str, list[APIResource]], None]] = []
         self._report: asyncio.Task[None] | None = None
+        self._kick = asyncio.Event()
+
+    def kick(self) -> None:
+        """Rediscover now (config reload, or a caller that knows a CRD was just created)."""
+        self._kick.set()
 
     @property
     def prefix(self) -> str:
@@ -349,7 +359,9 @@ class ClusterSync:
                 self.tracker.contact(self.cluster.name)
                 await self._reconcile_informers(resources)
                 attempt = 0
-                await asyncio.sleep(self.rediscover_seconds)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._kick.wait(), self.rediscover_seconds)
+                self._kick.clear()
             except (ClusterError, MulticlusterError) as exc:
                 self.tracker.fail(self.cluster.name, str(exc))
                 delay = backoff.delay(attempt)

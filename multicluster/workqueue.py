@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 from multicluster.retry import Backoff
@@ -79,6 +79,15 @@ class CoalescingQueue(Generic[K, V]):
 
     def pending(self) -> list[K]:
         return list(self._items)
+
+    def discard(self, predicate: Callable[[K], bool]) -> int:
+        """Drop pending items whose key matches (a cluster being removed must not be written back)."""
+        victims = [k for k in self._items if predicate(k)]
+        for k in victims:
+            del self._items[k]
+        if victims and len(self._items) < self.maxsize:
+            self._not_full.set()
+        return len(victims)
 
 
 class WorkQueue(Generic[K]):

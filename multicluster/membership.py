@@ -1,0 +1,319 @@
+"""Cluster membership at runtime: join/unjoin (persisted), health probes, and MultiCluster objects on the master.
+
+Joined clusters live in a state directory next to the config file (`<config dir>/multicluster-state/`, or
+MULTICLUSTER_STATE_DIR): one `<name>.kubeconfig` per cluster with mode 0600 and `members.yaml` listing them, so
+they come back after a restart. Kubeconfig contents are never logged.
+
+Health: every cluster's `/readyz` is probed every `interval` seconds with a timeout. One success makes it Ready;
+`failure_threshold` consecutive failures make it NotReady (the server answered, but not ready) or Unreachable (no
+answer). With the defaults (5 s, 3 failures) a dead cluster is reported within ~15-20 s. The result feeds the
+query API's freshness block, /v1/clusters, and `status` of the cluster's MultiCluster object on the master.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from multicluster.config import ClusterConfig, check_kubeconfig
+from multicluster.errors import ClusterError, ConfigError, KubeAPIError, MembershipError, NotFound
+from multicluster.kube import APPLY_PATCH, MERGE_PATCH, ClusterClient
+
+if TYPE_CHECKING:
+    from multicluster.daemon import Daemon
+
+log = logging.getLogger(__name__)
+
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+MC_GROUP = "mulitcluster.practice.com"
+MC_PATH = f"/apis/{MC_GROUP}/v1alpha1/namespaces/default/multiclusters"
+FIELD_MANAGER = "multicluster-membership"
+
+
+@dataclass
+class Probe:
+    status: str = "Unknown"  # Ready | NotReady | Unreachable | Unknown
+    reason: str = ""
+    last_probe: float = 0.0
+    last_transition: float = 0.0
+    failures: int = 0
+
+
+class Membership:
+    def __init__(
+        self, daemon: Daemon, *, interval: float = 5.0, timeout: float = 3.0, failure_threshold: int = 3
+    ) -> None:
+        self.daemon = daemon
+        self.interval = interval
+        self.timeout = timeout
+        self.failure_threshold = failure_threshold
+        self.probes: dict[str, Probe] = {}
+        self.joined: dict[str, ClusterConfig] = {}
+        self._lock = asyncio.Lock()
+        src = daemon.config.source
+        default = (src.parent if src else Path.cwd()) / "multicluster-state"
+        self.state_dir = Path(os.environ.get("MULTICLUSTER_STATE_DIR", str(default)))
+
+    # ------------------------------------------------------------------ persistence
+
+    @property
+    def _members_file(self) -> Path:
+        return self.state_dir / "members.yaml"
+
+    def load(self) -> list[ClusterConfig]:
+        """Clusters joined in earlier runs (skipping, with a warning, any whose kubeconfig is gone or broken)."""
+        if not self._members_file.exists():
+            return []
+        try:
+            entries = yaml.safe_load(self._members_file.read_text()) or []
+        except (OSError, yaml.YAMLError) as exc:
+            log.error("cannot read %s: %s; joined clusters are not restored", self._members_file, exc)
+            return []
+        out = []
+        for e in entries:
+            try:
+                cfg = ClusterConfig(
+                    name=str(e["name"]), config_path=Path(e["configPath"]), insecure=bool(e.get("insecure", False))
+                )
+                check_kubeconfig(f"joined cluster {cfg.name}", cfg.config_path or Path(), None)
+            except (KeyError, TypeError, ConfigError) as exc:
+                log.error(
+                    "joined cluster entry %r cannot be restored: %s", e.get("name") if isinstance(e, dict) else e, exc
+                )
+                continue
+            out.append(cfg)
+            self.joined[cfg.name] = cfg
+        return out
+
+    def _save(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        data = [
+            {"name": c.name, "configPath": str(c.config_path), "insecure": c.insecure} for c in self.joined.values()
+        ]
+        tmp = self._members_file.with_suffix(".tmp")
+        tmp.write_text(yaml.safe_dump(data))
+        tmp.replace(self._members_file)
+
+    # ------------------------------------------------------------------ join / unjoin
+
+    async def join(self, name: str, kubeconfig: bytes, *, insecure: bool = False, wait: bool = True) -> dict[str, Any]:
+        """Validate, persist and start syncing a new cluster. Returns a summary for the API response."""
+        async with self._lock:
+            name = (name or "").strip()
+            if not name:
+                raise MembershipError("cluster name is empty", hint="pass ?cluster=NAME")
+            if not _NAME.match(name):
+                raise MembershipError(
+                    f'"{name}" is not a valid cluster name',
+                    hint="use lowercase letters, digits and '-', at most 63 characters",
+                )
+            if name in self.daemon.syncs:
+                raise MembershipError(
+                    f"cluster {name} is already a member",
+                    status=409,
+                    hint=f"unjoin it first: DELETE /v1/unjoin?cluster={name}",
+                )
+            if not kubeconfig.strip():
+                raise MembershipError("the kubeconfig is empty", hint="upload it as multipart field `kubeconfig`")
+            if len(kubeconfig) > 1024 * 1024:
+                raise MembershipError("the kubeconfig is larger than 1 MiB")
+            self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd, tmpname = tempfile.mkstemp(prefix=f".{name}-", suffix=".kubeconfig", dir=self.state_dir)
+            tmp = Path(tmpname)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(kubeconfig)
+                os.chmod(tmp, 0o600)
+                try:
+                    check_kubeconfig("kubeconfig", tmp, None)
+                except ConfigError as exc:
+                    # Never echo the file's content back or into logs: it holds credentials.
+                    msg = exc.message.replace(str(tmp), "the uploaded file")
+                    raise MembershipError(msg, hint=exc.hint) from exc
+                cluster = ClusterConfig(name=name, config_path=tmp, insecure=insecure)
+                version: dict[str, Any] = {}
+                if wait:
+                    client = ClusterClient(cluster, request_timeout=10)
+                    try:
+                        version = await client.server_version()
+                    except (ClusterError, KubeAPIError, ConfigError) as exc:
+                        raise MembershipError(
+                            f"cluster {name} cannot be reached with that kubeconfig: {exc}",
+                            hint="check the server address and credentials, or pass wait=false to join anyway",
+                        ) from exc
+                    finally:
+                        await client.close()
+                final = self.state_dir / f"{name}.kubeconfig"
+                tmp.replace(final)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            cluster = ClusterConfig(name=name, config_path=final, insecure=insecure)
+            self.joined[name] = cluster
+            self._save()
+            self.daemon.add_member(cluster)
+            log.info("cluster %s joined%s", name, f" ({version.get('gitVersion')})" if version else "")
+            return {
+                "res": "join cluster successful",
+                "cluster": name,
+                "version": version.get("gitVersion", ""),
+                "persisted": True,
+            }
+
+    async def unjoin(self, name: str) -> dict[str, Any]:
+        async with self._lock:
+            master = self.daemon.config.master
+            if master is not None and name == master.name:
+                raise MembershipError(
+                    f"cannot unjoin {name}: it is the master cluster",
+                    hint="the master holds the MultiClusterResources; change isMaster in config",
+                )
+            if name not in self.daemon.syncs:
+                raise MembershipError(
+                    f"cluster {name} is not a member", status=404, hint="GET /v1/clusters lists the members"
+                )
+            rows = await self.daemon.remove_member(name)
+            note = ""
+            joined = self.joined.pop(name, None)
+            if joined is not None:
+                self._save()
+                if joined.config_path is not None:
+                    joined.config_path.unlink(missing_ok=True)
+            elif self.daemon.config.cluster(name) is not None:
+                note = "it is listed in the config file and will come back on restart unless removed there"
+            self.probes.pop(name, None)
+            await self._delete_multicluster(name)
+            log.info("cluster %s unjoined; %d rows purged", name, rows)
+            out: dict[str, Any] = {"res": "unjoin cluster successful", "cluster": name, "rowsDeleted": rows}
+            if note:
+                out["note"] = note
+            return out
+
+    # ------------------------------------------------------------------ health
+
+    async def run(self) -> None:
+        """Probe every member forever; keep MultiCluster objects on the master up to date."""
+        while True:
+            names = list(self.daemon.syncs)
+            await asyncio.gather(*(self._probe(n) for n in names), return_exceptions=True)
+            await self._publish(names)
+            await asyncio.sleep(self.interval)
+
+    async def _probe(self, name: str) -> None:
+        sync = self.daemon.syncs.get(name)
+        if sync is None:
+            return
+        p = self.probes.setdefault(name, Probe())
+        now = time.time()
+        ok, status, reason = False, "Unreachable", ""
+        try:
+            await sync.client.request_bytes("GET", "/readyz", timeout=self.timeout)
+            ok = True
+        except ClusterError as exc:
+            reason = exc.reason
+        except KubeAPIError as exc:
+            status, reason = "NotReady", f"/readyz answered {exc.status}: {exc.message}"
+        p.last_probe = now
+        if ok:
+            p.failures = 0
+            new, p.reason = "Ready", ""
+        else:
+            p.failures += 1
+            p.reason = reason
+            new = status if p.failures >= self.failure_threshold else p.status
+            if new == "Unknown" and p.failures >= self.failure_threshold:
+                new = status
+        if new != p.status:
+            log.log(
+                logging.INFO if new == "Ready" else logging.WARNING,
+                "cluster %s is %s%s",
+                name,
+                new,
+                f" ({p.reason})" if p.reason else "",
+            )
+            p.status, p.last_transition = new, now
+        health = self.daemon.tracker.cluster(name)
+        if ok:
+            self.daemon.tracker.contact(name)
+        elif p.status != "Ready":
+            self.daemon.tracker.fail(name, f"cluster {name}: {p.status}: {p.reason}")
+        health.status = p.status
+
+    # ------------------------------------------------------------------ MultiCluster objects
+
+    def _master_client(self) -> ClusterClient | None:
+        master = self.daemon.config.master
+        if master is None:
+            return None
+        sync = self.daemon.syncs.get(master.name)
+        return sync.client if sync else None
+
+    async def _publish(self, names: list[str]) -> None:
+        client = self._master_client()
+        if client is None:
+            return
+        for name in names:
+            sync = self.daemon.syncs.get(name)
+            if sync is None:
+                continue
+            h = self.daemon.tracker.cluster(name)
+            p = self.probes.get(name, Probe())
+            body = {
+                "apiVersion": f"{MC_GROUP}/v1alpha1",
+                "kind": "MultiCluster",
+                "metadata": {
+                    "name": name,
+                    "namespace": "default",
+                    "labels": {"multicluster.practice.com/managed-by": "multicluster"},
+                },
+                "spec": {
+                    "name": name,
+                    "host": h.host or sync.client.host,
+                    "platform": h.platform,
+                    "version": h.version,
+                    "isMaster": "true" if sync.cluster.is_master else "false",
+                },
+            }
+            status = {
+                "status": {
+                    "status": p.status,
+                    "reason": p.reason,
+                    "lastProbeTime": _rfc3339(p.last_probe) if p.last_probe else None,
+                    "lastTransitionTime": _rfc3339(p.last_transition) if p.last_transition else None,
+                }
+            }
+            try:
+                await client.request(
+                    "PATCH",
+                    f"{MC_PATH}/{name}",
+                    params={"fieldManager": FIELD_MANAGER, "force": "true"},
+                    body=body,
+                    content_type=APPLY_PATCH,
+                )
+                await client.request("PATCH", f"{MC_PATH}/{name}/status", body=status, content_type=MERGE_PATCH)
+            except NotFound:
+                log.debug("MultiCluster CRD not installed on the master yet")
+                return
+            except (ClusterError, KubeAPIError) as exc:
+                log.debug("updating MultiCluster %s failed: %s", name, exc)
+
+    async def _delete_multicluster(self, name: str) -> None:
+        client = self._master_client()
+        if client is None:
+            return
+        with contextlib.suppress(NotFound, ClusterError, KubeAPIError):
+            await client.request("DELETE", f"{MC_PATH}/{name}")
+
+
+def _rfc3339(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
