@@ -30,7 +30,7 @@ from rich.markup import escape
 
 from multicluster.errors import MulticlusterError
 from plugin import printers
-from plugin.client import Client, find_endpoint
+from plugin.client import PAGE_SIZE, Client, find_endpoint
 
 EXTENSIONS = ("plugin.apply", "plugin.delete", "plugin.join")
 
@@ -130,6 +130,8 @@ AllNsOpt = Annotated[bool, typer.Option("--all-namespaces", "-A", help="All name
 SelectorOpt = Annotated[str | None, typer.Option("--selector", "-l", help="Label selector, e.g. app=web,tier!=db")]
 FieldOpt = Annotated[str | None, typer.Option("--field-selector", help="e.g. status.phase=Running")]
 LimitOpt = Annotated[int, typer.Option("--limit", min=0, help="Stop after this many objects (0 = all)")]
+ChunkOpt = Annotated[int, typer.Option("--chunk-size", min=1, max=5000,
+                                       help="Objects per API request (pages are printed as they arrive)")]
 ServerOpt = Annotated[str | None, typer.Option("--server", "-s", help="API address (default: env, config file)")]
 TokenOpt = Annotated[str | None, typer.Option("--token", help="API bearer token (default: env, config file)")]
 ResourceArg = Annotated[str | None, typer.Argument(help="Resource type in any spelling, or `clusters`",
@@ -162,6 +164,7 @@ def list_cmd(
     field_selector: FieldOpt = None,
     output: Annotated[str | None, typer.Option("--output", "-o", help="wide, json, yaml or name")] = None,
     limit: LimitOpt = 0,
+    chunk_size: ChunkOpt = PAGE_SIZE,
     no_headers: Annotated[bool, typer.Option("--no-headers", help="Omit the header row")] = False,
     server: ServerOpt = None,
     token: TokenOpt = None,
@@ -179,7 +182,8 @@ def list_cmd(
         printer: printers.Printer | None = None
         count = 0
         for page in client.resources(res_text, clusters=clusters, namespaces=namespaces, name=obj_name,
-                                     label_selector=selector, field_selector=field_selector, limit=limit):
+                                     label_selector=selector, field_selector=field_selector, limit=limit,
+                                     page_size=chunk_size):
             info = printers.ResourceInfo.from_api(page.get("resource") or {})
             fresh.gvr = info.gvr or res_text
             fresh.update(page.get("clusters"))
@@ -226,6 +230,7 @@ def describe_cmd(
     selector: SelectorOpt = None,
     field_selector: FieldOpt = None,
     limit: LimitOpt = 0,
+    chunk_size: ChunkOpt = PAGE_SIZE,
     server: ServerOpt = None,
     token: TokenOpt = None,
 ) -> None:
@@ -238,7 +243,8 @@ def describe_cmd(
         count = 0
         out = sys.stdout
         for page in client.resources(res_text, clusters=clusters, namespaces=namespaces, name=obj_name,
-                                     label_selector=selector, field_selector=field_selector, limit=limit):
+                                     label_selector=selector, field_selector=field_selector, limit=limit,
+                                     page_size=chunk_size):
             info = printers.ResourceInfo.from_api(page.get("resource") or {})
             fresh.gvr = info.gvr or res_text
             fresh.update(page.get("clusters"))

@@ -394,13 +394,19 @@ class ObjectTablePrinter:
         self.table.close()
 
 
+def kube_order(obj: Obj) -> Obj:
+    """apiVersion, kind, metadata first, like kubectl's JSON (list items are stored with apiVersion/kind last)."""
+    head: Obj = {k: obj[k] for k in ("apiVersion", "kind", "metadata") if k in obj}
+    return {**head, **{k: v for k, v in obj.items() if k not in head}}
+
+
 def with_cluster(cluster: str, obj: Obj) -> Obj:
     """The object annotated with the cluster it came from (a List item has nowhere else to say it)."""
     meta = dict(obj.get("metadata") or {})
     ann = dict(meta.get("annotations") or {})
     ann[CLUSTER_ANNOTATION] = cluster
     meta["annotations"] = ann
-    return {**obj, "metadata": meta}
+    return kube_order({**obj, "metadata": meta})
 
 
 class JSONListPrinter:
@@ -439,7 +445,7 @@ class YAMLListPrinter:
         if self.count == 0:
             self.out.write("apiVersion: v1\nitems:\n")
         docs = [with_cluster(c, o) for c, o in items]
-        self.out.write(yaml.dump(docs, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=1 << 20))
+        self.out.write(to_yaml(docs))
         self.count += len(items)
         self.out.flush()
 
@@ -480,7 +486,9 @@ def make_printer(
 
 
 def to_yaml(obj: Any) -> str:
-    return yaml.dump(obj, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=1 << 20)
+    """YAML with sorted keys, as kubectl and the Go original (JSONToYAML) print it."""
+    return yaml.dump(obj, Dumper=_Dumper, sort_keys=True, default_flow_style=False, allow_unicode=True,
+                     width=1 << 20)
 
 
 # --------------------------------------------------------------------------------------------------- clusters

@@ -92,10 +92,13 @@ def freshness(views: Sequence[ClusterView], gvr: GVR, requested: Sequence[str] =
             missing.append(name)
         elif view.reachable and state.status in ("synced", "syncing"):
             fresh.append(name)
+        elif not view.reachable:
+            # The watch was live until the last contact, so the data is current as of then; a quiet type's
+            # synced_at (last event seen) may be much older without the data being any staler.
+            stale.append(_stale(name, view.last_sync or state.synced_at,
+                                view.error or state.error or "cluster is not reachable"))
         else:
-            reason = state.error or view.error or (
-                "cluster is not reachable" if not view.reachable else f"sync is {state.status}")
-            stale.append(_stale(name, state.synced_at, reason))
+            stale.append(_stale(name, state.synced_at, state.error or view.error or f"sync is {state.status}"))
     return {"fresh": fresh, "stale": stale, "missing": missing}
 
 

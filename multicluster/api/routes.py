@@ -222,7 +222,9 @@ async def get_resource(request: web.Request) -> web.StreamResponse:
                               cluster=cluster, freshness=state)
     headers = {"X-Multicluster-Cluster": _header_value([obj.cluster]), "X-Multicluster-Freshness": state}
     if as_yaml:
-        text = yaml.dump(orjson.loads(obj.object), Dumper=_Dumper, sort_keys=False, default_flow_style=False)
+        # Sorted keys, like kubectl -o yaml and the Go original's JSONToYAML.
+        text = yaml.dump(orjson.loads(obj.object), Dumper=_Dumper, sort_keys=True, default_flow_style=False,
+                         allow_unicode=True)
         return web.Response(text=text, content_type="application/yaml", headers=headers)
     return web.Response(body=obj.object, content_type="application/json", headers=headers)
 

@@ -3,52 +3,20 @@ ApiBackend resolving spellings with real discovery, and a real in-process aiohtt
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from multicluster.api import ClusterView, build_app
+from multicluster.api import build_app
 from multicluster.config import StoreConfig
-from multicluster.gvr import APIResource, resolve
 from multicluster.store import Store, open_store
 from tests.api.dataset import Dataset, build, fill
+from tests.api.helpers import Backend, fresh_views
 
 ENGINES = ["sqlite", pytest.param("mysql", marks=pytest.mark.mariadb)]
-
-
-@dataclass
-class Backend:
-    """The test ApiBackend: what the daemon provides, minus the daemon."""
-
-    store: Store
-    resources: list[APIResource]
-    views: list[ClusterView] = field(default_factory=list)
-    token: str | None = None
-    is_ready: bool = True
-
-    def resolve(self, spelling: str) -> APIResource:
-        return resolve(spelling, self.resources)
-
-    def clusters(self) -> list[ClusterView]:
-        return list(self.views)
-
-    def ready(self) -> bool:
-        return self.is_ready
-
-
-def fresh_views(ds: Dataset, now: float | None = None) -> list[ClusterView]:
-    now = time.time() if now is None else now
-    return [
-        ClusterView(name=c, is_master=c == "cluster1", host=f"https://127.0.0.1:{6440 + i}", reachable=True,
-                    ready=True, last_sync=now, syncs=ds.sync_states(c, now), version="v1.37.2",
-                    platform="linux/amd64")
-        for i, c in enumerate(ds.clusters)
-    ]
 
 
 @pytest.fixture(scope="session")

@@ -3,15 +3,50 @@
 from __future__ import annotations
 
 import copy
+import time
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from aiohttp.test_utils import TestClient
 
-from multicluster.gvr import GVR
-from multicluster.store import Row
+from multicluster.api import ClusterView
+from multicluster.gvr import GVR, APIResource, resolve
+from multicluster.store import Row, Store
 from multicluster.sync import to_row
+from tests.api.dataset import Dataset
+
+
+@dataclass
+class Backend:
+    """The test ApiBackend: what the daemon provides, minus the daemon."""
+
+    store: Store
+    resources: list[APIResource]
+    views: list[ClusterView] = field(default_factory=list)
+    token: str | None = None
+    is_ready: bool = True
+
+    def resolve(self, spelling: str) -> APIResource:
+        return resolve(spelling, self.resources)
+
+    def clusters(self) -> list[ClusterView]:
+        return list(self.views)
+
+    def ready(self) -> bool:
+        return self.is_ready
+
+
+def fresh_views(ds: Dataset, now: float | None = None) -> list[ClusterView]:
+    now = time.time() if now is None else now
+    return [
+        ClusterView(name=c, is_master=c == "cluster1", host=f"https://127.0.0.1:{6440 + i}", reachable=True,
+                    ready=True, last_sync=now, syncs=ds.sync_states(c, now), version="v1.37.2",
+                    platform="linux/amd64")
+        for i, c in enumerate(ds.clusters)
+    ]
+
 
 Params = list[tuple[str, str]] | dict[str, str]
 

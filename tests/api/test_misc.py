@@ -12,9 +12,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from multicluster.api import ClusterView, build_app
 from multicluster.gvr import APIResource
 from multicluster.store import Store, SyncState
-from tests.api.conftest import Backend, fresh_views
 from tests.api.dataset import CMS, PODS, Dataset
-from tests.api.helpers import get_json
+from tests.api.helpers import Backend, fresh_views, get_json
 
 
 async def test_clusters_view_with_counts(client: TestClient, dataset: Dataset) -> None:

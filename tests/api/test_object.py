@@ -10,9 +10,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from multicluster.api import ClusterView, build_app
 from multicluster.sync import to_row
-from tests.api.conftest import Backend, fresh_views
 from tests.api.dataset import DEPLOYS, MCR, NAMESPACES, PODS, Dataset
-from tests.api.helpers import get_json
+from tests.api.helpers import Backend, fresh_views, get_json
 
 
 def _stored(dataset: Dataset, cluster: str, gvr: object, name: str) -> dict[str, object]:

@@ -12,9 +12,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from multicluster.api import build_app
 from multicluster.errors import StoreError
 from multicluster.store import Page, Query, Store
-from tests.api.conftest import Backend, fresh_views
 from tests.api.dataset import CMS, DEPLOYS, MCR, PODS, Dataset, expected
-from tests.api.helpers import clone, get_json
+from tests.api.helpers import Backend, clone, fresh_views, get_json
 
 
 def _newest_first(dataset: Dataset, gvr: Any) -> list[tuple[str, str, str]]:
