@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from multicluster import gvr as gvrmod
+from multicluster import metrics
 from multicluster.api.backend import ClusterView
 from multicluster.config import ClusterConfig, Config, load_config
 from multicluster.errors import GVRError, MulticlusterError
@@ -27,6 +28,7 @@ from multicluster.tasks import Supervisor
 from multicluster.workqueue import CoalescingQueue
 
 if TYPE_CHECKING:
+    from multicluster.leader import LeaderElector, ShardMembership
     from multicluster.membership import Membership
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,10 @@ class Daemon:
         self._runner: Any = None
         self._stop = asyncio.Event()
         self.membership: Membership | None = None
+        self.elector: LeaderElector | None = None
+        self.shards: ShardMembership | None = None
+        self._remote_states: list[SyncState] = []
+        self._lease_client: ClusterClient | None = None
         self.api_address = ""
 
     # ------------------------------------------------------------------ ApiBackend
@@ -94,6 +100,8 @@ class Daemon:
         for name, sync in self.syncs.items():
             h = self.tracker.cluster(name)
             states = [st for (c, _g), st in self.tracker.states.items() if c == name]
+            local = {st.gvr for st in states}
+            states += [st for st in self._remote_states if st.cluster == name and st.gvr not in local]
             synced = [st.synced_at for st in states if st.synced_at]
             last = max([h.last_contact, *synced]) if (synced or h.last_contact) else None
             out.append(
@@ -135,6 +143,9 @@ class Daemon:
             rediscover_seconds=self.config.sync.rediscover_seconds,
         )
         self.syncs[name] = sync
+        if self.shards is not None:
+            shards = self.shards
+            sync.owns = lambda c, g: shards.owns(f"{c}/{g}")
         self.supervisor.spawn(f"cluster/{name}", sync.run)
 
     async def remove_member(self, name: str) -> int:
@@ -213,6 +224,9 @@ class Daemon:
             self.store, self.queue, self.tracker, batch_size=cfg.store.batch_size, linger=cfg.store.flush_interval
         )
         self.supervisor.spawn("writer", self.writer.run)
+        metrics.LEADER.set(0 if cfg.lease.enabled else 1)
+        if cfg.lease.enabled:
+            await self._start_leases()
         for c in cfg.clusters:
             self.add_cluster(c.name)
         for c in joined:
@@ -224,8 +238,72 @@ class Daemon:
         self.supervisor.spawn("membership", self.membership.run)
         if api:
             await self._start_api()
-        if controller:
+        if controller and self.elector is None:
             await self._start_controller()
+        elif controller and self.elector is not None:
+            self._controller_wanted = True
+            self.supervisor.spawn("leader-election", self.elector.run)
+
+    _controller_wanted = False
+
+    async def _start_leases(self) -> None:
+        """Leader election + informer sharding (--lease-mode). Leases live on the master (or first) cluster."""
+        from multicluster.leader import LeaderElector, LeaseLock, LeaseTiming, ShardMembership, default_identity
+
+        cfg = self.config
+        home = cfg.master or cfg.clusters[0]
+        client = ClusterClient(home)
+        self._lease_client = client
+        identity = default_identity()
+        timing = LeaseTiming()
+        self.shards = ShardMembership(client, cfg.lease.namespace, cfg.lease.name, identity, timing, self._on_shards)
+        try:
+            # Learn the current members before starting any informer, so N replicas starting together do not all
+            # watch everything for the first round.
+            await self.shards.lock.try_acquire()
+            self.shards.members = sorted({*await self.shards._live(), identity})
+        except MulticlusterError as exc:
+            log.warning("shard membership not available yet (%s); starting with this replica only", exc)
+        log.info("lease mode: identity %s, shard members %s", identity, ", ".join(self.shards.members))
+        self.supervisor.spawn("shards", self.shards.run)
+        metrics.LEADER.set(0)
+        self.elector = LeaderElector(
+            LeaseLock(client, cfg.lease.namespace, cfg.lease.name, identity, timing),
+            on_start=self._lead,
+            on_stop=self._unlead,
+        )
+        if self.membership is not None:
+            self.membership.publish = False
+        self.supervisor.spawn("sync-state-refresh", self._refresh_remote_states)
+
+    async def _on_shards(self, members: list[str]) -> None:
+        for sync in self.syncs.values():
+            sync.kick()
+
+    async def _lead(self) -> None:
+        if self.membership is not None:
+            self.membership.publish = True
+        if self._controller_wanted and "controller" not in self.supervisor:
+            await self._start_controller()
+
+    async def _unlead(self) -> None:
+        if self.membership is not None:
+            self.membership.publish = False
+        await self.supervisor.stop("controller")
+        self.controller = None
+
+    async def _refresh_remote_states(self) -> None:
+        """Other replicas' sync states (persisted by their writers), so any replica can answer freshness."""
+        while True:
+            try:
+                self._remote_states = await self.store.sync_states()
+            except MulticlusterError as exc:
+                log.debug("reading sync states failed: %s", exc)
+            await asyncio.sleep(2.0)
+
+    @property
+    def is_leader(self) -> bool:
+        return self.elector.leader if self.elector is not None else True
 
     async def _start_api(self) -> None:
         from aiohttp import web
@@ -314,7 +392,7 @@ class Daemon:
             except Exception as exc:
                 log.warning("could not save sync state: %s", exc)
         await self.supervisor.stop_all()
-        for c in self.clients.values():
+        for c in [*self.clients.values(), *([self._lease_client] if self._lease_client else [])]:
             await c.close()
         if self._store is not None:
             await self._store.close()

@@ -60,6 +60,7 @@ class Membership:
         self.probes: dict[str, Probe] = {}
         self.joined: dict[str, ClusterConfig] = {}
         self._lock = asyncio.Lock()
+        self.publish = True  # only the leader writes MultiCluster objects (lease mode toggles this)
         src = daemon.config.source
         default = (src.parent if src else Path.cwd()) / "multicluster-state"
         self.state_dir = Path(os.environ.get("MULTICLUSTER_STATE_DIR", str(default)))
@@ -260,7 +261,7 @@ class Membership:
 
     async def _publish(self, names: list[str]) -> None:
         client = self._master_client()
-        if client is None:
+        if client is None or not self.publish:
             return
         for name in names:
             sync = self.daemon.syncs.get(name)

@@ -44,3 +44,7 @@ CLUSTER_UP = Gauge(
 )
 RECONCILES = Counter("multicluster_reconciles_total", "MultiClusterResource reconciles", ["result"], registry=REGISTRY)
 ROWS = Counter("multicluster_store_rows_total", "Rows changed in the store by the writer", ["op"], registry=REGISTRY)
+LEADER = Gauge("multicluster_leader", "1 while this replica holds the leader lease (always 1 without lease mode)",
+               registry=REGISTRY)
+INFORMERS = Gauge("multicluster_informers", "Informers this replica runs per cluster (shards)", ["cluster"],
+                  registry=REGISTRY)

@@ -332,6 +332,8 @@ class ClusterSync:
         self.on_discovery: list[Callable[[str, list[APIResource]], None]] = []
         self._report: asyncio.Task[None] | None = None
         self._kick = asyncio.Event()
+        # Sharding hook: whether this replica should run the informer of (cluster, gvr). Default: all.
+        self.owns: Callable[[str, GVR], bool] = lambda _c, _g: True
 
     def kick(self) -> None:
         """Rediscover now (config reload, or a caller that knows a CRD was just created)."""
@@ -389,8 +391,14 @@ class ClusterSync:
             del self.informers[gvr]
             await self.store.delete_gvr(self.cluster.name, gvr)
             self.tracker.drop(self.cluster.name, gvr)
+        for gvr in [g for g in self.informers if not self.owns(self.cluster.name, g)]:
+            # Another replica owns it now: stop watching but keep the rows (the owner keeps them current).
+            log.info("[%s] %s moved to another replica", self.cluster.name, gvr)
+            await self.supervisor.stop(self.prefix + str(gvr))
+            del self.informers[gvr]
+            self.tracker.drop(self.cluster.name, gvr)
         for gvr, res in wanted.items():
-            if gvr in self.informers:
+            if gvr in self.informers or not self.owns(self.cluster.name, gvr):
                 continue
             index = await self.store.load_index(self.cluster.name, gvr)
             sink = StoreSink(self.cluster.name, res, self.queue, self.tracker, index, self.config)
@@ -408,6 +416,7 @@ class ClusterSync:
             )
             self.informers[gvr] = inf
             self.supervisor.spawn(self.prefix + str(gvr), inf.run)
+        metrics.INFORMERS.labels(self.cluster.name).set(len(self.informers))
         if not self.discovered.is_set():
             log.info("[%s] syncing %d resource types", self.cluster.name, len(wanted))
             self._report = asyncio.get_running_loop().create_task(self._report_initial_sync(time.monotonic()))
