@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from multicluster.kube import ClusterClient
 from multicluster.config import ClusterConfig
+from multicluster.kube import ClusterClient
 from multicluster.leader import LeaseLock, LeaseTiming, owner
 from multicluster.testing.daemonproc import DaemonProc
 from multicluster.testing.harness import Harness
