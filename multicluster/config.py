@@ -173,6 +173,14 @@ def _str_list(where: str, value: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _in_cluster() -> bool:
+    """Inside a pod: the service-account token is mounted and the API server's address is in the environment."""
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and Path(SA_TOKEN).exists()
+
+
+SA_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+
 def _resolve_path(raw: str, base: Path) -> Path:
     path = Path(os.path.expandvars(os.path.expanduser(raw)))
     return path if path.is_absolute() else (base / path)
@@ -238,12 +246,13 @@ def _parse_cluster(i: int, item: Any, base: Path, check_files: bool) -> ClusterC
     context = _opt(where, meta, "context", str, "a context name", None)
     raw_path = _opt(where, meta, "configPath", str, "a file path", None)
     config_path = _resolve_path(raw_path, base) if raw_path else None
-    if config_path is None:
+    if config_path is None and not _in_cluster():
         raise ConfigError(
-            f"{where}.configPath: is required",
-            hint="set it to the cluster's kubeconfig file (in-cluster service-account access is not enabled)",
+            f"{where}.configPath: is required outside a Kubernetes pod",
+            hint="set it to the cluster's kubeconfig file; inside a pod, an entry without configPath uses the "
+            "pod's service account (in-cluster mode)",
         )
-    if check_files:
+    if check_files and config_path is not None:
         check_kubeconfig(f"{where}.configPath", config_path, context)
     include = list(_str_list(f"{where}.include", meta.get("include")))
     legacy = meta.get("resources")

@@ -66,6 +66,26 @@ class ClusterClient:
         if self._session is not None:
             return
         cfg = Configuration()
+        if self.cluster.config_path is None:
+            self._load_in_cluster(cfg)
+        else:
+            await self._load_kubeconfig(cfg)
+        self._cfg = cfg
+        self._open_session(cfg)
+
+    def _load_in_cluster(self, cfg: Configuration) -> None:
+        """In-cluster mode: the pod's service account (token file re-read by the loader as it rotates)."""
+        from kubernetes_asyncio.config import incluster_config
+
+        try:
+            incluster_config.load_incluster_config(client_configuration=cfg)
+        except Exception as exc:
+            raise ConfigError(
+                f"cluster {self.name}: no configPath and in-cluster config is unavailable: {exc}",
+                hint="give the cluster a configPath, or run the daemon in a pod with a service account",
+            ) from exc
+
+    async def _load_kubeconfig(self, cfg: Configuration) -> None:
         try:
             await kube_config.load_kube_config(
                 config_file=str(self.cluster.config_path),
@@ -78,7 +98,8 @@ class ClusterClient:
                 f"cluster {self.name}: kubeconfig {self.cluster.config_path} cannot be used: {exc}",
                 hint="check the file with `kubectl --kubeconfig FILE cluster-info`",
             ) from exc
-        self._cfg = cfg
+
+    def _open_session(self, cfg: Configuration) -> None:
         self.host = str(cfg.host).rstrip("/")
         ctx: ssl.SSLContext | bool
         if self.host.startswith("https"):

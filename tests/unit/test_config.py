@@ -96,7 +96,7 @@ def test_tilde_expansion(d: Path, monkeypatch: pytest.MonkeyPatch) -> None:
             "{metadata: {clusterName: b, configPath: k2, isMaster: true}}]",
             "more than one cluster has isMaster",
         ),
-        ("clusters: [{metadata: {clusterName: a}}]", "configPath: is required"),
+        ("clusters: [{metadata: {clusterName: a}}]", "configPath: is required outside a Kubernetes pod"),
         ("clusters: [{metadata: {clusterName: a, configPath: nope}}]", "does not exist"),
         ("clusters: [{metadata: {clusterName: a, configPath: config.yaml}}]", "is not a kubeconfig"),
         ("clusters: [{metadata: {clusterName: a, configPath: k1, context: ctz}}]", 'context "ctz" not found'),
