@@ -78,7 +78,7 @@ class ClusterClient:
         from kubernetes_asyncio.config import incluster_config
 
         try:
-            incluster_config.load_incluster_config(client_configuration=cfg)
+            incluster_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
         except Exception as exc:
             raise ConfigError(
                 f"cluster {self.name}: no configPath and in-cluster config is unavailable: {exc}",
