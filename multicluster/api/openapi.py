@@ -57,6 +57,10 @@ _SEED_PARAMS = [
     _q("namespace", "Exact namespace; empty = every namespace"),
     _q("name", "Exact object name"),
     _q("limit", _SEED_LIMIT, {"type": "integer", "minimum": 0, "default": 10}),
+    {"name": "labels", "in": "query", "style": "deepObject", "explode": True, "required": False,
+     "description": "labels[KEY]=VALUE equality filters (the Go original accepted and ignored them)",
+     "schema": {"type": "object", "additionalProperties": {"type": "string"}}},
+    _q("labelSelector", "Kubernetes label selector (an addition; combines with labels[...] as AND)"),
 ]
 
 _FRESH_HEADERS = {

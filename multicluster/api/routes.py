@@ -34,8 +34,13 @@ from multicluster.api.params import (
 from multicluster.errors import QueryError
 from multicluster.gvr import APIResource
 from multicluster.metrics import REGISTRY
-from multicluster.selectors import parse_field_selector, parse_label_selector
-from multicluster.store.base import Query, StoredObject
+from multicluster.selectors import (
+    parse_field_selector,
+    parse_label_selector,
+    validate_label_key,
+    validate_label_value,
+)
+from multicluster.store.base import Query, Requirement, StoredObject
 
 API_VERSION = "multicluster/v1"
 STREAM_PAGE = 500  # rows per store query when streaming
@@ -88,6 +93,19 @@ async def seed_list_with_cluster(request: web.Request) -> web.StreamResponse:
     return await _seed(request, wrap=True)
 
 
+def seed_labels(q: Any) -> tuple[Requirement, ...]:
+    """The seed's `labels[key]=value` parameters (gin QueryMap), which it parsed and then ignored: honoured here
+    as equality terms, validated like a label selector."""
+    out: list[Requirement] = []
+    for key, value in q.items():
+        if key.startswith("labels[") and key.endswith("]"):
+            label = key[len("labels[") : -1]
+            validate_label_key(label, key)
+            validate_label_value(value, key)
+            out.append(Requirement(label, "=", (value,)))
+    return tuple(out)
+
+
 async def _seed(request: web.Request, *, wrap: bool) -> web.StreamResponse:
     backend = request.app[BACKEND]
     q = request.query
@@ -99,6 +117,7 @@ async def _seed(request: web.Request, *, wrap: bool) -> web.StreamResponse:
         clusters=(cluster,) if cluster else (),
         namespaces=(namespace,) if namespace else (),
         name=name,
+        labels=seed_labels(q) + parse_label_selector(q.get("labelSelector")),
         order="-created",
         limit=min(limit, STREAM_PAGE) if limit else STREAM_PAGE,
     )
