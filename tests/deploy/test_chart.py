@@ -1,0 +1,147 @@
+"""The Helm chart (manifests/chart) renders the same objects as the plain manifests, and its values do what
+values.yaml says. helm itself comes from build-helm.sh (built from helm.sh/helm/v3)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from multicluster.config import parse_config
+
+from .conftest import CHART, MANIFESTS, MARIADB_VALUES, NAMESPACE, Doc, Helm, container, find, load_docs, normalize
+
+
+def _by_key(docs: list[Doc]) -> dict[tuple[str, str, str], Doc]:
+    out: dict[tuple[str, str, str], Doc] = {}
+    for d in docs:
+        if d["kind"] == "Namespace":  # the chart leaves namespaces to `helm install --create-namespace`
+            continue
+        out[(d["kind"], d["metadata"].get("namespace", ""), d["metadata"]["name"])] = normalize(d)
+    return out
+
+
+def _assert_same(rendered: list[Doc], plain: list[Doc]) -> None:
+    got, want = _by_key(rendered), _by_key(plain)
+    assert sorted(got) == sorted(want), "the chart and the plain manifests produce different objects"
+    for key, doc in want.items():
+        assert got[key] == doc, f"{key} differs between the chart and manifests/"
+
+
+def test_helm_lint_strict(helm: Helm) -> None:
+    for values in ([], MARIADB_VALUES):
+        args = ["lint", "--strict", str(CHART), "--namespace", NAMESPACE]
+        for v in values:
+            args += ["--set", v]
+        res = helm.run(*args)
+        assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_defaults_render_the_plain_manifests(helm: Helm) -> None:
+    plain = load_docs(MANIFESTS / "rbac.yaml") + load_docs(MANIFESTS / "deploy.yaml")
+    _assert_same(helm.template(), plain)
+
+
+def test_mariadb_enabled_adds_the_plain_mariadb(helm: Helm) -> None:
+    plain = load_docs(MANIFESTS / "rbac.yaml") + load_docs(MANIFESTS / "deploy.yaml") + load_docs(
+        MANIFESTS / "mariadb.yaml")
+    _assert_same(helm.template(*MARIADB_VALUES), plain)
+
+
+def test_rendered_config_passes_the_validator(helm: Helm) -> None:
+    clusters = '[{"metadata": {"clusterName": "hub", "configPath": "/etc/multicluster/kubeconfigs/custom"}},' \
+               ' {"metadata": {"clusterName": "cluster2", "isMaster": true}}]'
+    docs = helm.template("db.host=db.example.com", "db.port=3307", "containerPort=8080",
+                         extra=("--set-json", f"config.clusters={clusters}"))
+    text = find(docs, "ConfigMap")["data"]["config.yaml"]
+    cfg = parse_config(yaml.safe_load(text), Path("/etc/multicluster"), check_files=False)
+    assert (cfg.store.type, cfg.store.host, cfg.store.port) == ("mysql", "db.example.com", 3307)
+    assert cfg.server.port == 8080
+    assert [(c.name, str(c.config_path)) for c in cfg.clusters] == [
+        ("hub", "/etc/multicluster/kubeconfigs/custom"),
+        ("cluster2", "/etc/multicluster/kubeconfigs/cluster2.kubeconfig"),
+    ]
+    assert cfg.master is not None and cfg.master.name == "cluster2"
+    deploy = find(docs, "Deployment")
+    assert container(deploy)["ports"][0]["containerPort"] == 8080
+    assert find(docs, "Service")["spec"]["ports"][0]["targetPort"] == 8080
+
+
+def test_config_change_rolls_the_pods(helm: Helm) -> None:
+    def checksum(*values: str) -> str:
+        return str(find(helm.template(*values), "Deployment")["spec"]["template"]["metadata"]["annotations"][
+            "checksum/config"])
+
+    assert checksum() == checksum("replicaCount=3")
+    assert checksum() != checksum("config.sync.pageSize=100")
+
+
+def test_leader_election_values(helm: Helm) -> None:
+    docs = helm.template("leaderElection.leaseName=elect", "leaderElection.leaseNamespace=kube-system",
+                         "replicaCount=3")
+    deploy = find(docs, "Deployment")
+    assert deploy["spec"]["replicas"] == 3
+    args = container(deploy)["args"]
+    assert args[args.index("--lease-name") + 1] == "elect"
+    assert args[args.index("--lease-namespace") + 1] == "kube-system"
+    assert find(docs, "Role")["metadata"]["namespace"] == "kube-system"
+    assert find(docs, "RoleBinding")["subjects"][0]["namespace"] == NAMESPACE
+
+    off = helm.template("leaderElection.enabled=false")
+    assert not any(a.startswith("--lease") for a in container(find(off, "Deployment"))["args"])
+    assert not [d for d in off if d["kind"] in ("Role", "RoleBinding")]
+
+
+def test_secret_values(helm: Helm) -> None:
+    docs = helm.template("kubeconfigs.files.cluster1\\.kubeconfig=apiVersion: v1", "db.existingSecret=shared-db",
+                         "db.passwordKey=pw", "apiToken.existingSecret=tok")
+    pod = find(docs, "Deployment")["spec"]["template"]["spec"]
+    kube_secret = find(docs, "Secret")
+    assert list(kube_secret["data"]) == ["cluster1.kubeconfig"]
+    assert {v["name"]: v for v in pod["volumes"]}["kubeconfigs"]["secret"]["secretName"] == \
+        kube_secret["metadata"]["name"]
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert env["MULTICLUSTER_DB_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "shared-db", "key": "pw"}
+    assert env["MULTICLUSTER_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "tok"
+    # no db.password: the chart references the Secret but never creates one with an empty password
+    assert not [d for d in helm.template() if d["kind"] == "Secret"]
+
+
+def test_service_and_image_values(helm: Helm) -> None:
+    docs = helm.template("service.type=ClusterIP", "service.port=80", "image.repository=registry.example/mc",
+                         "image.tag=1.2.3", "rbac.deliveryRules[0].apiGroups[0]=networking.k8s.io",
+                         "rbac.deliveryRules[0].resources[0]=ingresses", "rbac.deliveryRules[0].verbs[0]=patch")
+    port = find(docs, "Service")["spec"]["ports"][0]
+    assert find(docs, "Service")["spec"]["type"] == "ClusterIP"
+    assert port["port"] == 80 and "nodePort" not in port
+    assert container(find(docs, "Deployment"))["image"] == "registry.example/mc:1.2.3"
+    assert find(docs, "ClusterRole", "multicluster-delivery")["rules"] == [
+        {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": ["patch"]}]
+
+
+def test_other_release_names_prefix_every_object(helm: Helm) -> None:
+    docs = helm.template(*MARIADB_VALUES, release="prod", namespace="ops")
+    for d in docs:
+        assert d["metadata"]["name"].startswith("prod-multicluster"), d["metadata"]["name"]
+        if d["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
+            assert d["metadata"]["namespace"] == "ops"
+    cfg = yaml.safe_load(find(docs, "ConfigMap")["data"]["config.yaml"])
+    assert cfg["store"]["host"] == "prod-multicluster-mariadb.ops.svc"
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (["mariadb.enabled=true", "db.password=x"], "mariadb.rootPassword is required"),
+        (["config.clusters=null"], "config.clusters must list at least one cluster"),
+        (["replicaCount=two"], "replicaCount"),
+    ],
+)
+def test_bad_values_fail_to_render(helm: Helm, values: list[str], message: str) -> None:
+    args = ["template", "x", str(CHART)]
+    for v in values:
+        args += ["--set", v]
+    res = helm.run(*args)
+    assert res.returncode != 0
+    assert message in res.stderr
