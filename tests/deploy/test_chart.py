@@ -68,6 +68,21 @@ def test_rendered_config_passes_the_validator(helm: Helm) -> None:
     assert find(docs, "Service")["spec"]["ports"][0]["targetPort"] == 8080
 
 
+def test_in_cluster_entry_has_no_config_path(helm: Helm, monkeypatch: pytest.MonkeyPatch) -> None:
+    clusters = '[{"metadata": {"clusterName": "home", "inCluster": true, "isMaster": true}},' \
+               ' {"metadata": {"clusterName": "edge"}}]'
+    docs = helm.template(extra=("--set-json", f"config.clusters={clusters}"))
+    raw = yaml.safe_load(find(docs, "ConfigMap")["data"]["config.yaml"])
+    assert raw["clusters"][0] == {"metadata": {"clusterName": "home", "isMaster": True}}
+    monkeypatch.setattr("multicluster.config._in_cluster", lambda: True)  # as inside the pod
+    cfg = parse_config(raw, Path("/etc/multicluster"), check_files=False)
+    assert [(c.name, c.config_path) for c in cfg.clusters] == [
+        ("home", None), ("edge", Path("/etc/multicluster/kubeconfigs/edge.kubeconfig"))]
+    both = '[{"metadata": {"clusterName": "home", "inCluster": true, "configPath": "/x"}}]'
+    res = helm.run("template", "x", str(CHART), "--set-json", f"config.clusters={both}")
+    assert res.returncode != 0 and "exclude each other" in res.stderr
+
+
 def test_config_change_rolls_the_pods(helm: Helm) -> None:
     def checksum(*values: str) -> str:
         return str(find(helm.template(*values), "Deployment")["spec"]["template"]["metadata"]["annotations"][

@@ -25,6 +25,8 @@ from .conftest import MANIFESTS, NAMESPACE, DryRunner, load_docs
 pytestmark = pytest.mark.integration
 
 TOKEN_SECRET = "multicluster-token"
+LEASE = "deploy-test-leader"
+LEASES = f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases"
 CR_GROUP = "mulitcluster.practice.com"
 
 
@@ -112,8 +114,10 @@ def test_service_account_grants(dry_run: DryRunner, sa_kubeconfig: tuple[Path, s
     assert not wrong, "\n".join(wrong)
 
 
-def test_daemon_syncs_everything_with_the_service_account(sa_kubeconfig: tuple[Path, str], tmp_path: Path) -> None:
-    """The reader rule is sufficient: a query-only daemon using only the ServiceAccount reaches /readyz."""
+def test_daemon_syncs_and_leads_with_the_service_account(dry_run: DryRunner, sa_kubeconfig: tuple[Path, str],
+                                                         tmp_path: Path) -> None:
+    """The grants are sufficient: a query-only daemon in lease mode (Leases on its first cluster) using only the
+    ServiceAccount reaches /readyz and takes the leader Lease in multicluster-system."""
     kubeconfig, _ = sa_kubeconfig
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({
@@ -121,12 +125,13 @@ def test_daemon_syncs_everything_with_the_service_account(sa_kubeconfig: tuple[P
         "store": {"type": "sqlite", "path": str(tmp_path / "mc.db")},
     }))
     port = free_port()
-    env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost"}
+    env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost", "POD_NAME": "deploy-test-replica"}
     for k in [k for k in env if k.startswith("MULTICLUSTER_")]:
         del env[k]
     log = (tmp_path / "daemon.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "multicluster", "run", "--config", str(config), "--address",
-                             str(port), "--no-write-cli-config"], stdout=log, stderr=subprocess.STDOUT, env=env)
+                             str(port), "--no-write-cli-config", "--lease-mode", "--lease-name", LEASE,
+                             "--lease-namespace", NAMESPACE], stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         deadline, last = time.monotonic() + 120, ""
         while time.monotonic() < deadline:
@@ -146,6 +151,14 @@ def test_daemon_syncs_everything_with_the_service_account(sa_kubeconfig: tuple[P
             clusters = json.loads(r.read())
         text = json.dumps(clusters)
         assert "member" in text and "forbidden" not in text.lower(), text[:2000]
+        deadline = time.monotonic() + 60
+        while True:
+            status, lease, _ = dry_run.call("GET", f"{LEASES}/{LEASE}")
+            if status == 200 and lease["spec"].get("holderIdentity") == "deploy-test-replica":
+                break
+            assert time.monotonic() < deadline, f"the daemon never took the leader Lease: {lease}"
+            time.sleep(0.5)
+        assert "forbidden" not in (tmp_path / "daemon.log").read_text().lower()
     finally:
         proc.terminate()
         try:

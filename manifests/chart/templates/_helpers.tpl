@@ -68,13 +68,19 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- default (printf "%s.%s.svc" (include "multicluster.mariadbName" .) .Release.Namespace) .Values.db.host }}
 {{- end }}
 
-{{/* The daemon's config.yaml: values.config plus store/server, each cluster's configPath defaulted. */}}
+{{/* The daemon's config.yaml: values.config plus store/server, each cluster's configPath defaulted (the chart-only
+     key `inCluster: true` leaves it out instead, so the daemon uses the pod's ServiceAccount for that cluster). */}}
 {{- define "multicluster.config" -}}
 {{- $cfg := deepCopy (omit .Values.config "store" "server") }}
 {{- $clusters := list }}
 {{- range $i, $c := required "config.clusters must list at least one cluster" .Values.config.clusters }}
 {{- $md := deepCopy (required (printf "config.clusters[%d] needs metadata:" $i) $c.metadata) }}
-{{- if not $md.configPath }}
+{{- $inCluster := $md.inCluster }}
+{{- $md = omit $md "inCluster" }}
+{{- if and $inCluster $md.configPath }}
+{{- fail (printf "config.clusters[%d]: inCluster and configPath exclude each other" $i) }}
+{{- end }}
+{{- if not (or $md.configPath $inCluster) }}
 {{- $_ := set $md "configPath" (printf "/etc/multicluster/kubeconfigs/%s.kubeconfig" (required (printf "config.clusters[%d].metadata.clusterName is required" $i) $md.clusterName)) }}
 {{- end }}
 {{- $clusters = append $clusters (dict "metadata" $md) }}
