@@ -89,8 +89,17 @@ class Daemon:
 
     _stored_gvrs: list[GVR] = []
 
+    # A cluster that is unreachable at start must not keep every replica out of its Service forever: after this
+    # grace period it stops blocking readiness (its data is reported stale/missing per query instead).
+    startup_grace = 60.0
+
     def ready(self) -> bool:
-        return bool(self.syncs) and all(s.synced() for s in self.syncs.values())
+        if not self.syncs:
+            return False
+        grace_over = time.time() - self.started > self.startup_grace
+        return all(
+            s.synced() or (grace_over and not self.tracker.cluster(name).reachable) for name, s in self.syncs.items()
+        )
 
     def sync_states(self) -> list[SyncState]:
         return list(self.tracker.states.values())
