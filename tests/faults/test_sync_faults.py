@@ -115,3 +115,26 @@ async def test_mariadb_restart_during_heavy_writes(harness: Harness, tmp_path: P
             await d.shutdown()
     finally:
         db.stop()
+
+
+async def test_cluster_dead_at_start_stops_blocking_readiness(harness: Harness, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from multicluster.config import ClusterConfig
+
+    dead_kc = tmp_path / "dead.kubeconfig"
+    dead_kc.write_text(
+        harness.servers["cluster1"].kubeconfig.read_text().replace(f":{harness.servers['cluster1'].port}", ":1")
+    )
+    cfg = daemon_config(harness, sqlite_store(tmp_path), ("configmaps",))
+    cfg = replace(cfg, clusters=(*cfg.clusters, ClusterConfig("deadatstart", dead_kc)))
+    d = Daemon(cfg)
+    d.startup_grace = 2.0
+    await d.start(api=False, controller=False)
+    try:
+        assert await d.wait_ready(30), "a dead cluster kept the daemon unready past the grace period"
+        view = {v.name: v for v in d.clusters()}["deadatstart"]
+        assert not view.reachable and not view.ready and "cannot connect" in view.error
+        assert all(v.ready for v in d.clusters() if v.name != "deadatstart")
+    finally:
+        await d.shutdown()
