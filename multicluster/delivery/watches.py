@@ -1,0 +1,182 @@
+"""Watch the copies we delivered, so hand edits and deletes are corrected within a second and health stays fresh.
+
+One Informer per (member cluster, resource type we delivered there), selecting our managed-by label. Every event
+requeues the owning MultiClusterResource (named by the copy's owner annotation). The informers keep no objects;
+`DeliveredIndex` keeps a few facts per copy: its owner, a digest of everything but status (to tell a real edit
+from a status update), and its health. The controller uses the index to
+- skip the apply when nothing but status changed since its own last apply (a steady state costs no requests),
+- read health without a GET,
+- find stray copies of a CR (left by a crash between apply and status write) and remove them.
+A copy that loses our label (someone removed it) leaves the selector: the watch reports it deleted, the owner is
+requeued and the label is applied again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from multicluster.gvr import GVR, APIResource
+from multicluster.informer import Informer, InformerOptions
+from multicluster.kube import ClusterClient
+from multicluster.tasks import Supervisor
+
+from .model import MANAGED_BY_LABEL, MANAGED_BY_VALUE, MANAGED_SELECTOR, OWNER_ANNOTATION, CRKey
+from .patches import digest
+from .status import health
+
+log = logging.getLogger(__name__)
+
+CopyKey = tuple[str, GVR, str, str]  # cluster, gvr, namespace, name
+OnChange = Callable[[CRKey, CopyKey, "Copy | None"], None]  # (owner, copy, copy now or None when gone)
+_VOLATILE = ("resourceVersion", "managedFields", "generation")
+
+
+@dataclass(frozen=True, slots=True)
+class Copy:
+    owner: CRKey
+    content: str
+    uid: str
+    health: str
+    health_message: str
+    rv: str = field(default="", compare=False)  # newest seen; not part of "did it change" (status bumps it too)
+
+
+def content_digest(obj: dict[str, Any]) -> str:
+    """Digest of an object without status and the metadata every write changes; equal digests = no edit."""
+    md = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in _VOLATILE}
+    return digest({**{k: v for k, v in obj.items() if k != "status"}, "metadata": md})
+
+
+def owner_of(obj: dict[str, Any]) -> CRKey | None:
+    """The MultiClusterResource a copy belongs to, or None when it is not managed by us.
+
+    The owner annotation decides; the managed-by label only feeds the watches' selector. A copy whose label
+    someone removed is still ours (and gets the label back), not a foreign object.
+    """
+    md = obj.get("metadata") or {}
+    ns, sep, name = str((md.get("annotations") or {}).get(OWNER_ANNOTATION) or "").partition("/")
+    return (ns, name) if sep and name else None
+
+
+def is_labelled(obj: dict[str, Any]) -> bool:
+    return ((obj.get("metadata") or {}).get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY_VALUE
+
+
+def describe_copy(obj: dict[str, Any]) -> Copy | None:
+    owner = owner_of(obj)
+    if owner is None or not is_labelled(obj):
+        return None
+    h, msg = health(obj)
+    md = obj.get("metadata") or {}
+    return Copy(owner, content_digest(obj), str(md.get("uid") or ""), h, msg, str(md.get("resourceVersion") or ""))
+
+
+class DeliveredIndex:
+    def __init__(self) -> None:
+        self._copies: dict[CopyKey, Copy] = {}
+        self._by_owner: dict[CRKey, set[CopyKey]] = {}
+
+    def __len__(self) -> int:
+        return len(self._copies)
+
+    def get(self, key: CopyKey) -> Copy | None:
+        return self._copies.get(key)
+
+    def put(self, key: CopyKey, copy: Copy) -> Copy | None:
+        old = self._copies.get(key)
+        if old is not None and old.owner != copy.owner:
+            self._unlink(key, old.owner)
+        self._copies[key] = copy
+        self._by_owner.setdefault(copy.owner, set()).add(key)
+        return old
+
+    def remove(self, key: CopyKey) -> Copy | None:
+        old = self._copies.pop(key, None)
+        if old is not None:
+            self._unlink(key, old.owner)
+        return old
+
+    def _unlink(self, key: CopyKey, owner: CRKey) -> None:
+        keys = self._by_owner.get(owner)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._by_owner[owner]
+
+    def owned_by(self, owner: CRKey) -> list[CopyKey]:
+        return sorted(self._by_owner.get(owner, ()))
+
+
+class _CopySink:
+    """Informer sink for one (cluster, type): keep the index current and requeue owners."""
+
+    def __init__(self, cluster: str, gvr: GVR, index: DeliveredIndex, on_change: OnChange) -> None:
+        self.cluster = cluster
+        self.gvr = gvr
+        self.index = index
+        self.on_change = on_change
+
+    async def upsert(self, obj: dict[str, Any], rv: int) -> None:
+        md = obj.get("metadata") or {}
+        key: CopyKey = (self.cluster, self.gvr, str(md.get("namespace") or ""), str(md.get("name") or ""))
+        copy = describe_copy(obj)
+        if copy is None:
+            old = self.index.remove(key)
+            if old is not None:
+                self.on_change(old.owner, key, None)
+            return
+        old = self.index.put(key, copy)
+        if old is not None and old.owner != copy.owner:
+            self.on_change(old.owner, key, None)
+        if old != copy:
+            self.on_change(copy.owner, key, copy)
+
+    async def delete(self, namespace: str, name: str, rv: int) -> None:
+        key = (self.cluster, self.gvr, namespace, name)
+        old = self.index.remove(key)
+        if old is not None:
+            self.on_change(old.owner, key, None)
+
+    async def listed(self, rv: int, count: int, seconds: float, reason: str) -> None:
+        return None
+
+    async def failed(self, error: str) -> None:
+        log.debug("watch of delivered %s in %s: %s", self.gvr, self.cluster, error)
+
+
+class DriftWatches:
+    """Starts (once) the informer for each (cluster, type) we deliver to, under the supervisor."""
+
+    def __init__(self, clients: Mapping[str, ClusterClient], supervisor: Supervisor, index: DeliveredIndex,
+                 on_change: OnChange, *, prefix: str, resync_seconds: float) -> None:
+        self.clients = clients
+        self.supervisor = supervisor
+        self.index = index
+        self.on_change = on_change
+        self.prefix = prefix
+        self.resync_seconds = resync_seconds
+        self._informers: dict[tuple[str, GVR], Informer] = {}
+
+    def ensure(self, cluster: str, resource: APIResource) -> Informer:
+        key = (cluster, resource.gvr)
+        inf = self._informers.get(key)
+        if inf is not None:
+            return inf
+        client = self.clients[cluster]
+        sink = _CopySink(cluster, resource.gvr, self.index, self.on_change)
+        inf = Informer(client, resource, sink, options=InformerOptions(
+            label_selector=MANAGED_SELECTOR, resync_seconds=self.resync_seconds))
+        self._informers[key] = inf
+        self.supervisor.spawn(f"{self.prefix}/watch/{cluster}/{resource.gvr}", inf.run)
+        log.debug("watching delivered %s in cluster %s", resource.gvr, cluster)
+        return inf
+
+    def watching(self, cluster: str, gvr: GVR) -> bool:
+        inf = self._informers.get((cluster, gvr))
+        return inf is not None and inf.synced.is_set()
+
+    def clear(self) -> None:
+        self._informers.clear()
