@@ -126,7 +126,9 @@ class Controller:
         self.config = config
         self.master_name = master.name
         self.master = clients[master.name]
-        self.clients = dict(clients)
+        # The daemon's own mapping, not a copy: clusters it adds or removes later (reload, join/unjoin) are
+        # seen at once; it calls clusters_changed() so CRs are re-evaluated against the new membership.
+        self.clients = clients
         self.supervisor = supervisor
         self.opts = options or DeliveryOptions()
         self.queue: WorkQueue[CRKey] = WorkQueue(Backoff(initial=0.5, cap=30.0))
@@ -166,6 +168,12 @@ class Controller:
             self.index = DeliveredIndex()
             self.watches.index = self.index
             self.synced.clear()
+
+    async def clusters_changed(self) -> None:
+        """The set of clusters changed: stop watching removed ones and reconcile every CR again."""
+        await self.watches.prune()
+        for key in list(self.crs):
+            self.queue_add(key)
 
     async def wait_synced(self, timeout: float = 60.0) -> None:
         """Until the CR informer has listed once (tests, benchmarks)."""

@@ -109,6 +109,11 @@ class DeliveredIndex:
     def owned_by(self, owner: CRKey) -> list[CopyKey]:
         return sorted(self._by_owner.get(owner, ()))
 
+    def drop_cluster(self, cluster: str) -> None:
+        """Forget a cluster that is no longer configured (its copies can no longer be seen or removed)."""
+        for key in [k for k in self._copies if k[0] == cluster]:
+            self.remove(key)
+
 
 class _CopySink:
     """Informer sink for one (cluster, type): keep the index current and requeue owners."""
@@ -173,6 +178,14 @@ class DriftWatches:
         self.supervisor.spawn(f"{self.prefix}/watch/{cluster}/{resource.gvr}", inf.run)
         log.debug("watching delivered %s in cluster %s", resource.gvr, cluster)
         return inf
+
+    async def prune(self) -> None:
+        """Stop the watches of clusters that left the configuration."""
+        for cluster, gvr in [k for k in self._informers if k[0] not in self.clients]:
+            del self._informers[(cluster, gvr)]
+            await self.supervisor.stop(f"{self.prefix}/watch/{cluster}/{gvr}")
+            self.index.drop_cluster(cluster)
+            log.info("stopped watching delivered %s in cluster %s (no longer configured)", gvr, cluster)
 
     def watching(self, cluster: str, gvr: GVR) -> bool:
         inf = self._informers.get((cluster, gvr))

@@ -73,3 +73,28 @@ async def test_unreachable_cluster_is_reported_and_does_not_block_deletion(
     assert await env.get("cluster1", env.cm_path("ur-cm")) is None
     skipped = await env.event("CleanupSkipped", "cluster ghost")
     assert skipped["type"] == "Warning" and "giving up" in skipped["message"]
+
+
+async def test_clusters_joining_and_leaving_are_seen(make_env: MakeEnv, harness: Harness) -> None:
+    """The controller uses the daemon's live client mapping; clusters_changed() re-evaluates every CR."""
+    from multicluster.config import ClusterConfig
+    from multicluster.kube import ClusterClient
+
+    env = await make_env(names={"cluster1": "cluster1", "cluster2": "cluster2"})
+    await env.apply_cr(env.cr("jn", cm("jn-cm"), clusters=["cluster1", "cluster3"]))
+    st = await env.wait_applied("jn", "1/2")
+    assert [e["phase"] for e in st["clusters"]] == ["Applied", "UnknownCluster"]
+
+    joined = ClusterClient(ClusterConfig("cluster3", harness.servers["cluster3"].kubeconfig))
+    env.clients["cluster3"] = joined  # what the daemon does on join / reload
+    await env.controller.clusters_changed()
+    await env.wait_applied("jn", "2/2")
+    assert await env.get("cluster3", env.cm_path("jn-cm")) is not None
+
+    del env.clients["cluster3"]  # unjoin
+    await env.controller.clusters_changed()
+    st = await env.wait_applied("jn", "1/2")
+    assert st["clusters"][1]["phase"] == "UnknownCluster"
+    assert not any(name.startswith(f"{env.controller.opts.task_prefix}/watch/cluster3/")
+                   for name in env.controller.supervisor.names())
+    await joined.close()
