@@ -156,6 +156,7 @@ class Daemon:
             shards = self.shards
             sync.owns = lambda c, g: shards.owns(f"{c}/{g}")
         self.supervisor.spawn(f"cluster/{name}", sync.run)
+        self._notify_controller()
 
     async def remove_member(self, name: str) -> int:
         """Stop a cluster's informers and queued writes, then purge its rows. Returns rows deleted.
@@ -175,7 +176,15 @@ class Daemon:
         client = self.clients.pop(name, None)
         if client is not None:
             await client.close()
+        self._notify_controller()
         return rows
+
+    def _notify_controller(self) -> None:
+        """Membership changed: the delivery controller re-checks placements (new clusters get their copies)."""
+        if self.controller is not None and hasattr(self.controller, "clusters_changed"):
+            self.supervisor.spawn(
+                f"controller-clusters-changed-{time.monotonic()}", self.controller.clusters_changed, restart=False
+            )
 
     async def reload(self) -> None:
         """SIGHUP: re-read the config file; add/remove clusters and apply resource include/exclude changes."""
