@@ -1,0 +1,81 @@
+-- multicluster resource store schema: the single source of table definitions.
+--
+-- Written in MySQL/MariaDB dialect; multicluster/store/schema.py strips the MySQL-only clauses for SQLite.
+-- The daemon applies this file at every start, so every statement must be idempotent (IF NOT EXISTS).
+-- Kept within what MySQL-compatible distributed databases (TiDB) accept: no triggers, no stored procedures,
+-- no FULLTEXT, no foreign keys.
+--
+-- InnoDB limits an index key to 3072 bytes. DNS-ish identity columns are ASCII (1 byte per character);
+-- names are utf8mb4 (4 bytes per character), so the widest key, resources_by_created, needs
+-- 253 + 63 + 253 + 40 + 63 + 63 + 4*253 = 1747 bytes (plus length prefixes).
+-- All orderings are binary (code point order), the same order Python's sorted() gives.
+
+CREATE TABLE IF NOT EXISTS resources (
+  -- blake2b-64 of (cluster, group, version, resource, namespace, name), computed by the daemon.
+  id BIGINT NOT NULL PRIMARY KEY,
+  cluster VARCHAR(63) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+  api_group VARCHAR(253) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+  version VARCHAR(63) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+  resource VARCHAR(253) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+  namespace VARCHAR(63) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+  name VARCHAR(253) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+  kind VARCHAR(253) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+  uid VARCHAR(128) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+  resource_version BIGINT UNSIGNED NOT NULL,
+  owner VARCHAR(128) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+  -- RFC 3339 strings ("2026-11-25T21:36:28Z"): fixed width, so they sort chronologically as text.
+  created_at VARCHAR(40) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+  updated_at VARCHAR(40) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+  -- The object's JSON exactly as the informer serialised it; binary so it leaves byte-for-byte.
+  object LONGBLOB NOT NULL
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+-- Identity, and the index of order=cluster (cluster, namespace, name) and of load_index.
+CREATE UNIQUE INDEX IF NOT EXISTS resources_identity
+  ON resources (api_group, version, resource, cluster, namespace, name);
+-- order=namespace (namespace, name, cluster)
+CREATE INDEX IF NOT EXISTS resources_by_namespace
+  ON resources (api_group, version, resource, namespace, name, cluster);
+-- order=name (name, cluster, namespace)
+CREATE INDEX IF NOT EXISTS resources_by_name
+  ON resources (api_group, version, resource, name, cluster, namespace);
+-- order=created / -created (created_at, cluster, namespace, name)
+CREATE INDEX IF NOT EXISTS resources_by_created
+  ON resources (api_group, version, resource, created_at, cluster, namespace, name);
+-- delete_cluster / delete_gvr / counts
+CREATE INDEX IF NOT EXISTS resources_by_cluster
+  ON resources (cluster, api_group, version, resource);
+
+-- Label selector index: one row per label of a stored object.
+CREATE TABLE IF NOT EXISTS resource_labels (
+  id BIGINT NOT NULL,
+  `key` VARCHAR(317) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+  `value` VARCHAR(512) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+  PRIMARY KEY (id, `key`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+CREATE INDEX IF NOT EXISTS resource_labels_by_value ON resource_labels (`key`, `value`, id);
+
+-- Field selector index (status.phase, spec.nodeName, ...): same shape as labels.
+CREATE TABLE IF NOT EXISTS resource_fields (
+  id BIGINT NOT NULL,
+  `key` VARCHAR(317) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+  `value` VARCHAR(512) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+  PRIMARY KEY (id, `key`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+CREATE INDEX IF NOT EXISTS resource_fields_by_value ON resource_fields (`key`, `value`, id);
+
+-- Per cluster x GVR sync progress, shared by every daemon replica.
+CREATE TABLE IF NOT EXISTS sync_state (
+  cluster VARCHAR(63) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+  api_group VARCHAR(253) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+  version VARCHAR(63) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+  resource VARCHAR(253) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+  status VARCHAR(16) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+  resource_version BIGINT UNSIGNED NOT NULL,
+  synced_at DOUBLE NOT NULL,
+  error TEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+  objects BIGINT NOT NULL,
+  PRIMARY KEY (cluster, api_group, version, resource)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

@@ -1,0 +1,1 @@
+multicluster/schema.sql

@@ -1,0 +1,186 @@
+"""Engine-specific behaviour: schema translation, error translation, reconnects, the factory."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from multicluster.config import StoreConfig
+from multicluster.errors import StoreError
+from multicluster.store import Query, open_store, schema, sql
+from multicluster.store.mysql import MySQLStore
+from multicluster.store.sqlite import SQLiteStore
+from multicluster.testing.mariadb import MariaDB
+
+from .conftest import mysql_config
+from .helpers import PODS, row
+
+# ------------------------------------------------------------------------------------------ schema translation
+
+
+def test_schema_sql_is_the_packaged_file_and_the_top_level_symlink() -> None:
+    top = Path(__file__).resolve().parents[2] / "schema.sql"
+    assert top.is_symlink()
+    assert top.read_text() == schema.load()
+
+
+def test_mysql_statements_are_idempotent_and_portable() -> None:
+    stmts = schema.for_mysql()
+    assert {s.split(" (")[0].rsplit(" ", 1)[-1] for s in stmts if s.startswith("CREATE TABLE")} == {
+        "resources", "resource_labels", "resource_fields", "sync_state"}
+    for s in stmts:
+        assert s.startswith(("CREATE TABLE IF NOT EXISTS", "CREATE INDEX IF NOT EXISTS",
+                             "CREATE UNIQUE INDEX IF NOT EXISTS")), s
+        for banned in ("TRIGGER", "PROCEDURE", "FULLTEXT", "FOREIGN KEY", "--"):
+            assert banned not in s.upper(), (banned, s)
+
+
+def test_sqlite_translation() -> None:
+    mysql = ("CREATE TABLE IF NOT EXISTS t ( id BIGINT NOT NULL PRIMARY KEY, "
+             "a VARCHAR(10) CHARACTER SET ascii COLLATE ascii_bin NOT NULL, n BIGINT UNSIGNED NOT NULL, "
+             "k INT AUTO_INCREMENT, b LONGBLOB NOT NULL ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin")
+    assert schema.to_sqlite(mysql) == ("CREATE TABLE IF NOT EXISTS t ( id INTEGER NOT NULL PRIMARY KEY, "
+                                       "a VARCHAR(10) NOT NULL, n BIGINT NOT NULL, k INT, b LONGBLOB NOT NULL )")
+    # Statements without MySQL-only clauses pass through unchanged.
+    idx = "CREATE INDEX IF NOT EXISTS x ON t (a, `key`)"
+    assert schema.to_sqlite(idx) == idx
+    assert schema.statements("-- c; not a statement\nCREATE TABLE a (x INT);\n\n -- end\n") == [
+        "CREATE TABLE a (x INT)"]
+
+
+def test_translated_schema_runs_twice_on_sqlite() -> None:
+    conn = sqlite3.connect(":memory:")
+    for _ in range(2):
+        for s in schema.for_sqlite():
+            conn.execute(s)
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert tables == {"resources", "resource_labels", "resource_fields", "sync_state"}
+    for s in schema.for_sqlite():
+        for banned in ("ENGINE", "CHARSET", "CHARACTER SET", "COLLATE", "UNSIGNED", "AUTO_INCREMENT"):
+            assert banned not in s.upper(), (banned, s)
+
+
+def test_row_id_is_deterministic_signed_64_bit() -> None:
+    a = sql.row_id("c1", PODS, "default", "p")
+    assert a == sql.row_id("c1", PODS, "default", "p")
+    assert -(2**63) <= a < 2**63
+    assert a != sql.row_id("c1", PODS, "default", "q")
+    # The separator keeps ("ab", "c") and ("a", "bc") apart.
+    assert sql.row_id("c1", PODS, "ab", "c") != sql.row_id("c1", PODS, "a", "bc")
+
+
+def test_open_store_picks_the_engine(tmp_path: Path) -> None:
+    assert isinstance(open_store(StoreConfig(type="sqlite", path=tmp_path / "x.db")), SQLiteStore)
+    assert isinstance(open_store(StoreConfig(type="mysql")), MySQLStore)
+
+
+# ------------------------------------------------------------------------------------------ sqlite
+
+
+async def test_sqlite_errors_become_store_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "not-a-db.db"
+    bad.write_bytes(b"this is not a sqlite database" * 100)
+    s = SQLiteStore(bad)
+    with pytest.raises(StoreError) as err:
+        await s.open()
+    assert str(bad) in str(err.value) and not err.value.transient
+    with pytest.raises(StoreError):
+        await SQLiteStore(tmp_path / "unopened.db").apply([row("p")])
+
+
+async def test_sqlite_in_memory_and_wal(tmp_path: Path) -> None:
+    mem = SQLiteStore(":memory:")
+    await mem.open()
+    try:
+        await mem.apply([row("p")])
+        assert (await mem.query(Query(gvr=PODS))).items[0].name == "p"
+    finally:
+        await mem.close()
+    s = SQLiteStore(tmp_path / "sub" / "dir" / "w.db")
+    await s.open()
+    try:
+        assert (await s.fetch("PRAGMA journal_mode"))[0][0] == "wal"
+    finally:
+        await s.close()
+
+
+# ------------------------------------------------------------------------------------------ mysql
+
+
+@pytest.mark.mariadb
+async def test_mysql_bad_password_is_permanent_and_secret(request: pytest.FixtureRequest) -> None:
+    cfg = replace(mysql_config(request), password="s3cret-wrong-password")
+    s = MySQLStore(cfg)
+    with pytest.raises(StoreError) as err:
+        await s.open()
+    msg = str(err.value)
+    assert cfg.database in msg and "s3cret" not in msg and "1045" in msg
+    assert not err.value.transient and err.value.hint
+
+
+@pytest.mark.mariadb
+async def test_mysql_unreachable_is_transient(request: pytest.FixtureRequest) -> None:
+    from multicluster.testing.harness import free_port
+
+    cfg = replace(mysql_config(request), port=free_port())
+    with pytest.raises(StoreError) as err:
+        await MySQLStore(cfg).open()
+    assert err.value.transient and cfg.database in str(err.value)
+
+
+@pytest.mark.mariadb
+async def test_mysql_creates_a_missing_database(mariadb_server: MariaDB, request: pytest.FixtureRequest) -> None:
+    name = "mc_created_" + request.getfixturevalue("unique")
+    cfg = replace(mysql_config(request), database=name)
+    s = MySQLStore(cfg)
+    await s.open()
+    try:
+        await s.apply([row("p")])
+        assert name in mariadb_server.sql("SHOW DATABASES")
+    finally:
+        await s.close()
+        mariadb_server.sql(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+@pytest.mark.mariadb
+async def test_mysql_schema_errors_are_permanent(mariadb_server: MariaDB, request: pytest.FixtureRequest) -> None:
+    cfg = mysql_config(request)
+    s = MySQLStore(cfg)
+    await s.open()
+    try:
+        mariadb_server.sql(f"ALTER TABLE `{cfg.database}`.resource_labels DROP COLUMN `value`")
+        with pytest.raises(StoreError) as err:
+            await s.apply([row("p", labels={"a": "b"})])
+        assert not err.value.transient and cfg.database in str(err.value)
+        assert await s.get("c1", PODS, "default", "p") is None  # the failed batch was rolled back
+    finally:
+        await s.close()
+
+
+@pytest.mark.mariadb
+async def test_mysql_survives_a_server_restart(mariadb_server: MariaDB, request: pytest.FixtureRequest) -> None:
+    cfg = mysql_config(request)
+    s = MySQLStore(cfg)
+    await s.open()
+    try:
+        await s.apply([row("before", 1)])
+        await asyncio.gather(*(s.get("c1", PODS, "default", "before") for _ in range(4)))  # fill the pool
+        await asyncio.to_thread(mariadb_server.stop)
+        with pytest.raises(StoreError) as err:
+            await s.apply([row("during", 1)])
+        assert err.value.transient and cfg.database in str(err.value) and cfg.password not in str(err.value)
+        with pytest.raises(StoreError):
+            await s.get("c1", PODS, "default", "before")
+        await asyncio.to_thread(mariadb_server.start)
+        # Reads reconnect by themselves; the caller retries the batch that failed.
+        assert await s.get("c1", PODS, "default", "before") is not None
+        assert (await s.apply([row("during", 1)])).written == 1
+        assert (await s.query(Query(gvr=PODS, limit=0))).items[1].name == "during"
+    finally:
+        if mariadb_server.proc is None:
+            mariadb_server.start()
+        await s.close()
