@@ -220,6 +220,10 @@ def _age(c: str, o: Obj, now: float) -> str:
 
 
 def _mcr_clusters(c: str, o: Obj, now: float) -> str:
+    """The controller's resolved placement (status.targetClusters) once it has reconciled, else the spec's."""
+    target = _get(o, "status", "targetClusters")
+    if isinstance(target, str) and target:
+        return target
     names = [_s(x.get("name")) for x in _get(o, "spec", "placement", "clusters") or [] if isinstance(x, dict)]
     return ",".join(names) or "<master>"
 

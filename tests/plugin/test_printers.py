@@ -79,6 +79,10 @@ def test_mcr_cells() -> None:
     cells = _cells(res, obj)
     assert (cells["KIND"], cells["CLUSTERS"], cells["APPLIED"], cells["READY"]) == ("Deployment", "a,b", "2/2", "1/2")
     assert _cells(res, {"metadata": {"name": "m"}, "spec": {}})["CLUSTERS"] == "<master>"
+    # The delivery controller's status (multicluster/delivery/status.py): summary strings win.
+    obj["status"] = {"targetClusters": "a,b,c", "applied": "2/3", "ready": "1/3", "clusters": []}
+    cells = _cells(res, obj)
+    assert (cells["CLUSTERS"], cells["APPLIED"], cells["READY"]) == ("a,b,c", "2/3", "1/3")
 
 
 def test_generic_wide_uses_crd_printer_columns() -> None:
