@@ -21,6 +21,7 @@ from typing import Any
 
 import aiomysql
 import pymysql
+import pymysql.converters
 
 from multicluster.config import StoreConfig
 from multicluster.errors import StoreError
@@ -54,11 +55,31 @@ def _code(exc: BaseException) -> int:
     return -1
 
 
+class _Blob:
+    """Bytes on their way to a binary column, written as a hex literal.
+
+    aiomysql 0.3.2 escapes `bytes` with a PyMySQL helper that PyMySQL 1.2 removed, so bytes cannot be passed
+    as they are. A hex literal is also the cheaper encoding: bytes.hex() runs in C, while escaping a 2.5 KB
+    JSON string character by character was the largest client-side cost of a batch. It is binary-safe and
+    independent of the server's sql_mode (NO_BACKSLASH_ESCAPES).
+    """
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+def _escape_blob(value: _Blob, mapping: object = None) -> str:
+    return "X'" + value.data.hex() + "'"
+
+
+# PyMySQL looks encoders up by exact type in this module-level table; the entry only concerns our own type.
+pymysql.converters.encoders[_Blob] = _escape_blob
+
+
 def _args(params: Sequence[Any]) -> tuple[Any, ...]:
-    """Bytes go as text: aiomysql 0.3.2 escapes bytes with a PyMySQL helper that PyMySQL 1.2 removed. The
-    column is binary, so the server stores the UTF-8 bytes unchanged; surrogateescape carries any byte that is
-    not UTF-8 through aiomysql's own encode(..., "surrogateescape") untouched."""
-    return tuple(p.decode("utf-8", "surrogateescape") if isinstance(p, bytes) else p for p in params)
+    return tuple(_Blob(p) if isinstance(p, bytes) else p for p in params)
 
 
 class _MySQLTx:
