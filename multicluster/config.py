@@ -199,7 +199,14 @@ def check_kubeconfig(where: str, path: Path, context: str | None) -> None:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{where}: {path} is not a kubeconfig (YAML error: {exc})") from exc
+        # Position and problem only: the YAML library's message quotes the offending line, which may hold a token.
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(
+            f"{where}: {path} is not a kubeconfig (YAML error{at}: {problem})",
+            hint="a kubeconfig is YAML with clusters, users and contexts, as written by `kubectl config view --raw`",
+        ) from None
     if not isinstance(data, dict) or not isinstance(data.get("clusters"), list) or not data.get("contexts"):
         raise ConfigError(
             f"{where}: {path} is not a kubeconfig (it needs `clusters:` and `contexts:` lists)",

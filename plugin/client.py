@@ -89,13 +89,19 @@ class Client:
         self._opener = urllib.request.build_opener()
 
     def get_raw(self, path: str, params: Sequence[tuple[str, str]] = (), *, accept: str = "application/json") -> bytes:
+        return self.send("GET", path, params, accept=accept)
+
+    def send(self, method: str, path: str, params: Sequence[tuple[str, str]] = (), *, body: bytes | None = None,
+             content_type: str | None = None, accept: str = "application/json") -> bytes:
         url = self.endpoint.url + path
         if params:
             url += "?" + urllib.parse.urlencode(list(params))
         headers = {"Accept": accept, "User-Agent": "kubectl-multicluster"}
         if self.endpoint.token:
             headers["Authorization"] = f"Bearer {self.endpoint.token}"
-        req = urllib.request.Request(url, headers=headers, method="GET")  # noqa: S310 - http(s) only, see _normalise
+        if content_type:
+            headers["Content-Type"] = content_type
+        req = urllib.request.Request(url, data=body, headers=headers, method=method)  # noqa: S310 - http(s) only
         try:
             with self._opener.open(req, timeout=self.timeout) as resp:
                 data: bytes = resp.read()

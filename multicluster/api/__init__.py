@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from multicluster.api import routes
+from multicluster.api import join, routes
 from multicluster.api.backend import ApiBackend, ClusterView, freshness
 from multicluster.api.middleware import BACKEND, api_middleware, json_response
 from multicluster.api.openapi import document
@@ -46,4 +46,6 @@ def build_app(backend: ApiBackend) -> web.Application:
     r.add_get("/readyz", routes.readyz, allow_head=False)
     r.add_get("/metrics", routes.metrics_route, allow_head=False)
     r.add_get("/openapi.json", openapi, allow_head=False)
+    r.add_post("/v1/join", join.join)
+    r.add_delete("/v1/unjoin", join.unjoin)
     return app

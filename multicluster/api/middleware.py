@@ -21,7 +21,7 @@ from aiohttp import web
 from multicluster import metrics
 from multicluster.api.backend import ApiBackend
 from multicluster.api.params import MAX_QUERY_BYTES, check_sizes
-from multicluster.errors import ClusterError, GVRError, MulticlusterError, QueryError, StoreError
+from multicluster.errors import ClusterError, GVRError, MembershipError, MulticlusterError, QueryError, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,8 @@ def _error_for(request: web.Request, exc: Exception) -> web.StreamResponse:
                               headers={"Retry-After": "5"})
     if isinstance(exc, ClusterError):
         return error_response(503, exc.message, exc.hint)
+    if isinstance(exc, MembershipError):
+        return error_response(exc.http_status, exc.message, exc.hint)
     if isinstance(exc, MulticlusterError):
         log.warning("error on %s %s: %s", request.method, request.path_qs[:200], exc)
         return error_response(500, exc.message, exc.hint)

@@ -155,6 +155,33 @@ def document() -> dict[str, Any]:
                 "summary": "Clusters with health, per-type sync state and object counts",
                 "responses": {"200": _json(_ref("ClusterList"), "Every configured cluster"), **_ERRORS},
             }},
+            "/v1/join": {"post": {
+                "summary": "Join a cluster at runtime (seed-compatible); persisted across restarts",
+                "description": "Body: multipart/form-data with the kubeconfig file in field `kubeconfig` (seed), or "
+                               "JSON {cluster, kubeconfig, insecure}, or the kubeconfig YAML as the raw body. "
+                               "`insecure` defaults to false (the Go original defaulted to true).",
+                "parameters": [
+                    _q("cluster", "Name of the new cluster (DNS label)"),
+                    _q("insecure", "Skip TLS verification", {"type": "boolean", "default": False}),
+                    _q("wait", "Check the cluster answers before joining", {"type": "boolean", "default": True}),
+                ],
+                "requestBody": {"required": True, "content": {
+                    "multipart/form-data": {"schema": {"type": "object", "properties": {
+                        "kubeconfig": {"type": "string", "format": "binary"}}}},
+                    "application/json": {"schema": {"type": "object", "properties": {
+                        "cluster": {"type": "string"}, "kubeconfig": {"type": "string"},
+                        "insecure": {"type": "boolean"}}}},
+                }},
+                "responses": {"200": _json(_ref("JoinResult"), "Joined"),
+                              "409": _json(_ref("Error"), "A cluster with that name is already a member"),
+                              **_ERRORS},
+            }},
+            "/v1/unjoin": {"delete": {
+                "summary": "Remove a joined cluster: stops its informers, then purges its rows",
+                "parameters": [_q("cluster", "Cluster name", required=True)],
+                "responses": {"200": _json(_ref("JoinResult"), "Removed"),
+                              "404": _json(_ref("Error"), "No such member"), **_ERRORS},
+            }},
             "/healthz": {"get": {"summary": "Liveness: 200 while the event loop runs", "security": [],
                                  "responses": {"200": _json({"type": "object"}, "Alive")}}},
             "/readyz": {"get": {"summary": "Readiness: 200 once every initial sync is done", "security": [],
@@ -216,4 +243,7 @@ _SCHEMAS: dict[str, Any] = {
     }},
     "NotReady": {"allOf": [{"$ref": "#/components/schemas/Error"}, {"type": "object", "properties": {
         "pending": {"type": "array", "items": {"type": "object"}}}}]},
+    "JoinResult": {"type": "object", "required": ["res", "cluster"], "properties": {
+        "res": {"type": "string"}, "cluster": {"type": "string"}, "version": {"type": "string"},
+        "persisted": {"type": "boolean"}, "rowsDeleted": {"type": "integer"}, "note": {"type": "string"}}},
 }

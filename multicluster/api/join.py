@@ -1,0 +1,85 @@
+"""POST /v1/join and DELETE /v1/unjoin: the seed's runtime membership routes, done properly.
+
+Parameters are the seed's (`cluster`, `insecure`, multipart field `kubeconfig`), plus a JSON body form
+(`{"cluster", "kubeconfig", "insecure"}`) and `wait=false` to join a cluster that is not reachable yet. One
+deliberate difference: `insecure` defaults to false (the seed defaulted to true, silently skipping TLS
+verification for every uploaded kubeconfig).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import orjson
+from aiohttp import web
+
+from multicluster.api.middleware import BACKEND, json_response
+from multicluster.api.params import bool_param, str_param
+from multicluster.errors import MembershipError, QueryError
+
+MAX_KUBECONFIG = 1024 * 1024
+
+
+class MembershipBackend(Protocol):
+    async def join(self, name: str, kubeconfig: bytes, *, insecure: bool = False, wait: bool = True) -> dict[str, Any]:
+        ...
+
+    async def unjoin(self, name: str) -> dict[str, Any]: ...
+
+
+def _membership(request: web.Request) -> MembershipBackend:
+    m = getattr(request.app[BACKEND], "membership", None)
+    if m is None:
+        raise web.HTTPNotImplemented(text="cluster membership is not available in this daemon")
+    return m  # type: ignore[no-any-return]
+
+
+async def _read_body(request: web.Request) -> tuple[str | None, bytes, bool | None]:
+    """(cluster, kubeconfig bytes, insecure) from a multipart upload, a JSON body, or a raw YAML body."""
+    ctype = request.content_type
+    if ctype.startswith("multipart/"):
+        reader = await request.multipart()
+        kubeconfig = b""
+        async for part in reader:
+            if getattr(part, "name", None) == "kubeconfig":
+                kubeconfig = bytes(await part.read(decode=False))  # type: ignore[union-attr]
+                if len(kubeconfig) > MAX_KUBECONFIG:
+                    raise MembershipError("the kubeconfig is larger than 1 MiB")
+        if not kubeconfig:
+            raise MembershipError("the upload has no `kubeconfig` field",
+                                  hint="send multipart/form-data with the file in a field named kubeconfig")
+        return None, kubeconfig, None
+    raw = await request.read()
+    if ctype == "application/json":
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise QueryError(f"the JSON body cannot be parsed: {exc}") from exc
+        if not isinstance(body, dict):
+            raise QueryError("the JSON body must be an object: {cluster, kubeconfig, insecure}")
+        kc = body.get("kubeconfig")
+        if not isinstance(kc, str):
+            raise MembershipError("`kubeconfig` must be the kubeconfig file's text")
+        cluster = body.get("cluster")
+        insecure = body.get("insecure")
+        return (str(cluster) if cluster is not None else None, kc.encode(),
+                bool(insecure) if isinstance(insecure, bool) else None)
+    return None, raw, None
+
+
+async def join(request: web.Request) -> web.StreamResponse:
+    """POST /v1/join?cluster=NAME[&insecure=false][&wait=true]."""
+    body_cluster, kubeconfig, body_insecure = await _read_body(request)
+    name = str_param(request.query, "cluster") or body_cluster or ""
+    insecure = bool_param(request.query, "insecure", body_insecure if body_insecure is not None else False)
+    wait = bool_param(request.query, "wait", True)
+    result = await _membership(request).join(name, kubeconfig, insecure=insecure, wait=wait)
+    return json_response(result)
+
+
+async def unjoin(request: web.Request) -> web.StreamResponse:
+    """DELETE /v1/unjoin?cluster=NAME."""
+    name = str_param(request.query, "cluster") or ""
+    if not name:
+        raise MembershipError("cluster name is empty", hint="pass ?cluster=NAME")
+    return json_response(await _membership(request).unjoin(name))

@@ -1,0 +1,53 @@
+"""`kubectl-multicluster join NAME --file KUBECONFIG` and `unjoin NAME`: runtime membership through the daemon
+API (the seed's commands, with its copy-pasted error messages fixed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+
+from plugin.cli import fail, reported
+from plugin.client import Client, PluginError, find_endpoint
+
+
+def join_cmd(
+    name: Annotated[str, typer.Argument(help="name for the new cluster (lowercase DNS label)")],
+    file: Annotated[Path, typer.Option("--file", "-f", help="the cluster's kubeconfig")],
+    insecure: Annotated[bool, typer.Option("--insecure", help="skip TLS verification of the cluster")] = False,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="join even if the cluster cannot be reached now")] = False,
+    server: Annotated[str | None, typer.Option("--server", help="daemon URL")] = None,
+    token: Annotated[str | None, typer.Option("--token", help="daemon bearer token")] = None,
+) -> None:
+    """Add a cluster to the running daemon (persisted across restarts)."""
+    with reported():
+        try:
+            kubeconfig = file.read_text()
+        except OSError as exc:
+            fail(PluginError(f"cannot read {file}: {exc.strerror or exc}", hint="pass the kubeconfig with --file"))
+        body = orjson.dumps({"cluster": name, "kubeconfig": kubeconfig, "insecure": insecure})
+        params = [("cluster", name), ("insecure", str(insecure).lower()), ("wait", str(not no_wait).lower())]
+        out = orjson.loads(Client(find_endpoint(server, token)).send("POST", "/v1/join", params, body=body,
+                                                                     content_type="application/json"))
+        version = f" ({out['version']})" if out.get("version") else ""
+        typer.echo(f"cluster {name} joined{version}; `kubectl-multicluster list clusters` shows its sync progress")
+
+
+def unjoin_cmd(
+    name: Annotated[str, typer.Argument(help="cluster to remove")],
+    server: Annotated[str | None, typer.Option("--server", help="daemon URL")] = None,
+    token: Annotated[str | None, typer.Option("--token", help="daemon bearer token")] = None,
+) -> None:
+    """Remove a cluster from the running daemon and purge its rows."""
+    with reported():
+        out = orjson.loads(Client(find_endpoint(server, token)).send("DELETE", "/v1/unjoin", [("cluster", name)]))
+        typer.echo(f"cluster {name} unjoined; {out.get('rowsDeleted', 0)} rows removed")
+        if out.get("note"):
+            typer.echo(f"note: {out['note']}", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("join")(join_cmd)
+    app.command("unjoin")(unjoin_cmd)
