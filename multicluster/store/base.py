@@ -138,8 +138,9 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
     async def apply(self, mutations: Sequence[Mutation]) -> ApplyResult:
-        """Write a batch in one transaction. Each Row is written only if its RV is newer than the stored row's;
-        each Delete only if its RV is >= the stored row's. Labels/fields index rows change with their row."""
+        """Write a batch in one transaction. Each Row is written only if its RV is newer than the stored
+        row's; each Delete only if its RV is >= the stored row's. Labels/fields index rows change with their
+        row. Within a batch the highest RV of a key wins (batch order around a Delete with RV 0)."""
 
     async def load_index(self, cluster: str, gvr: GVR) -> dict[tuple[str, str], int]:
         """(namespace, name) -> resource_version of every stored row of one cluster x GVR."""

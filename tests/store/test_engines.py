@@ -184,3 +184,70 @@ async def test_mysql_survives_a_server_restart(mariadb_server: MariaDB, request:
         if mariadb_server.proc is None:
             mariadb_server.start()
         await s.close()
+
+
+async def test_sqlite_lock_timeout_is_transient(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import multicluster.store.sqlite as sqlite_store
+
+    monkeypatch.setattr(sqlite_store, "BUSY_TIMEOUT_MS", 200)
+    path = tmp_path / "locked.db"
+    s = SQLiteStore(path)
+    await s.open()
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        with pytest.raises(StoreError) as err:
+            await s.apply([row("p")])
+        assert err.value.transient and str(path) in str(err.value)
+        other.execute("ROLLBACK")
+        assert (await s.apply([row("p")])).written == 1  # the caller's retry succeeds
+    finally:
+        other.close()
+        await s.close()
+
+
+@pytest.mark.mariadb
+async def test_mysql_lock_wait_timeout_is_transient(mariadb_server: MariaDB, request: pytest.FixtureRequest) -> None:
+    import aiomysql
+
+    cfg = mysql_config(request)
+    mariadb_server.sql("SET GLOBAL innodb_lock_wait_timeout = 1")  # sessions opened from now on
+    s = MySQLStore(cfg)
+    holder = None
+    try:
+        await s.open()
+        await s.apply([row("p", 1)])
+        holder = await aiomysql.connect(host="127.0.0.1", port=cfg.port, user=cfg.user, password=cfg.password,
+                                        db=cfg.database, autocommit=False)
+        async with holder.cursor() as cur:
+            await cur.execute("SELECT id FROM resources FOR UPDATE")  # another replica's long transaction
+        with pytest.raises(StoreError) as err:
+            await s.apply([row("p", 2)])
+        assert err.value.transient and "1205" in str(err.value)
+        await holder.rollback()
+        assert (await s.apply([row("p", 2)])).written == 1
+    finally:
+        mariadb_server.sql("SET GLOBAL innodb_lock_wait_timeout = 50")
+        if holder is not None:
+            holder.close()
+        await s.close()
+
+
+def test_mysql_error_classification() -> None:
+    import pymysql
+
+    s = MySQLStore(StoreConfig(type="mysql", user="u", password="pw-secret", database="db1"))
+    cases = [
+        (pymysql.err.OperationalError(1213, "Deadlock found"), True),
+        (pymysql.err.OperationalError(2006, "MySQL server has gone away"), True),
+        (pymysql.err.OperationalError(2013, "Lost connection to MySQL server during query"), True),
+        (pymysql.err.InterfaceError(0, ""), True),
+        (ConnectionResetError("reset by peer"), True),
+        (pymysql.err.ProgrammingError(1146, "Table 'db1.resources' doesn't exist"), False),
+        (pymysql.err.ProgrammingError(1064, "You have an error in your SQL syntax"), False),
+        (pymysql.err.DataError(1406, "Data too long for column 'name'"), False),
+    ]
+    for exc, transient in cases:
+        err = s._error(exc)
+        assert err.transient is transient, exc
+        assert "db1" in str(err) and "pw-secret" not in str(err)

@@ -51,7 +51,7 @@ def dataset() -> list[Row]:
     """Ties on every sort column, unicode, and created_at duplicates, so each tiebreak is exercised."""
     rows = []
     ns_names = ["default", "kube-system", "a-ns"]
-    base = ["web-0", "web-1", "db", "Zeta", "émile", "名前", "a_b", "x" * 253]
+    base = ["web-0", "web-1", "db", "Zeta", "émile", "名前", "\uff46ull", "🚀-rocket", "a_b", "x" * 253]
     for i, (cluster, ns, name) in enumerate(itertools.product(["c1", "c2", "c10"], ns_names, base)):
         if i % 5 == 3:
             continue
