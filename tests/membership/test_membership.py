@@ -75,7 +75,7 @@ async def test_join_persist_restart_unjoin(
         res = await d.membership.join("cluster4", fourth.encode(), insecure=True)
         assert res["version"].startswith("v1.")
         await wait_for(lambda: d.syncs["cluster4"].synced(), 30)
-        assert await rows(d, "cluster4") > 0
+        await wait_for(lambda: _has_rows(d, "cluster4"), 15)
         saved = state_dir / "cluster4.kubeconfig"
         assert stat.S_IMODE(saved.stat().st_mode) == 0o600
         assert yaml.safe_load((state_dir / "members.yaml").read_text())[0]["name"] == "cluster4"
@@ -86,6 +86,7 @@ async def test_join_persist_restart_unjoin(
     try:
         assert "cluster4" in d.syncs
         await wait_for(lambda: d.syncs["cluster4"].synced(), 30)
+        await wait_for(lambda: _has_rows(d, "cluster4"), 15)
         assert d.membership is not None
         out = await d.membership.unjoin("cluster4")
         assert out["rowsDeleted"] > 0
@@ -194,7 +195,7 @@ async def test_sighup_reload_adds_and_removes_clusters(harness: Harness, tmp_pat
     await d.start(api=False, controller=False)
     try:
         assert await d.wait_ready(60)
-        assert await rows(d, "cluster3") > 0
+        await wait_for(lambda: _has_rows(d, "cluster3"), 15)
         cfg_file.write_text(yaml.safe_dump({**doc, "clusters": all_clusters[:2]}))
         await d.reload()
         assert "cluster3" not in d.syncs and await rows(d, "cluster3") == 0
@@ -208,6 +209,10 @@ async def test_sighup_reload_adds_and_removes_clusters(harness: Harness, tmp_pat
         assert set(d.syncs) == {"cluster1", "cluster2", "cluster3"}
     finally:
         await d.shutdown()
+
+
+async def _has_rows(d: Daemon, cluster: str) -> bool:
+    return await rows(d, cluster) > 0
 
 
 async def _index_equal(d: Daemon, want: dict[tuple[str, str], int]) -> bool:
