@@ -65,6 +65,10 @@ class SQLStore(abc.ABC):
         if not mutations:
             return ApplyResult()
         p = sql.plan(mutations)
+        for m in p.unfit:
+            log.warning("not storing %s %s/%s in cluster %s: identity does not fit the store's columns "
+                        "(non-ASCII where Kubernetes allows none, or too long)",
+                        m.gvr, m.namespace[:80], m.name[:80], m.cluster[:80])
         if len(p.winners) == 0:
             return ApplyResult(skipped=p.skipped)
         d = self.dialect

@@ -108,6 +108,7 @@ class WritePlan:
 
     winners: dict[int, Mutation] = field(default_factory=dict)
     skipped: int = 0  # superseded inside the batch, or unfit for the columns
+    unfit: list[Mutation] = field(default_factory=list)
 
 
 def _supersedes(new: Mutation, old: Mutation) -> bool:
@@ -124,6 +125,7 @@ def plan(mutations: Sequence[Mutation]) -> WritePlan:
     for m in mutations:
         if not fits(m):
             p.skipped += 1
+            p.unfit.append(m)
             continue
         rid = row_id(m.cluster, m.gvr, m.namespace, m.name)
         old = p.winners.get(rid)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from multicluster.config import StoreConfig
 from multicluster.store import ApplyResult, Delete, Query, Requirement, Store, SyncState, open_store
 
@@ -120,7 +122,7 @@ async def test_large_batches_are_chunked(store: Store) -> None:
     assert (await store.counts())[("c1", PODS)] == 503
 
 
-async def test_unicode_and_long_names(store: Store) -> None:
+async def test_unicode_and_long_names(store: Store, caplog: pytest.LogCaptureFixture) -> None:
     uni = "pod-ünïcödé-名前-🚀"
     long = "n" * 253
     assert await store.apply([row(uni, 1), row(long, 1)]) == ApplyResult(written=2)
@@ -134,6 +136,7 @@ async def test_unicode_and_long_names(store: Store) -> None:
     # Identities that cannot fit the columns are refused one by one, not by failing the whole batch.
     res = await store.apply([row("n" * 254, 1), row("ok", 1), row("x", 1, namespace="ns-ü")])
     assert res == ApplyResult(written=1, skipped=2)
+    assert sum("does not fit" in r.getMessage() for r in caplog.records) == 2
     assert await store.get("c1", PODS, "default", "n" * 254) is None
     assert await store.get("c1", PODS, "ns-ü", "x") is None
 
