@@ -89,6 +89,57 @@ def seed_workloads(h: Harness) -> None:
                    "spec": {"engine": "postgres", "size": "10Gi"}})
 
 
+DELIVERY_EXAMPLE = """\
+apiVersion: mulitcluster.practice.com/v1alpha1
+kind: MultiClusterResource
+metadata:
+  name: demo-delivered
+  namespace: default
+spec:
+  template:
+    apiVersion: apps/v1
+    kind: Deployment
+    metadata:
+      name: demo-delivered
+    spec:
+      replicas: 1
+      selector: {matchLabels: {app: demo-delivered}}
+      template:
+        metadata: {labels: {app: demo-delivered}}
+        spec:
+          containers:
+            - {name: web, image: "nginx:1.27"}
+  placement:
+    clusters: [{name: cluster1}, {name: cluster2}, {name: cluster3}]
+  customize:
+    clusters:
+      - name: cluster2
+        action:
+          - {path: /spec/replicas, op: replace, value: [2]}
+      - name: cluster3
+        action:
+          - {path: /spec/replicas, op: replace, value: [3]}
+          - {path: /metadata/annotations/example, op: add, value: ["example"]}
+"""
+
+
+def _wait_delivered(h: Harness, name: str, clusters: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = 0
+        for c in h.servers:
+            try:
+                h.request(c, "GET", f"/apis/apps/v1/namespaces/default/deployments/{name}")
+                found += 1
+            except Exception:
+                pass
+        if found == clusters:
+            time.sleep(1.5)  # let the daemon's informers pick the copies up
+            return
+        time.sleep(0.3)
+    raise RuntimeError(f"the MultiClusterResource was not delivered to {clusters} clusters in {timeout:.0f}s")
+
+
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -143,6 +194,14 @@ def main(argv: list[str] | None = None) -> int:
         plugin = [sys.executable, "-m", "plugin.cli"]
         for cmd in (["list", "pods"], ["list", "deployments"], ["list", "configmaps", "-n", "default"],
                     ["list", "databases.demo.multicluster.io"], ["list", "clusters"]):
+            print(f"\n$ kubectl-multicluster {' '.join(cmd)}", flush=True)
+            subprocess.run([*plugin, *cmd], env=env, check=True)
+        mcr = workdir / "delivery.yaml"
+        mcr.write_text(DELIVERY_EXAMPLE)
+        print(f"\n$ kubectl-multicluster apply -f {mcr}   # a MultiClusterResource on the master", flush=True)
+        subprocess.run([*plugin, "apply", "-f", str(mcr)], env=env, check=True)
+        _wait_delivered(h, "demo-delivered", len(h.servers))
+        for cmd in (["get", "rr"], ["list", "deployments", "--name", "demo-delivered"]):
             print(f"\n$ kubectl-multicluster {' '.join(cmd)}", flush=True)
             subprocess.run([*plugin, *cmd], env=env, check=True)
         print(f"""
