@@ -9,6 +9,7 @@ then stays up until Ctrl-C; `--exit` stops right after the tables (what CI uses)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -128,11 +129,9 @@ def _wait_delivered(h: Harness, name: str, clusters: int, timeout: float = 60) -
     while time.monotonic() < deadline:
         found = 0
         for c in h.servers:
-            try:
+            with contextlib.suppress(OSError):  # urllib's HTTPError (404 until delivered) is an OSError
                 h.request(c, "GET", f"/apis/apps/v1/namespaces/default/deployments/{name}")
                 found += 1
-            except Exception:
-                pass
         if found == clusters:
             time.sleep(1.5)  # let the daemon's informers pick the copies up
             return
