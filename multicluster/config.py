@@ -93,7 +93,7 @@ class SyncConfig:
     watch_timeout_seconds: int = 300
     drop_managed_fields: bool = True
     store_secrets: bool = False
-    queue_size: int = 10_000
+    queue_size: int = 2_000  # pending writes; bounds memory during initial syncs (full → watches pause)
     rediscover_seconds: float = 60.0  # how often discovery is re-read (new CRDs start syncing)
 
 
@@ -377,7 +377,7 @@ def _parse_sync(data: Any) -> SyncConfig:
         ),
         drop_managed_fields=_opt(where, data, "dropManagedFields", bool, "true or false", True),
         store_secrets=_opt(where, data, "storeSecrets", bool, "true or false", False),
-        queue_size=int(_positive("sync.queueSize", _opt(where, data, "queueSize", int, "an integer", 10_000))),
+        queue_size=int(_positive("sync.queueSize", _opt(where, data, "queueSize", int, "an integer", 2_000))),
         rediscover_seconds=float(
             _positive("sync.rediscoverSeconds", _opt(where, data, "rediscoverSeconds", (int, float), "seconds", 60.0))
         ),

@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from multicluster import gvr as gvrmod
-from multicluster import metrics
+from multicluster import memory, metrics
 from multicluster.api.backend import ClusterView
 from multicluster.config import ClusterConfig, Config, load_config
 from multicluster.errors import GVRError, MulticlusterError
@@ -390,6 +390,9 @@ class Daemon:
 
     async def _log_ready(self, t0: float) -> None:
         await self.wait_ready()
+        if self.writer is not None:
+            await self.writer.drain(60)
+        memory.release()
         log.info("initial sync of %d clusters done in %.1fs; ready", len(self.syncs), time.monotonic() - t0)
 
     async def shutdown(self, grace: float = 20.0) -> None:
