@@ -39,6 +39,9 @@ _TRANSIENT_CODES = frozenset({
     1290,  # --read-only (a failover in progress)
     1317,  # query interrupted
     1927,  # MariaDB: connection was killed
+    # The server refuses every write until an operator acts (grants back, space freed): not a bad row to drop.
+    1044, 1142, 1143,  # access denied to database / table / column
+    1021, 1114,  # disk full / table is full
     2002, 2003, 2006, 2013, 2055,  # cannot connect / server has gone away / lost connection
     8002, 8022, 8028, 9007,  # TiDB: write conflicts and schema changes, "safe to retry"
 })
