@@ -217,3 +217,42 @@ async def _has_rows(d: Daemon, cluster: str) -> bool:
 
 async def _index_equal(d: Daemon, want: dict[tuple[str, str], int]) -> bool:
     return await d.store.load_index("cluster3", CM) == want
+
+
+async def test_multicluster_objects_on_the_master(harness: Harness, tmp_path: Path, state_dir: Path) -> None:
+    """The master holds a MultiCluster object per member whose status follows the real health probe."""
+    d = Daemon(daemon_config(harness, sqlite_store(tmp_path), ("namespaces",)))
+    await d.start(api=False, controller=True)  # the controller installs the CRDs on the master
+    m = d.membership
+    assert m is not None
+    m.interval = 0.5
+    path = "/apis/mulitcluster.practice.com/v1alpha1/namespaces/default/multiclusters"
+
+    def objects() -> dict[str, dict[str, object]]:
+        try:
+            items = harness.request("cluster1", "GET", path)["items"]
+        except Exception:
+            return {}
+        return {i["metadata"]["name"]: i for i in items}
+
+    def status_of(name: str) -> str:
+        obj = objects().get(name) or {}
+        return str((obj.get("status") or {}).get("status", ""))  # type: ignore[union-attr]
+
+    try:
+        await wait_for(lambda: all(status_of(c) == "Ready" for c in ("cluster1", "cluster2", "cluster3")), 60)
+        spec = objects()["cluster1"]["spec"]
+        assert spec["isMaster"] == "true" and spec["version"].startswith("v1.")  # type: ignore[index]
+        assert objects()["cluster2"]["spec"]["isMaster"] == "false"  # type: ignore[index]
+        await asyncio.to_thread(harness.kill_server, "cluster3")
+        t0 = time.monotonic()
+        try:
+            await wait_for(lambda: status_of("cluster3") == "Unreachable", 20)
+            assert time.monotonic() - t0 < 15
+            assert objects()["cluster3"]["status"]["reason"]  # type: ignore[index]
+        finally:
+            await asyncio.to_thread(harness.start_server, "cluster3")
+            await asyncio.to_thread(harness.wait_ready, "cluster3")
+        await wait_for(lambda: status_of("cluster3") == "Ready", 30)
+    finally:
+        await d.shutdown()
