@@ -22,34 +22,23 @@ from typing import Any
 
 import yaml
 
+from multicluster.testing import objects
 from multicluster.testing.harness import Harness, free_port, progress
 
 CRD_GROUP = "demo.multicluster.io"
 
 
 def _crd() -> dict[str, Any]:
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"databases.{CRD_GROUP}"},
-        "spec": {
-            "group": CRD_GROUP,
-            "names": {"plural": "databases", "singular": "database", "kind": "Database", "shortNames": ["db"]},
-            "scope": "Namespaced",
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
-                    "additionalPrinterColumns": [
-                        {"name": "Engine", "type": "string", "jsonPath": ".spec.engine"},
-                        {"name": "Size", "type": "string", "jsonPath": ".spec.size"},
-                    ],
-                }
-            ],
-        },
-    }
+    return objects.crd(
+        CRD_GROUP,
+        "databases",
+        "Database",
+        short_names=["db"],
+        printer_columns=[
+            {"name": "Engine", "type": "string", "jsonPath": ".spec.engine"},
+            {"name": "Size", "type": "string", "jsonPath": ".spec.size"},
+        ],
+    )
 
 
 def _deployment(name: str, replicas: int, image: str) -> dict[str, Any]:

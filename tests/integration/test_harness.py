@@ -13,6 +13,7 @@ from multicluster.config import ClusterConfig
 from multicluster.errors import ClusterError, NotFound
 from multicluster.gvr import GVR, resolve
 from multicluster.kube import ClusterClient
+from multicluster.testing import objects
 from multicluster.testing.harness import Harness
 from multicluster.testing.mariadb import MariaDB
 
@@ -96,24 +97,7 @@ async def test_watch_and_pagination(clients: dict[str, ClusterClient], unique: s
 async def test_crd_is_discovered(clients: dict[str, ClusterClient], unique: str) -> None:
     c = clients["cluster2"]
     group = f"g{unique}.example.com"
-    crd = {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"gadgets.{group}"},
-        "spec": {
-            "group": group,
-            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget", "shortNames": ["gd"]},
-            "scope": "Namespaced",
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
-                }
-            ],
-        },
-    }
+    crd = objects.crd(group, "gadgets", "Gadget", short_names=["gd"])
     await c.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", body=crd)
     for _ in range(100):
         res = await c.discover(refresh=True)

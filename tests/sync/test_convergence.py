@@ -14,6 +14,7 @@ from multicluster import metrics
 from multicluster.config import StoreConfig
 from multicluster.daemon import Daemon
 from multicluster.gvr import GVR
+from multicluster.testing import objects
 from multicluster.testing.harness import Harness
 from multicluster.testing.mariadb import MariaDB
 from tests.sync.helpers import CM, DEPLOY, daemon_config, mysql_store, sqlite_store, wait_converged
@@ -27,24 +28,7 @@ INCLUDE = ("configmaps", "deployments", WIDGETS_GROUP)
 
 
 def ensure_crd(harness: Harness) -> None:
-    crd = {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"widgets.{WIDGETS_GROUP}"},
-        "spec": {
-            "group": WIDGETS_GROUP,
-            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
-            "scope": "Namespaced",
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
-                }
-            ],
-        },
-    }
+    crd = objects.crd(WIDGETS_GROUP, "widgets", "Widget")
     for name in harness.servers:
         try:
             harness.request(name, "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
