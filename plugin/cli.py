@@ -32,6 +32,7 @@ from rich.markup import escape
 from multicluster.errors import MulticlusterError
 from plugin import printers
 from plugin.client import PAGE_SIZE, Client, find_endpoint
+from plugin.crd_columns import CRDColumns
 
 EXTENSIONS = ("plugin.manifest_cmds", "plugin.join_cmds")
 BUILTIN = frozenset({"list", "describe"})
@@ -181,6 +182,7 @@ def list_cmd(
             return
         clusters, namespaces, obj_name = _filters(cluster, cluster_name, namespace, all_namespaces, name, name_arg)
         fresh = Freshness(res_text)
+        crd_columns = CRDColumns(client)
         printer: printers.Printer | None = None
         count = 0
         for page in client.resources(res_text, clusters=clusters, namespaces=namespaces, name=obj_name,
@@ -189,9 +191,12 @@ def list_cmd(
             info = printers.ResourceInfo.from_api(page.get("resource") or {})
             fresh.gvr = info.gvr or res_text
             fresh.update(page.get("clusters"))
-            if printer is None:
-                printer = printers.make_printer(output, info, sys.stdout, no_headers=no_headers, color=_color())
             items = [(str(i.get("cluster", "")), i.get("object") or {}) for i in page.get("items") or []]
+            if printer is None:
+                if output in (None, "wide"):
+                    # A custom resource's table gets its CRD's printer columns, read from a cluster it came from.
+                    info = crd_columns.apply(info, [c for c, _ in items])
+                printer = printers.make_printer(output, info, sys.stdout, no_headers=no_headers, color=_color())
             count += len(items)
             printer.page(items)
         if printer is not None:

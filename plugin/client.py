@@ -184,6 +184,15 @@ class Client:
             if not token or (limit and seen >= limit):
                 return
 
+    def get_object(self, cluster: str, gvr: str, namespace: str, name: str) -> dict[str, Any]:
+        """GET /v1/resources/{cluster}/{gvr}/{namespace}/{name} (`namespace` "" = cluster-scoped)."""
+        q = urllib.parse.quote
+        path = f"/v1/resources/{q(cluster, safe='')}/{q(gvr)}/{q(namespace or '_', safe='')}/{q(name, safe='')}"
+        obj = self.get_json(path)
+        if not isinstance(obj, dict):
+            raise PluginError(f"unexpected answer from {path}", hint="is the daemon up to date?")
+        return obj
+
     def clusters(self) -> list[dict[str, Any]]:
         data = self.get_json("/v1/clusters")
         return list(data.get("clusters") or []) if isinstance(data, dict) else []

@@ -7,12 +7,13 @@ stdout is a terminal, so pipes and scripts see exactly the same columns kubectl 
 computed per page, which is what kubectl's own chunked output does too.
 
 The per-kind columns keep the seed's layout (pods: NODE, POD IP, STATUS, CONTAINER, IMAGE) with English headers
-and all containers instead of only the first.
+and all containers instead of only the first. Every other type gets CLUSTER NAME [NAMESPACE] AGE, and a custom
+resource also its CRD's additionalPrinterColumns (cli.py fetches them through plugin.crd_columns; JSONPath
+subset in plugin.jsonpath).
 """
 
 from __future__ import annotations
 
-import re
 import time
 from calendar import timegm
 from collections.abc import Callable, Iterable, Sequence
@@ -23,6 +24,8 @@ import orjson
 import yaml
 from rich.console import Console
 from rich.text import Text
+
+from plugin import jsonpath as _jsonpath
 
 Obj = dict[str, Any]
 Item = tuple[str, Obj]  # (cluster, object)
@@ -136,22 +139,9 @@ def _s(value: Any) -> str:
     return str(value)
 
 
-_JSONPATH_STEP = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
-
-
 def jsonpath(obj: Obj, path: str) -> Any:
-    """The simple subset of JSONPath CRD printer columns use: `.spec.replicas`, `.status.conditions[0].type`."""
-    path = path.strip().removeprefix("{").removesuffix("}").removeprefix("$")
-    steps: list[str | int] = []
-    pos = 0
-    for m in _JSONPATH_STEP.finditer(path):
-        if m.start() != pos:
-            return None
-        steps.append(m.group(1) if m.group(1) is not None else int(m.group(2)))
-        pos = m.end()
-    if pos != len(path):
-        return None
-    return _get(obj, *steps)
+    """The first value a printer-column JSONPath selects (plugin.jsonpath's subset), or None."""
+    return _jsonpath.first(obj, path)
 
 
 # --------------------------------------------------------------------------------------------------- columns
@@ -260,6 +250,8 @@ def _mcr_status_count(key: str) -> Cell:
 
 
 def _printer_column(col: dict[str, Any]) -> Cell:
+    """One CRD additionalPrinterColumn: the first value its JSONPath selects, formatted by its type the way
+    kubectl formats it (date -> age, integer without a fraction); nothing selected -> empty cell."""
     path = str(col.get("jsonPath") or "")
     kind = str(col.get("type") or "string")
 
@@ -268,6 +260,8 @@ def _printer_column(col: dict[str, Any]) -> Cell:
         if kind == "date" and isinstance(v, str):
             t = parse_time(v)
             return human_duration(now - t) if t is not None else v
+        if kind == "integer" and isinstance(v, float) and v.is_integer():
+            return str(int(v))
         return _s(v)
 
     return cell
@@ -305,13 +299,31 @@ def columns_for(res: ResourceInfo, wide: bool = False) -> list[tuple[str, Cell]]
         cols = [*base, ("KIND", _field("spec", "template", "kind")), ("CLUSTERS", _mcr_clusters),
                 ("APPLIED", _mcr_status_count("applied")), ("READY", _mcr_status_count("ready")), AGE]
         return cols
+    # Everything else: CLUSTER NAME [NAMESPACE], a CRD's additionalPrinterColumns (priority 0 always, the rest
+    # with -o wide, like kubectl), AGE last (a CRD's own Age column is that same AGE).
     cols = list(base)
-    if wide:
-        for col in res.printer_columns:
-            name = str(col.get("name") or "").upper()
-            if name and name != "AGE" and name not in {h for h, _ in cols}:
-                cols.append((name, _printer_column(col)))
+    for col in res.printer_columns:
+        if _priority(col) > 0 and not wide:
+            continue
+        name = str(col.get("name") or "").upper()
+        if name and name != "AGE" and name not in {h for h, _ in cols}:
+            cols.append((name, _printer_column(col)))
     return [*cols, AGE]
+
+
+def _priority(col: dict[str, Any]) -> int:
+    try:
+        return int(col.get("priority") or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def uses_printer_columns(res: ResourceInfo) -> bool:
+    """Whether the table of this type is the generic one, where a CRD's printer columns are shown."""
+    return (res.kind, res.group) not in _OWN_LAYOUTS and res.kind != "MultiClusterResource"
+
+
+_OWN_LAYOUTS = {("Pod", ""), ("Deployment", "apps"), ("ConfigMap", "")}
 
 
 # --------------------------------------------------------------------------------------------------- printers

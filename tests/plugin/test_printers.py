@@ -85,14 +85,15 @@ def test_mcr_cells() -> None:
     assert (cells["CLUSTERS"], cells["APPLIED"], cells["READY"]) == ("a,b,c", "2/3", "1/3")
 
 
-def test_generic_wide_uses_crd_printer_columns() -> None:
+def test_generic_uses_crd_printer_columns() -> None:
     res = ResourceInfo("x.io", "v1", "things", "Thing", printer_columns=(
         {"name": "Version", "type": "string", "jsonPath": ".spec.version"},
-        {"name": "First", "type": "string", "jsonPath": ".status.conditions[0].type"},
+        {"name": "First", "type": "string", "jsonPath": ".status.conditions[0].type", "priority": 1},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}))
     obj = {"metadata": {"name": "t", "namespace": "n"}, "spec": {"version": "1.2"},
            "status": {"conditions": [{"type": "Ready"}]}}
-    assert list(_cells(res, obj)) == ["CLUSTER", "NAME", "NAMESPACE", "AGE"]
+    # Like kubectl: priority 0 columns always, the others with -o wide; the CRD's Age is our AGE.
+    assert list(_cells(res, obj)) == ["CLUSTER", "NAME", "NAMESPACE", "VERSION", "AGE"]
     cells = _cells(res, obj, wide=True)
     assert (cells["VERSION"], cells["FIRST"], cells["AGE"]) == ("1.2", "Ready", "<unknown>")
 
