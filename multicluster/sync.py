@@ -301,6 +301,13 @@ def _describe(m: Mutation) -> str:
 # ------------------------------------------------------------------------------------------ one cluster
 
 
+def _names_something(spelling: str, resources: list[APIResource]) -> bool:
+    try:
+        return bool(selected(resources, (spelling,), ()))
+    except GVRError:
+        return False
+
+
 class ClusterSync:
     """Discovery and informer management for one cluster: starts an informer per selected type, rediscovers
     periodically (new CRDs appear, deleted ones are dropped with their rows), and never gives up on a cluster
@@ -332,6 +339,7 @@ class ClusterSync:
         self.on_discovery: list[Callable[[str, list[APIResource]], None]] = []
         self._report: asyncio.Task[None] | None = None
         self._kick = asyncio.Event()
+        self._unresolved: set[str] = set()  # include entries already warned about
         # Sharding hook: whether this replica should run the informer of (cluster, gvr). Default: all.
         self.owns: Callable[[str, GVR], bool] = lambda _c, _g: True
 
@@ -375,7 +383,22 @@ class ClusterSync:
     def wanted(self, resources: list[APIResource]) -> list[APIResource]:
         include = self.config.include + self.cluster.include
         exclude = self.config.exclude + self.cluster.exclude
-        return selected(resources, include, exclude)
+        try:
+            return selected(resources, include, exclude)
+        except GVRError:
+            # An include entry names nothing here: a typo, or a CRD deleted from this cluster. Sync what the other
+            # entries name (a vanished type is then dropped with its rows) instead of failing the whole cluster.
+            usable = [s for s in include if _names_something(s, resources)]
+            if not usable:
+                if self.informers:
+                    return []  # everything this cluster synced is gone
+                raise
+            for s in include:
+                if s not in usable and s not in self._unresolved:
+                    log.warning("[%s] resources.include entry %r names nothing this cluster serves; syncing the "
+                                "other entries", self.cluster.name, s)
+            self._unresolved = {s for s in include if s not in usable}
+            return selected(resources, usable, exclude)
 
     async def _reconcile_informers(self, resources: list[APIResource]) -> None:
         try:
