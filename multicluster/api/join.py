@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from multicluster.api.middleware import BACKEND, json_response
 from multicluster.api.params import bool_param, str_param
@@ -38,13 +39,19 @@ async def _read_body(request: web.Request) -> tuple[str | None, bytes, bool | No
     """(cluster, kubeconfig bytes, insecure) from a multipart upload, a JSON body, or a raw YAML body."""
     ctype = request.content_type
     if ctype.startswith("multipart/"):
-        reader = await request.multipart()
         kubeconfig = b""
-        async for part in reader:
-            if getattr(part, "name", None) == "kubeconfig":
-                kubeconfig = bytes(await part.read(decode=False))  # type: ignore[union-attr]
-                if len(kubeconfig) > MAX_KUBECONFIG:
-                    raise MembershipError("the kubeconfig is larger than 1 MiB")
+        try:
+            reader = await request.multipart()
+            async for part in reader:
+                if getattr(part, "name", None) == "kubeconfig":
+                    kubeconfig = bytes(await part.read(decode=False))  # type: ignore[union-attr]
+                    if len(kubeconfig) > MAX_KUBECONFIG:
+                        raise MembershipError("the kubeconfig is larger than 1 MiB")
+        except (ValueError, HttpProcessingError) as exc:
+            # aiohttp: no boundary, a boundary that never appears, a truncated part, a part with invalid headers.
+            detail = "a part has invalid headers" if isinstance(exc, HttpProcessingError) else str(exc)[:200]
+            raise QueryError(f"the multipart body cannot be parsed: {detail}",
+                             hint="send multipart/form-data with the file in a field named kubeconfig") from None
         if not kubeconfig:
             raise MembershipError("the upload has no `kubeconfig` field",
                                   hint="send multipart/form-data with the file in a field named kubeconfig")
