@@ -36,8 +36,10 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 _ERRORS = {
-    "400": _json(_ref("Error"), "Invalid parameter: unknown gvr (with close matches), bad selector, bad limit, "
-                                "bad or foreign continue token, oversized parameter"),
+    "400": {"description": "Invalid parameter: unknown gvr (with close matches), bad selector, bad limit, bad or "
+                           "foreign continue token, oversized parameter. A request line over 64 KiB is refused by "
+                           "the HTTP parser itself, before any route runs, with a text/plain 400",
+            "content": {"application/json": {"schema": _ref("Error")}, "text/plain": {"schema": {"type": "string"}}}},
     "401": _json(_ref("Error"), "Missing or wrong bearer token (only when the daemon has a token)"),
     "414": _json(_ref("Error"), "URL too long"),
     "500": _json(_ref("Error"), "Internal error; the hint carries a request id to find in the daemon log"),
