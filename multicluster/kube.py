@@ -114,7 +114,10 @@ class ClusterClient:
                 ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
         else:
             ctx = False
-        connector = aiohttp.TCPConnector(ssl=ctx, limit=64, enable_cleanup_closed=True)
+        # No pool limit: every informer's watch holds a connection for as long as it runs (HTTP/1.1, no
+        # multiplexing), so a cluster serving more types than the limit would leave lists, discovery and probes
+        # waiting for a connection until they time out. The number of informers bounds the connections anyway.
+        connector = aiohttp.TCPConnector(ssl=ctx, limit=0, enable_cleanup_closed=True)
         # trust_env=False: a proxy must never sit between us and loopback/in-cluster API servers.
         self._session = aiohttp.ClientSession(
             connector=connector, trust_env=False, json_serialize=lambda o: orjson.dumps(o).decode()
