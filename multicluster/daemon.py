@@ -25,7 +25,7 @@ from multicluster.store import open_store
 from multicluster.store.base import Store, SyncState
 from multicluster.sync import ClusterSync, Tracker, WriteQueue, Writer
 from multicluster.tasks import Supervisor
-from multicluster.workqueue import CoalescingQueue
+from multicluster.workqueue import ShardedQueue
 
 if TYPE_CHECKING:
     from multicluster.leader import LeaderElector, ShardMembership
@@ -39,7 +39,9 @@ class Daemon:
         self.config = config
         self.supervisor = Supervisor("daemon")
         self.tracker = Tracker()
-        self.queue: WriteQueue = CoalescingQueue(maxsize=config.sync.queue_size)
+        # MySQL takes concurrent batches (one writer per pooled connection); SQLite has one writer anyway.
+        writers = config.store.pool_size if config.store.type == "mysql" else 1
+        self.queue: WriteQueue = ShardedQueue(writers, config.sync.queue_size)
         self.clients: dict[str, ClusterClient] = {}
         self.syncs: dict[str, ClusterSync] = {}
         self._store: Store | None = None
@@ -168,7 +170,7 @@ class Daemon:
         await sync.stop()
         self.queue.discard(lambda k: k[0] == name)
         if self.writer is not None:
-            async with self.writer.lock:
+            async with self.writer.paused():
                 rows = await self.store.delete_cluster(name)
         else:
             rows = await self.store.delete_cluster(name)

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,12 +27,12 @@ from multicluster.kube import ClusterClient
 from multicluster.retry import Backoff
 from multicluster.store.base import Delete, Mutation, Row, Store, SyncState
 from multicluster.tasks import Supervisor
-from multicluster.workqueue import CoalescingQueue
+from multicluster.workqueue import CoalescingQueue, ShardedQueue
 
 log = logging.getLogger(__name__)
 
 QueueKey = tuple[str, GVR, str, str]  # cluster, gvr, namespace, name
-WriteQueue = CoalescingQueue[QueueKey, Mutation]
+WriteQueue = CoalescingQueue[QueueKey, Mutation] | ShardedQueue[QueueKey, Mutation]
 
 SECRETS = GVR("", "v1", "secrets")
 
@@ -210,31 +210,51 @@ class Writer:
         self.written = 0
         self.deleted = 0
         self.skipped = 0
-        self.idle = asyncio.Event()
+        self.idle = asyncio.Event()  # set while every writer is waiting for work
         self.healthy = True
-        # Held while a batch is being written, so a cluster purge can wait for in-flight rows of that cluster.
-        self.lock = asyncio.Lock()
+        self._idle: list[asyncio.Event] = []
+        self._locks: list[asyncio.Lock] = []
 
     async def run(self) -> None:
+        shards = self.queue.shards if isinstance(self.queue, ShardedQueue) else [self.queue]
+        self._idle = [asyncio.Event() for _ in shards]
+        self._locks = [asyncio.Lock() for _ in shards]
         saver = asyncio.create_task(self._save_states(), name="writer/sync-state")
         try:
-            while True:
-                if not len(self.queue):
-                    self.idle.set()
-                batch = await self.queue.get_batch(self.batch_size, self.linger)
-                self.idle.clear()
-                async with self.lock:
-                    await self._write([m for _, m, _ in batch])
-                now = time.monotonic()
-                for _, _, t0 in batch:
-                    metrics.EVENT_LAG.observe(now - t0)
+            async with asyncio.TaskGroup() as tg:
+                for i, shard in enumerate(shards):
+                    tg.create_task(self._consume(shard, self._idle[i], self._locks[i]), name=f"writer/{i}")
         finally:
             saver.cancel()
+
+    async def _consume(self, shard: CoalescingQueue[QueueKey, Mutation], idle: asyncio.Event,
+                       lock: asyncio.Lock) -> None:
+        while True:
+            if not len(shard):
+                idle.set()
+                if all(e.is_set() for e in self._idle):
+                    self.idle.set()
+            batch = await shard.get_batch(self.batch_size, self.linger)
+            idle.clear()
+            self.idle.clear()
+            async with lock:
+                await self._write([m for _, m, _ in batch])
+            now = time.monotonic()
+            for _, _, t0 in batch:
+                metrics.EVENT_LAG.observe(now - t0)
+
+    @contextlib.asynccontextmanager
+    async def paused(self) -> AsyncIterator[None]:
+        """Hold every writer between batches (a cluster purge waits for in-flight rows of that cluster)."""
+        async with contextlib.AsyncExitStack() as stack:
+            for lock in self._locks:
+                await stack.enter_async_context(lock)
+            yield
 
     async def drain(self, timeout: float) -> bool:
         """Wait until everything queued so far is written (graceful shutdown)."""
         deadline = time.monotonic() + timeout
-        while len(self.queue) or not self.idle.is_set():
+        while len(self.queue) or not all(e.is_set() for e in self._idle):
             if time.monotonic() > deadline:
                 return False
             await asyncio.sleep(0.05)

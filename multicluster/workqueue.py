@@ -157,3 +157,27 @@ class WorkQueue(Generic[K]):
         for t in self._timers.values():
             t.cancel()
         self._timers.clear()
+
+
+class ShardedQueue(Generic[K, V]):
+    """N coalescing queues, a key always in the same one, so N writers can work in parallel while every key is
+    still written by one writer, in order (a delete can never overtake the upsert it follows)."""
+
+    def __init__(self, shards: int, maxsize: int) -> None:
+        n = max(1, shards)
+        self.shards: list[CoalescingQueue[K, V]] = [CoalescingQueue(max(1, maxsize // n)) for _ in range(n)]
+
+    def _shard(self, key: K) -> CoalescingQueue[K, V]:
+        return self.shards[hash(key) % len(self.shards)]
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self.shards)
+
+    async def put(self, key: K, value: V) -> None:
+        await self._shard(key).put(key, value)
+
+    def discard(self, predicate: Callable[[K], bool]) -> int:
+        return sum(s.discard(predicate) for s in self.shards)
+
+    def pending(self) -> list[K]:
+        return [k for s in self.shards for k in s.pending()]

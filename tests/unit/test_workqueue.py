@@ -82,3 +82,19 @@ def test_backoff_caps_and_honours_retry_after() -> None:
     assert b.delay(0, retry_after=12) == 12
     jittered = Backoff(initial=10, jitter=0.2)
     assert all(8 <= jittered.delay(0) <= 12 for _ in range(50))
+
+
+async def test_sharded_queue_keeps_each_key_in_one_shard() -> None:
+    from multicluster.workqueue import ShardedQueue
+
+    q: ShardedQueue[str, int] = ShardedQueue(4, maxsize=400)
+    for i in range(100):
+        await q.put(f"k{i % 10}", i)  # 10 keys, each put 10 times: coalesced to its newest value
+    assert len(q) == 10
+    got = {}
+    for shard in q.shards:
+        for k, v, _ in await shard.get_batch(100, 0) if len(shard) else []:
+            assert k not in got  # a key lives in exactly one shard
+            got[k] = v
+    assert got == {f"k{j}": 90 + j for j in range(10)}
+    assert q.discard(lambda k: True) == 0
