@@ -39,8 +39,9 @@ class Daemon:
         self.config = config
         self.supervisor = Supervisor("daemon")
         self.tracker = Tracker()
-        # MySQL takes concurrent batches (one writer per pooled connection); SQLite has one writer anyway.
-        writers = config.store.pool_size if config.store.type == "mysql" else 1
+        # store.writers > 1 lets a MySQL server that has cores to spare take concurrent batches; on the 2-core
+        # harness it did not help (lock waits), so one writer is the default. SQLite always has one writer.
+        writers = config.store.writers if config.store.type == "mysql" else 1
         self.queue: WriteQueue = ShardedQueue(writers, config.sync.queue_size)
         self.clients: dict[str, ClusterClient] = {}
         self.syncs: dict[str, ClusterSync] = {}
