@@ -66,6 +66,7 @@ async def test_every_route_but_health_needs_the_token(harness: Harness, tmp_path
     }
     try:
         assert await d.wait_ready(60)
+        await wait_converged(d, harness, [CM])  # ready = listed; the object the routes ask for must be written too
         routes = [(r.method, r.resource.canonical) for r in build_app(d).router.routes() if r.resource is not None]
         assert len(routes) >= 11
         public = {"/healthz", "/readyz"}
