@@ -1,15 +1,47 @@
-"""`python -m bench [names...]`: run benchmarks and write BENCHMARKS.md (sections per benchmark)."""
+"""`python -m bench [names...]`: run benchmarks and write BENCHMARKS.md (sections per benchmark).
+
+Each module has main(argv) returning its report as markdown; one that returns something else (an exit code)
+is reported by what it printed, in a code block.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
+import sys
 import time
 from pathlib import Path
 
 from bench.common import machine
 
-BENCHES = {"sync": "bench.sync_bench"}
+BENCHES = {
+    "sync": "bench.sync_bench",
+    "store": "bench.store_write",
+    "query": "bench.query_bench",
+    "delivery": "bench.delivery",
+}
+# --quick: small sizes, one run (a smoke test of every benchmark).
+QUICK = {
+    "sync": ["--objects", "2000", "--runs", "1", "--rate", "200"],
+    "store": ["--objects", "2000", "--runs", "1"],
+    "query": ["--quick"],
+    "delivery": ["--count", "20"],
+}
+
+
+def run(name: str, argv: list[str]) -> str:
+    mod = importlib.import_module(BENCHES[name])
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        result = mod.main(argv)
+    printed = out.getvalue().strip()
+    if isinstance(result, str):
+        sys.stdout.write(result + "\n")
+        return result
+    sys.stdout.write(printed + "\n")
+    return f"```\n{printed}\n```" + (f"\n\n(exit status {result})" if result else "")
 
 
 def main() -> None:
@@ -17,11 +49,12 @@ def main() -> None:
     ap.add_argument("names", nargs="*", default=list(BENCHES), help=f"any of {', '.join(BENCHES)}")
     ap.add_argument("--quick", action="store_true", help="small sizes, one run (smoke test)")
     args = ap.parse_args()
+    unknown = [n for n in args.names if n not in BENCHES]
+    if unknown:
+        ap.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHES)}")
     parts = [f"# Benchmarks\n\nRun {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine()}.\n"]
     for name in args.names:
-        mod = importlib.import_module(BENCHES[name])
-        argv = ["--objects", "2000", "--runs", "1", "--rate", "200"] if args.quick else []
-        parts.append(f"## {name}\n\n" + mod.main(argv))
+        parts.append(f"## {name}\n\n" + run(name, QUICK[name] if args.quick else []))
     Path("BENCHMARKS.md").write_text("\n\n".join(parts) + "\n")
     print("wrote BENCHMARKS.md")
 

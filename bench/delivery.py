@@ -157,12 +157,12 @@ async def run(config_path: Path, count: int, workers: int) -> int:
             await c.close()
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", type=Path, help="daemon config of running clusters (default: start a harness)")
     ap.add_argument("--count", type=int, default=100)
     ap.add_argument("--workers", type=int, default=2)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
     if args.config:
         return asyncio.run(run(args.config, args.count, args.workers))
