@@ -19,6 +19,7 @@ from multicluster.api.params import bool_param, str_param
 from multicluster.errors import MembershipError, QueryError
 
 MAX_KUBECONFIG = 1024 * 1024
+_JSON_HINT = 'send {"cluster": NAME, "kubeconfig": "<the kubeconfig file as text>", "insecure": false}'
 
 
 class MembershipBackend(Protocol):
@@ -61,12 +62,12 @@ async def _read_body(request: web.Request) -> tuple[str | None, bytes, bool | No
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            raise QueryError(f"the JSON body cannot be parsed: {exc}") from exc
+            raise QueryError(f"the JSON body cannot be parsed: {exc}", hint=_JSON_HINT) from exc
         if not isinstance(body, dict):
-            raise QueryError("the JSON body must be an object: {cluster, kubeconfig, insecure}")
+            raise QueryError("the JSON body must be an object: {cluster, kubeconfig, insecure}", hint=_JSON_HINT)
         kc = body.get("kubeconfig")
         if not isinstance(kc, str):
-            raise MembershipError("`kubeconfig` must be the kubeconfig file's text")
+            raise MembershipError("`kubeconfig` must be the kubeconfig file's text", hint=_JSON_HINT)
         cluster = body.get("cluster")
         insecure = body.get("insecure")
         return (str(cluster) if cluster is not None else None, kc.encode(),

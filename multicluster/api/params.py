@@ -53,7 +53,8 @@ def int_param(query: Mapping[str, str], name: str, default: int, *, minimum: int
     if value < minimum or (maximum is not None and value > maximum):
         bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
         raise QueryError(f"parameter {name}: {value} is out of range (must be {bounds})",
-                         hint="page through larger results with the continue token" if maximum else None)
+                         hint="page through larger results with the continue token" if maximum
+                         else f"use {minimum} or more")
     return value
 
 
