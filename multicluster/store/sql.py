@@ -341,10 +341,25 @@ def filters(q: Query) -> Where:
     return w
 
 
-def keyset(w: Where, order: SortOrder, after: Sequence[str]) -> None:
+def pinned(q: Query) -> dict[str, str]:
+    """Sort columns that an equality filter holds to one value (one cluster, one namespace, exact name)."""
+    out: dict[str, str] = {}
+    if len(q.clusters) == 1:
+        out["cluster"] = q.clusters[0]
+    if len(q.namespaces) == 1:
+        out["namespace"] = q.namespaces[0]
+    if q.name is not None:
+        out["name"] = q.name
+    return out
+
+
+def keyset(w: Where, order: SortOrder, after: Sequence[str], fixed: Mapping[str, str] | None = None) -> None:
     """Rows strictly after `after` in `order`, as nested OR/AND (portable; no row-value comparison).
 
-    The leading `a >= ?` is redundant but lets both optimisers turn the OR into an index range.
+    The leading `a >= ?` is redundant but lets both optimisers turn the OR into an index range. Columns that a
+    filter pins to the token's own value are left out: every candidate row has that value, and a leading
+    `cluster >= ?` would otherwise make SQLite range-scan all later clusters instead of seeking
+    `cluster = ? AND namespace = ?`.
     """
     cols = ORDERS[order]
     # Every column but name is ASCII: a token holding anything else was not made by this store.
@@ -352,6 +367,12 @@ def keyset(w: Where, order: SortOrder, after: Sequence[str]) -> None:
                                           for c, v in zip(cols, after, strict=True)):
         raise QueryError(f"continue token does not belong to order={order}",
                          hint="start again without a continue token")
+    fixed = fixed or {}
+    kept = [(c, v) for c, v in zip(cols, after, strict=True) if fixed.get(c) != v]
+    if not kept:
+        w.never()  # every sort column is pinned and equal to the token: nothing comes after it
+        return
+    cols, after = tuple(c for c, _ in kept), [v for _, v in kept]
     gt = "<" if order == "-created" else ">"
     expr = f"r.{cols[-1]} {gt} ?"
     params: list[Any] = [after[-1]]
@@ -373,7 +394,7 @@ def select_page(d: Dialect, q: Query) -> tuple[str, list[Any]]:
         raise QueryError(f"limit {q.limit} is negative", hint="limit is 0 (everything) or a positive number")
     w = filters(q)
     if q.after is not None:
-        keyset(w, q.order, q.after)
+        keyset(w, q.order, q.after, pinned(q))
     text = f"SELECT {SELECT_COLUMNS} FROM resources r WHERE {w.text()} ORDER BY {order_by(q.order)}"
     params = list(w.params)
     if q.limit:
@@ -384,7 +405,7 @@ def select_page(d: Dialect, q: Query) -> tuple[str, list[Any]]:
 
 def count_after(d: Dialect, q: Query, after: Sequence[str]) -> tuple[str, list[Any]]:
     w = filters(q)
-    keyset(w, q.order, after)
+    keyset(w, q.order, after, pinned(q))
     return d.sql(f"SELECT COUNT(*) FROM resources r WHERE {w.text()}"), list(w.params)
 
 

@@ -102,15 +102,24 @@ class SQLiteStore(SQLStore):
             await self.close()
             raise self._error(exc) from exc
 
-    async def _checkpoints(self, interval: float = 0.5) -> None:
+    async def _checkpoints(self, interval: float = 0.5, analyze_every: float = 300.0) -> None:
         """Copy committed WAL pages into the database file in the background; PASSIVE never blocks the writer
-        or readers, and once a checkpoint has caught up SQLite starts the WAL over from its beginning."""
+        or readers, and once a checkpoint has caught up SQLite starts the WAL over from its beginning.
+
+        Also refresh the planner's statistics now and then (sampled, so it stays cheap on large files): without
+        them SQLite drives label and field selectors from the wrong index and scans the table."""
         conn = self._checkpointer
         assert conn is not None
+        next_analyze = asyncio.get_running_loop().time() + 30.0
         while True:
             await asyncio.sleep(interval)
             with suppress(sqlite3.Error):
                 await conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            if asyncio.get_running_loop().time() >= next_analyze:
+                next_analyze += analyze_every
+                with suppress(sqlite3.Error):
+                    await conn.execute("PRAGMA analysis_limit = 1000")
+                    await conn.execute("ANALYZE")
 
     async def close(self) -> None:
         task, self._checkpoint_task = self._checkpoint_task, None

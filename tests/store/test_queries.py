@@ -171,6 +171,11 @@ async def test_every_order_paginates_to_the_full_sorted_list(store: Store, order
     filtered = [r for r in rows if r.cluster in ("c1", "c10") and r.name.startswith("web")]
     got = await walk(store, q)
     assert [sort_key(order, o) for o in got] == expected_keys(filtered, order)
+    # One cluster and one namespace pin those sort columns (the keyset then leaves them out): same walk.
+    for c, ns in {(r.cluster, r.namespace) for r in rows}:
+        pinned = [r for r in rows if r.cluster == c and r.namespace == ns]
+        got = await walk(store, Query(gvr=PODS, order=order, limit=1, clusters=(c,), namespaces=(ns,)))
+        assert [sort_key(order, o) for o in got] == expected_keys(pinned, order), (c, ns)
 
 
 @pytest.mark.parametrize("order", ORDERS)
