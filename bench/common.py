@@ -6,6 +6,7 @@ import asyncio
 import os
 import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,18 +58,27 @@ def clients(h: Harness) -> dict[str, ClusterClient]:
     return {n: ClusterClient(ClusterConfig(n, s.kubeconfig)) for n, s in h.servers.items()}
 
 
-async def create_many(c: ClusterClient, path: str, bodies: list[dict[str, Any]], concurrency: int = 32) -> None:
+async def create_many(
+    c: ClusterClient,
+    path: str | Callable[[dict[str, Any]], str],
+    bodies: list[dict[str, Any]],
+    concurrency: int = 32,
+) -> None:
+    """POST every body (retrying transient failures; "already exists" counts as done, a 5th failure raises)."""
     sem = asyncio.Semaphore(concurrency)
 
     async def one(b: dict[str, Any]) -> None:
+        target = path if isinstance(path, str) else path(b)
         async with sem:
             for attempt in range(5):
                 try:
-                    await c.request("POST", path, body=b)
+                    await c.request("POST", target, body=b)
                     return
                 except Exception as exc:
                     if "already exists" in str(exc):
                         return
+                    if attempt == 4:
+                        raise
                     await asyncio.sleep(0.2 * (attempt + 1))
 
     await asyncio.gather(*(one(b) for b in bodies))

@@ -37,7 +37,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from bench.common import clients, machine, median, pct, table
+from bench.common import clients, create_many, machine, median, pct, table
 from multicluster.api import ClusterView, build_app
 from multicluster.config import StoreConfig, SyncConfig
 from multicluster.gvr import GVR, APIResource, resolve
@@ -401,22 +401,6 @@ async def measure(url: str, requests: int, warmup: int, budget: float) -> list[l
 async def create_pods(h: Harness, per_cluster: int) -> None:
     """POST the first `per_cluster` Pods of each cluster (status and server-set metadata left out)."""
     cs = clients(h)
-    sem = asyncio.Semaphore(32)
-
-    async def post(client: Any, body: dict[str, Any]) -> None:
-        path = PODS.path(body["metadata"]["namespace"])
-        async with sem:
-            for attempt in range(5):
-                try:
-                    await client.request("POST", path, body=body)
-                    return
-                except Exception as exc:
-                    if "already exists" in str(exc):
-                        return
-                    if attempt == 4:
-                        raise
-                    await asyncio.sleep(0.2 * (attempt + 1))
-
     try:
         for c, (name, client) in enumerate(cs.items()):
             t0 = time.monotonic()
@@ -431,7 +415,7 @@ async def create_pods(h: Harness, per_cluster: int) -> None:
             for ns in sorted({b["metadata"]["namespace"] for b in bodies}):
                 with contextlib.suppress(Exception):
                     await client.request("POST", "/api/v1/namespaces", body={"metadata": {"name": ns}})
-            await asyncio.gather(*(post(client, b) for b in bodies))
+            await create_many(client, lambda b: PODS.path(b["metadata"]["namespace"]), bodies)
             progress(f"{name}: created {per_cluster:,} pods in {time.monotonic() - t0:.0f}s")
     finally:
         for client in cs.values():
