@@ -10,93 +10,25 @@ def _run(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
+def _signed(d: Path, name: str, subject: str, extensions: str) -> None:
+    """A 2048-bit key `name.key` and a certificate `name.crt` for `subject`, signed by the harness CA."""
+    (d / f"{name}.ext").write_text(extensions)
+    _run("req", "-newkey", "rsa:2048", "-nodes", "-subj", subject, "-keyout", f"{name}.key", "-out", f"{name}.csr",
+         cwd=d)
+    _run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+         "-days", "3650", "-extfile", f"{name}.ext", "-out", f"{name}.crt", cwd=d)
+
+
 def make_pki(d: Path) -> None:
     """CA, a serving cert for 127.0.0.1/localhost, an admin client cert (system:masters), a service-account key."""
     d.mkdir(parents=True, exist_ok=True)
     if (d / "admin.crt").exists():
         return
-    _run(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "3650",
-        "-subj",
-        "/CN=multicluster-harness-ca",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        cwd=d,
-    )
-    (d / "server.ext").write_text(
-        "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default.svc\n"
-        "extendedKeyUsage=serverAuth\n"
-    )
-    _run(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=kube-apiserver",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        cwd=d,
-    )
-    _run(
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "3650",
-        "-extfile",
-        "server.ext",
-        "-out",
-        "server.crt",
-        cwd=d,
-    )
-    (d / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
-    _run(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/O=system:masters/CN=harness-admin",
-        "-keyout",
-        "admin.key",
-        "-out",
-        "admin.csr",
-        cwd=d,
-    )
-    _run(
-        "x509",
-        "-req",
-        "-in",
-        "admin.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "3650",
-        "-extfile",
-        "client.ext",
-        "-out",
-        "admin.crt",
-        cwd=d,
-    )
+    _run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj", "/CN=multicluster-harness-ca",
+         "-keyout", "ca.key", "-out", "ca.crt", cwd=d)
+    _signed(d, "server", "/CN=kube-apiserver",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default.svc\n"
+            "extendedKeyUsage=serverAuth\n")
+    _signed(d, "admin", "/O=system:masters/CN=harness-admin", "extendedKeyUsage=clientAuth\n")
     _run("genrsa", "-out", "sa.key", "2048", cwd=d)
     _run("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=d)
