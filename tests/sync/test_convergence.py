@@ -137,11 +137,14 @@ async def test_restart_rewrites_nothing_unchanged(harness: Harness, store_cfg: S
     ns = f"restart-{unique}"
     await asyncio.to_thread(mkns, harness, ns)
     await asyncio.to_thread(workload, harness, ns, 60)
-    cfg = daemon_config(harness, store_cfg, INCLUDE)
+    # Deployments are left out here: the controller-manager keeps updating their status (e.g. when an earlier
+    # test's rollout passes its progress deadline), which would be real changes, not rewrites of unchanged rows.
+    static = [CM, WIDGETS]
+    cfg = daemon_config(harness, store_cfg, ("configmaps", WIDGETS_GROUP))
     first = Daemon(cfg)
     await first.start(api=False, controller=False)
     assert await first.wait_ready(60)
-    await wait_converged(first, harness, GVRS)
+    await wait_converged(first, harness, static)
     await first.shutdown()
 
     # While the daemon is down: 5 updates, 4 deletes, 3 creates in cluster1.
@@ -164,10 +167,10 @@ async def test_restart_rewrites_nothing_unchanged(harness: Harness, store_cfg: S
     await second.start(api=False, controller=False)
     try:
         assert await second.wait_ready(60)
-        await wait_converged(second, harness, GVRS)
+        await wait_converged(second, harness, static)
         assert second.writer is not None
         await second.writer.drain(10)
-        # Only what changed is written; other namespaces' concurrent objects may add a few, but never a full rewrite.
+        # Exactly what changed while the daemon was down is written: 5 updates + 3 creates.
         assert second.writer.written == 8, f"rows written on restart: {second.writer.written}"
         assert second.writer.deleted == 4
     finally:
