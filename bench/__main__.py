@@ -18,13 +18,26 @@ from bench.common import machine
 
 BENCHES = {
     "sync": "bench.sync_bench",
+    "memory": "bench.memory_bench",
     "store": "bench.store_write",
     "query": "bench.query_bench",
     "delivery": "bench.delivery",
 }
+TARGETS = """Targets, and where each table says whether this run met them (`**no**` marks a miss):
+
+| target | table |
+|---|---|
+| initial sync >= 0.5x a bare paginated list of the same objects | sync: "ratio >= 0.5" |
+| daemon memory <= 1 KB per stored object | sync and memory: "<= 1024 B" |
+| event -> queryable lag p99 < 1 s | sync: "p99 < 1000 ms", per update rate |
+| query p99 < 50 ms for a 500-row page at ~1 M rows | query: "p99 < 50 ms" |
+| 0 rows written on a restart with nothing changed | sync: "0 writes" |
+| delivery (CR -> copies, hand edit -> corrected) p99 < 2 s | delivery: "target p99 < 2s" |
+"""
 # --quick: small sizes, one run (a smoke test of every benchmark).
 QUICK = {
-    "sync": ["--objects", "2000", "--runs", "1", "--rate", "200"],
+    "sync": ["--objects", "2000", "--runs", "1", "--rates", "100,200", "--lag-seconds", "5"],
+    "memory": ["--levels", "1500,6000", "--stores", "sqlite"],
     "store": ["--objects", "2000", "--runs", "1"],
     "query": ["--quick"],
     "delivery": ["--count", "20"],
@@ -52,7 +65,10 @@ def main() -> None:
     unknown = [n for n in args.names if n not in BENCHES]
     if unknown:
         ap.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHES)}")
-    parts = [f"# Benchmarks\n\nRun {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine()}.\n"]
+    parts = [f"# Benchmarks\n\nRun {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine()}, "
+             f"with `python -m bench {' '.join(sys.argv[1:])}` (what `nox -s bench` runs). Generated: do not edit; "
+             "the analysis of these numbers, and why a target is missed, is in docs/performance.md.\n\n"
+             f"{TARGETS}\n"]
     for name in args.names:
         parts.append(f"## {name}\n\n" + run(name, QUICK[name] if args.quick else []))
     Path("BENCHMARKS.md").write_text("\n\n".join(parts) + "\n")

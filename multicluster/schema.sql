@@ -42,9 +42,8 @@ CREATE INDEX IF NOT EXISTS resources_by_name
 -- order=created / -created (created_at, cluster, namespace, name)
 CREATE INDEX IF NOT EXISTS resources_by_created
   ON resources (api_group, version, resource, created_at, cluster, namespace, name);
--- delete_cluster / delete_gvr / counts
-CREATE INDEX IF NOT EXISTS resources_by_cluster
-  ON resources (cluster, api_group, version, resource);
+-- No index leads with cluster: delete_cluster goes type by type through resources_identity, and an extra index
+-- cost 15 % of the insert rate of an initial sync (measured on SQLite, 60k ConfigMaps).
 
 -- Label selector index: one row per label of a stored object.
 CREATE TABLE IF NOT EXISTS resource_labels (

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, cast
 
 from multicluster.gvr import GVR
 from multicluster.store import sql
@@ -42,6 +43,95 @@ class Tx(Protocol):
     async def executemany(self, text: str, rows: Sequence[Sequence[Any]]) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One statement of a write transaction, for whichever driver runs it.
+
+    The transaction logic of apply() is a generator of Steps (see apply_steps) so it is written once: the
+    MySQL engine awaits each step on its async driver, the SQLite engine runs the whole generator inside its
+    writer thread, so a batch costs one hand-off between threads instead of one per statement.
+    fetch -> list of row tuples, execute -> affected row count, executemany -> None.
+    """
+
+    kind: Literal["fetch", "execute", "executemany"]
+    text: str
+    params: Sequence[Any]
+
+
+Steps = Generator[Step, Any, ApplyResult]
+
+
+def apply_steps(d: sql.Dialect, p: sql.WritePlan, updated_at: str) -> Steps:
+    """The body of one apply() transaction: the resourceVersion guard, then rows, labels and fields."""
+    # Sorted, so two replicas writing overlapping batches lock rows in the same order (fewer deadlocks).
+    ids = sorted(p.winners)
+    lock = " FOR UPDATE" if d.name == "mysql" else ""  # SQLite: BEGIN IMMEDIATE already holds the lock
+    dec = sql.decide(p, (yield from _versions(d, ids, lock)))
+    for part in sql.chunks(dec.deletes):
+        yield Step("execute", d.sql(f"DELETE FROM resources WHERE id IN {sql.ids_in(len(part))}"), part)
+    if dec.rows:
+        yield Step("executemany", sql.upsert_resources(d),
+                   [sql.resource_params(rid, r, updated_at) for rid, r in dec.rows])
+    existed = set(dec.replaced)
+    if lock and len(dec.replaced) < len(dec.rows):
+        # A row that did not exist had no lock to take: another replica may have inserted it since, and the
+        # guard in the upsert may have kept theirs. Keep only the rows that are now ours.
+        fresh = [rid for rid, _ in dec.rows if rid not in existed]
+        now = yield from _versions(d, fresh, lock)
+        ours = {rid for rid, r in dec.rows if rid in existed or now.get(rid) == r.resource_version}
+        dec.skipped += len(dec.rows) - len(ours)
+        dec.rows = [(rid, r) for rid, r in dec.rows if rid in ours]
+    # MySQL: a row that did not exist when we looked may have been inserted by another replica, with its label
+    # rows, before the guard let ours win; those are cleared rather than compared.
+    unsure = [] if not lock else [rid for rid, _ in dec.rows if rid not in existed]
+    for table, attr in (("resource_labels", "labels"), ("resource_fields", "fields")):
+        old = yield from _pairs(d, table, dec.replaced)
+        clear, insert = sql.index_changes([(rid, getattr(r, attr)) for rid, r in dec.rows], existed, old)
+        for part in sql.chunks([*clear, *unsure, *dec.deletes]):
+            yield Step("execute", d.sql(f"DELETE FROM {table} WHERE id IN {sql.ids_in(len(part))}"), part)
+        if insert:
+            yield Step("executemany", sql.insert_index(d, table), insert)
+    return ApplyResult(written=len(dec.rows), deleted=len(dec.deletes), skipped=dec.skipped)
+
+
+def _versions(d: sql.Dialect, ids: Sequence[int], lock: str) -> Generator[Step, Any, dict[int, int]]:
+    """id -> stored resource_version for the ids that exist."""
+    out: dict[int, int] = {}
+    for part in sql.chunks(ids):
+        rows = yield Step("fetch", d.sql(f"SELECT id, resource_version FROM resources "
+                                         f"WHERE id IN {sql.ids_in(len(part))}{lock}"), part)
+        out.update((int(rid), int(rv)) for rid, rv in rows)
+    return out
+
+
+def _pairs(d: sql.Dialect, table: str, ids: Sequence[int]) -> Generator[Step, Any, dict[int, dict[str, str]]]:
+    """id -> {key: value} of the label (or field) rows stored for those ids."""
+    out: dict[int, dict[str, str]] = {}
+    for part in sql.chunks(ids):
+        rows = yield Step("fetch", d.sql(f"SELECT id, `key`, `value` FROM {table} "
+                                         f"WHERE id IN {sql.ids_in(len(part))}"), part)
+        for rid, key, value in rows:
+            out.setdefault(int(rid), {})[key] = value
+    return out
+
+
+async def drive(tx: Tx, steps: Steps) -> ApplyResult:
+    """Run a transaction body on an async driver, one awaited statement per step."""
+    result: Any = None
+    while True:
+        try:
+            step = steps.send(result)
+        except StopIteration as stop:
+            return cast(ApplyResult, stop.value)
+        if step.kind == "fetch":
+            result = await tx.fetch(step.text, step.params)
+        elif step.kind == "execute":
+            result = await tx.execute(step.text, step.params)
+        else:
+            await tx.executemany(step.text, step.params)
+            result = None
+
+
 class SQLStore(abc.ABC):
     dialect: sql.Dialect
 
@@ -61,58 +151,20 @@ class SQLStore(abc.ABC):
 
     # ----------------------------------------------------------------------------------------------- writes
 
-    async def apply(self, mutations: Sequence[Mutation]) -> ApplyResult:
-        if not mutations:
-            return ApplyResult()
+    def _plan(self, mutations: Sequence[Mutation]) -> sql.WritePlan:
         p = sql.plan(mutations)
         for m in p.unfit:
             log.warning("not storing %s %s/%s in cluster %s: identity does not fit the store's columns "
                         "(non-ASCII where Kubernetes allows none, or too long)",
                         m.gvr, m.namespace[:80], m.name[:80], m.cluster[:80])
-        if len(p.winners) == 0:
-            return ApplyResult(skipped=p.skipped)
-        d = self.dialect
-        # Sorted, so two replicas writing overlapping batches lock rows in the same order (fewer deadlocks).
-        ids = sorted(p.winners)
-        lock = " FOR UPDATE" if d.name == "mysql" else ""  # SQLite: BEGIN IMMEDIATE already holds the lock
-        updated_at = sql.now_rfc3339()
-        async with self.transaction() as tx:
-            dec = sql.decide(p, await self._versions(tx, ids, lock))
-            for part in sql.chunks(dec.deletes):
-                await tx.execute(d.sql(f"DELETE FROM resources WHERE id IN {sql.ids_in(len(part))}"), part)
-            if dec.rows:
-                await tx.executemany(sql.upsert_resources(d),
-                                     [sql.resource_params(rid, r, updated_at) for rid, r in dec.rows])
-            if lock and len(dec.replaced) < len(dec.rows):
-                # A row that did not exist had no lock to take: another replica may have inserted it since,
-                # and the guard in the upsert may have kept theirs. Keep only the rows that are now ours.
-                existed = set(dec.replaced)
-                fresh = [rid for rid, _ in dec.rows if rid not in existed]
-                now = await self._versions(tx, fresh, lock)
-                ours = {rid for rid, r in dec.rows if rid in existed or now.get(rid) == r.resource_version}
-                dec.skipped += len(dec.rows) - len(ours)
-                dec.rows = [(rid, r) for rid, r in dec.rows if rid in ours]
-            touched = [*(rid for rid, _ in dec.rows), *dec.deletes]
-            for part in sql.chunks(touched):
-                for table in ("resource_labels", "resource_fields"):
-                    await tx.execute(d.sql(f"DELETE FROM {table} WHERE id IN {sql.ids_in(len(part))}"), part)
-            labels = [(rid, k, v) for rid, r in dec.rows for k, v in sql.index_pairs(r.labels)]
-            fields = [(rid, k, v) for rid, r in dec.rows for k, v in sql.index_pairs(r.fields)]
-            if labels:
-                await tx.executemany(sql.insert_index(d, "resource_labels"), labels)
-            if fields:
-                await tx.executemany(sql.insert_index(d, "resource_fields"), fields)
-        return ApplyResult(written=len(dec.rows), deleted=len(dec.deletes), skipped=dec.skipped)
+        return p
 
-    async def _versions(self, tx: Tx, ids: Sequence[int], lock: str) -> dict[int, int]:
-        """id -> stored resource_version for the ids that exist."""
-        out: dict[int, int] = {}
-        for part in sql.chunks(ids):
-            marks = sql.ids_in(len(part))
-            text = f"SELECT id, resource_version FROM resources WHERE id IN {marks}{lock}"
-            rows = await tx.fetch(self.dialect.sql(text), part)
-            out.update((int(rid), int(rv)) for rid, rv in rows)
-        return out
+    async def apply(self, mutations: Sequence[Mutation]) -> ApplyResult:
+        p = self._plan(mutations)
+        if not p.winners:
+            return ApplyResult(skipped=p.skipped)
+        async with self.transaction() as tx:
+            return await drive(tx, apply_steps(self.dialect, p, sql.now_rfc3339()))
 
     async def _delete_where(self, where: str, params: Sequence[Any]) -> int:
         """Delete matching rows with their labels/fields, in bounded transactions."""
@@ -132,17 +184,24 @@ class SQLStore(abc.ABC):
                 return total
 
     async def delete_cluster(self, cluster: str) -> int:
-        n = await self._delete_where("cluster = ?", [cluster])
+        n = 0
+        for gvr in await self.gvrs():  # type by type, so every delete is a prefix of resources_identity
+            n += await self._delete_where(*self._gvr_where(cluster, gvr))
         async with self.transaction() as tx:
             await tx.execute(self.dialect.sql("DELETE FROM sync_state WHERE cluster = ?"), [cluster])
         return n
 
+    @staticmethod
+    def _gvr_where(cluster: str, gvr: GVR) -> tuple[str, list[str]]:
+        return "api_group = ? AND version = ? AND resource = ? AND cluster = ?", [
+            gvr.group, gvr.version, gvr.resource, cluster]
+
     async def delete_gvr(self, cluster: str, gvr: GVR) -> int:
-        ident = [cluster, gvr.group, gvr.version, gvr.resource]
-        n = await self._delete_where("cluster = ? AND api_group = ? AND version = ? AND resource = ?", ident)
+        n = await self._delete_where(*self._gvr_where(cluster, gvr))
         async with self.transaction() as tx:
             await tx.execute(self.dialect.sql("DELETE FROM sync_state WHERE cluster = ? AND api_group = ? "
-                                              "AND version = ? AND resource = ?"), ident)
+                                              "AND version = ? AND resource = ?"),
+                             [cluster, gvr.group, gvr.version, gvr.resource])
         return n
 
     async def save_sync_state(self, state: SyncState) -> None:
@@ -187,8 +246,9 @@ class SQLStore(abc.ABC):
         return _stored(gvr, rows[0]) if rows else None
 
     async def counts(self) -> dict[tuple[str, GVR], int]:
+        # Grouped in resources_identity's column order: one pass over that index, no temporary table.
         rows = await self.fetch("SELECT cluster, api_group, version, resource, COUNT(*) FROM resources "
-                                "GROUP BY cluster, api_group, version, resource")
+                                "GROUP BY api_group, version, resource, cluster")
         return {(c, GVR(g, v, r)): int(n) for c, g, v, r, n in rows}
 
     async def gvrs(self) -> list[GVR]:

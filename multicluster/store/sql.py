@@ -7,7 +7,9 @@ values travel as parameters, and the only identifiers spliced in come from the f
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -93,6 +95,26 @@ def index_pairs(values: Mapping[str, str]) -> list[tuple[str, str]]:
     """Label/field (key, value) pairs as stored: keys that cannot be indexed are left out (no selector could
     name them), over-long values are cut to the column width (queries cut theirs the same way)."""
     return [(k, v[:INDEX_VALUE_WIDTH]) for k, v in values.items() if _indexable(k)]
+
+
+def index_changes(
+    rows: Sequence[tuple[int, Mapping[str, str]]], existed: set[int], stored: Mapping[int, Mapping[str, str]]
+) -> tuple[list[int], list[tuple[int, str, str]]]:
+    """Which ids need their label (or field) rows cleared, and which rows to insert.
+
+    A new row only inserts; a replaced row whose indexed values did not change (the usual update: status or
+    data moved, labels did not) writes nothing to the index table at all.
+    """
+    clear: list[int] = []
+    insert: list[tuple[int, str, str]] = []
+    for rid, values in rows:
+        pairs = index_pairs(values)
+        if rid in existed:
+            if dict(pairs) == (stored.get(rid) or {}):
+                continue
+            clear.append(rid)
+        insert.extend((rid, k, v) for k, v in pairs)
+    return clear, insert
 
 
 def _indexable(key: str) -> bool:
@@ -216,6 +238,31 @@ def upsert_sync_state(d: Dialect) -> str:
 
 def chunks(items: Sequence[Any], size: int = 500) -> list[Sequence[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+_VALUES = re.compile(r"\bVALUES\s*(\((?:\s*\?\s*,)*\s*\?\s*\))")
+MAX_PARAMS = 30_000  # SQLite's limit on bound parameters per statement is 32,766 (since 3.32)
+
+
+@functools.lru_cache(maxsize=64)
+def multi_row(text: str, rows: int) -> str:
+    """An `INSERT ... VALUES (?, ...)` statement rewritten to insert `rows` rows at once.
+
+    sqlite3's executemany() steps the statement once per row and gives up the GIL around every step; while
+    the event loop thread is busy parsing list pages each step then waits for the GIL again (measured: 200
+    rows/s instead of 5,400 against one CPU-bound thread). One statement per chunk takes the GIL once.
+    """
+    m = _VALUES.search(text)
+    if m is None:
+        raise ValueError(f"not a single-row INSERT ... VALUES statement: {text[:80]}")
+    group = m.group(1)
+    return f"{text[: m.start(1)]}{', '.join([group] * rows)}{text[m.end(1):]}"
+
+
+def row_chunks(rows: Sequence[Sequence[Any]], width: int, max_rows: int = 500) -> list[Sequence[Sequence[Any]]]:
+    """Chunks of rows that stay under the bound-parameter limit when inserted with multi_row()."""
+    per = max(1, min(max_rows, MAX_PARAMS // max(1, width)))
+    return chunks(rows, per)
 
 
 # --------------------------------------------------------------------------------------------------- reads

@@ -279,8 +279,8 @@ async def test_sqlite_disk_full_then_space_freed(harness: Harness, tmp_path: Pat
         store = d.store
         conn = store._writer  # type: ignore[attr-defined]  # the one write connection (max_page_count is per connection)
         async with store._write_lock:  # type: ignore[attr-defined]
-            original = (await (await conn.execute("PRAGMA max_page_count")).fetchone())[0]
-            pages = (await (await conn.execute("PRAGMA page_count")).fetchone())[0]
+            original = (await conn.fetch("PRAGMA max_page_count"))[0][0]
+            pages = (await conn.fetch("PRAGMA page_count"))[0][0]
             await conn.execute(f"PRAGMA max_page_count = {pages}")
         assert d.writer is not None
         for c in harness.servers:

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
 from multicluster.config import StoreConfig
 from multicluster.store import ApplyResult, Delete, Query, Requirement, Store, SyncState, open_store
+from multicluster.store import sqlite as sqlite_engine
+from multicluster.store.engine import SQLStore
+from multicluster.store.sqlite import SQLiteStore
 
 from .helpers import DEPLOYS, PODS, row
 
@@ -239,3 +245,52 @@ async def test_concurrent_writers_keep_the_newest(store_config: StoreConfig) -> 
     finally:
         await a.close()
         await b.close()
+
+
+async def test_index_rows_follow_label_changes_in_mixed_batches(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """New rows, replaced rows with the same labels, with changed labels and with labels removed, in one batch
+    that crosses the chunk size: the label/field tables end exactly as the objects say, and rows whose labels
+    did not change cause no label writes at all."""
+    assert isinstance(store, SQLStore)
+    first = [row(f"p{i:04d}", 1, labels={"app": "a", "i": str(i)}, fields={"status.phase": "Pending"})
+             for i in range(1100)]
+    await store.apply(first)
+    second = []
+    for i in range(1300):
+        if i < 400:  # same labels, new RV: the index rows must stay as they are
+            second.append(row(f"p{i:04d}", 2, labels={"app": "a", "i": str(i)}, fields={"status.phase": "Pending"}))
+        elif i < 800:  # one label changed, field changed
+            second.append(row(f"p{i:04d}", 2, labels={"app": "b", "i": str(i)}, fields={"status.phase": "Running"}))
+        elif i < 1100:  # every label and field removed
+            second.append(row(f"p{i:04d}", 2))
+        else:  # new objects
+            second.append(row(f"p{i:04d}", 1, labels={"app": "c"}))
+    label_writes: list[int] = []
+    if isinstance(store, SQLiteStore):
+        real = sqlite_engine._execute_many
+
+        def counting(conn: sqlite3.Connection, text: str, rows: Sequence[Sequence[Any]]) -> None:
+            if "resource_labels" in text:
+                label_writes.append(len(rows))
+            real(conn, text, rows)
+
+        monkeypatch.setattr(sqlite_engine, "_execute_many", counting)
+    assert await store.apply(second) == ApplyResult(written=1300)
+
+    async def count(selector: Requirement, *, fields: bool = False) -> int:
+        if fields:
+            return len((await store.query(Query(gvr=PODS, limit=0, fields=(selector,)))).items)
+        return len((await store.query(Query(gvr=PODS, limit=0, labels=(selector,)))).items)
+
+    assert await count(Requirement("app", "=", ("a",))) == 400
+    assert await count(Requirement("app", "=", ("b",))) == 400
+    assert await count(Requirement("app", "=", ("c",))) == 200
+    assert await count(Requirement("i", "exists")) == 800
+    assert await count(Requirement("status.phase", "=", ("Pending",)), fields=True) == 400
+    assert await count(Requirement("status.phase", "=", ("Running",)), fields=True) == 400
+    assert (await store.fetch("SELECT COUNT(*) FROM resource_labels"))[0][0] == 400 * 2 + 400 * 2 + 200
+    assert (await store.fetch("SELECT COUNT(*) FROM resource_fields"))[0][0] == 800
+    if isinstance(store, SQLiteStore):
+        assert sum(label_writes) == 400 * 2 + 200  # changed and new objects only

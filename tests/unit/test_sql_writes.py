@@ -1,0 +1,56 @@
+"""The pure parts of the store's write path: multi-row statements and label/field index diffs."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from multicluster.store import sql
+
+
+def test_multi_row_expands_only_the_values_group() -> None:
+    text = sql.upsert_resources(sql.SQLITE)
+    out = sql.multi_row(text, 3)
+    group = "(" + ", ".join("?" * len(sql.RESOURCE_COLUMNS)) + ")"
+    assert out.count(group) == 3
+    assert out.endswith(text.split(group, 1)[1])  # the ON CONFLICT clause is kept as it was
+    assert sql.multi_row("INSERT INTO t (a) VALUES (?)", 1) == "INSERT INTO t (a) VALUES (?)"
+
+
+def test_multi_row_refuses_what_it_cannot_rewrite() -> None:
+    with pytest.raises(ValueError, match="not a single-row INSERT"):
+        sql.multi_row("DELETE FROM t WHERE id IN (?, ?)", 2)
+
+
+def test_multi_row_statement_runs_on_sqlite_with_the_upsert_guard() -> None:
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER)")
+    text = "INSERT INTO t (id, v) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET v = excluded.v WHERE excluded.v > t.v"
+    conn.execute(sql.multi_row(text, 2), [1, 5, 2, 5])
+    conn.execute(sql.multi_row(text, 2), [1, 4, 2, 6])  # 1 goes backwards (refused), 2 forwards
+    assert conn.execute("SELECT id, v FROM t ORDER BY id").fetchall() == [(1, 5), (2, 6)]
+
+
+def test_row_chunks_stay_under_the_parameter_limit() -> None:
+    rows = [(i, "k", "v") for i in range(25_000)]
+    parts = sql.row_chunks(rows, 3)
+    assert sum(len(p) for p in parts) == 25_000
+    assert all(len(p) * 3 <= sql.MAX_PARAMS and len(p) <= 500 for p in parts)
+    wide = [tuple(range(5000))] * 20
+    assert all(len(p) * 5000 <= sql.MAX_PARAMS for p in sql.row_chunks(wide, 5000))
+
+
+def test_index_changes() -> None:
+    rows = [
+        (1, {"app": "a"}),  # replaced, same labels: nothing to do
+        (2, {"app": "b"}),  # replaced, value changed
+        (3, {}),  # replaced, labels removed
+        (4, {"app": "d", "x": "y"}),  # new
+        (5, {"app": "e"}),  # replaced, had no labels before
+        (6, {"bad key!" * 100: "v"}),  # replaced; the only key cannot be indexed, and nothing was stored
+    ]
+    stored = {1: {"app": "a"}, 2: {"app": "a"}, 3: {"app": "c"}}
+    clear, insert = sql.index_changes(rows, {1, 2, 3, 5, 6}, stored)
+    assert clear == [2, 3, 5]
+    assert insert == [(2, "app", "b"), (4, "app", "d"), (4, "x", "y"), (5, "app", "e")]
