@@ -1,4 +1,4 @@
-"""The pure parts of the store's write path: multi-row statements and label/field index diffs."""
+"""Pure parts of the store's SQL: multi-row statements, label/field index diffs, MySQL page plans."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import sqlite3
 
 import pytest
 
-from multicluster.store import sql
+from multicluster.gvr import GVR
+from multicluster.store import Query, Requirement, sql
 
 
 def test_multi_row_expands_only_the_values_group() -> None:
@@ -54,3 +55,24 @@ def test_index_changes() -> None:
     clear, insert = sql.index_changes(rows, {1, 2, 3, 5, 6}, stored)
     assert clear == [2, 3, 5]
     assert insert == [(2, "app", "b"), (4, "app", "d"), (4, "x", "y"), (5, "app", "e")]
+
+
+def test_mysql_pages_with_selectors_sort_ids_first() -> None:
+    q = Query(gvr=GVR("", "v1", "pods"), labels=(Requirement("app", "=", ("a",)),), limit=500)
+    text, params = sql.select_page(sql.MYSQL, q, selective=False)
+    assert "FORCE INDEX (resources_identity)" in text and "JOIN resources r ON r.id = page.id" in text
+    assert params[-1] == 501
+    text, _ = sql.select_page(sql.MYSQL, q, selective=True)
+    assert "FORCE INDEX" not in text and "page.id" in text
+    plain, _ = sql.select_page(sql.SQLITE, q, selective=False)
+    assert "FORCE" not in plain and "page.id" not in plain  # SQLite's planner reads the order index itself
+
+
+def test_probes_count_positive_index_terms_only() -> None:
+    q = Query(gvr=GVR("", "v1", "pods"),
+              labels=(Requirement("app", "=", ("a",)), Requirement("tier", "notin", ("x",)),
+                      Requirement("team", "exists")),
+              fields=(Requirement("status.phase", "==", ("Pending",)), Requirement("metadata.name", "=", ("n",))))
+    got = sql.probes(sql.MYSQL, q)
+    assert [p for _, p in got] == [["app", "a", sql.SELECTIVE + 1], ["status.phase", "Pending", sql.SELECTIVE + 1]]
+    assert all("LIMIT %s" in t for t, _ in got)
