@@ -43,7 +43,7 @@ def test_sqlite_translation() -> None:
     mysql = ("CREATE TABLE IF NOT EXISTS t ( id BIGINT NOT NULL PRIMARY KEY, "
              "a VARCHAR(10) CHARACTER SET ascii COLLATE ascii_bin NOT NULL, n BIGINT UNSIGNED NOT NULL, "
              "k INT AUTO_INCREMENT, b LONGBLOB NOT NULL ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin")
-    assert schema.to_sqlite(mysql) == ("CREATE TABLE IF NOT EXISTS t ( id INTEGER NOT NULL PRIMARY KEY, "
+    assert schema.to_sqlite(mysql) == ("CREATE TABLE IF NOT EXISTS t ( id BIGINT NOT NULL PRIMARY KEY, "
                                        "a VARCHAR(10) NOT NULL, n BIGINT NOT NULL, k INT, b LONGBLOB NOT NULL )")
     # Statements without MySQL-only clauses pass through unchanged.
     idx = "CREATE INDEX IF NOT EXISTS x ON t (a, `key`)"
