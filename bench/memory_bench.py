@@ -35,17 +35,6 @@ from multicluster.testing.mariadb import MariaDB
 TARGET = 1024  # bytes per stored object
 
 
-def memory(pid: int) -> tuple[int, int]:
-    """(VmRSS, RssAnon) in bytes."""
-    rss = anon = 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1]) * 1024
-        elif line.startswith("RssAnon:"):
-            anon = int(line.split()[1]) * 1024
-    return rss, anon
-
-
 async def top_up(h: Harness, have: int, want: int, size: int) -> None:
     """Create ConfigMaps have..want-1 in every cluster, all clusters at once."""
     cs = clients(h)
@@ -74,8 +63,7 @@ def measure(work: Path, h: Harness, store: dict[str, Any], db: MariaDB | None) -
     try:
         secs = d.wait_ready(timeout=1800)
         time.sleep(2)  # the post-sync trim runs once the queue is drained
-        assert d.proc is not None
-        rss, anon = memory(d.proc.pid)
+        rss, anon = d.memory()
     finally:
         d.stop()
     return rss, anon, secs

@@ -213,7 +213,6 @@ class Writer:
         self.written = 0
         self.deleted = 0
         self.skipped = 0
-        self.idle = asyncio.Event()  # set while every writer is waiting for work
         self.healthy = True
         self._idle: list[asyncio.Event] = []
         self._locks: list[asyncio.Lock] = []
@@ -235,11 +234,8 @@ class Writer:
         while True:
             if not len(shard):
                 idle.set()
-                if all(e.is_set() for e in self._idle):
-                    self.idle.set()
             batch = await shard.get_batch(self.batch_size, self.linger)
             idle.clear()
-            self.idle.clear()
             async with lock:
                 await self._write([m for _, m, _ in batch])
             now = time.monotonic()

@@ -151,20 +151,20 @@ class SQLStore(abc.ABC):
 
     # ----------------------------------------------------------------------------------------------- writes
 
-    def _plan(self, mutations: Sequence[Mutation]) -> sql.WritePlan:
+    async def apply(self, mutations: Sequence[Mutation]) -> ApplyResult:
         p = sql.plan(mutations)
         for m in p.unfit:
             log.warning("not storing %s %s/%s in cluster %s: identity does not fit the store's columns "
                         "(non-ASCII where Kubernetes allows none, or too long)",
                         m.gvr, m.namespace[:80], m.name[:80], m.cluster[:80])
-        return p
-
-    async def apply(self, mutations: Sequence[Mutation]) -> ApplyResult:
-        p = self._plan(mutations)
         if not p.winners:
             return ApplyResult(skipped=p.skipped)
+        return await self._run_steps(apply_steps(self.dialect, p, sql.now_rfc3339()))
+
+    async def _run_steps(self, steps: Steps) -> ApplyResult:
+        """Run a transaction body in one write transaction, a statement at a time on the async driver."""
         async with self.transaction() as tx:
-            return await drive(tx, apply_steps(self.dialect, p, sql.now_rfc3339()))
+            return await drive(tx, steps)
 
     async def _delete_where(self, where: str, params: Sequence[Any]) -> int:
         """Delete matching rows with their labels/fields, in bounded transactions."""

@@ -24,8 +24,8 @@ from typing import Any, TypeVar
 
 from multicluster.errors import StoreError
 from multicluster.store import schema, sql
-from multicluster.store.base import ApplyResult, Mutation
-from multicluster.store.engine import SQLStore, Step, Steps, Tx, apply_steps
+from multicluster.store.base import ApplyResult
+from multicluster.store.engine import SQLStore, Step, Steps, Tx
 
 BUSY_TIMEOUT_MS = 10_000
 _TRANSIENT = ("locked", "busy", "disk i/o", "database or disk is full", "unable to open")
@@ -91,7 +91,7 @@ def _execute_many(conn: sqlite3.Connection, text: str, rows: Sequence[Sequence[A
         conn.execute(sql.multi_row(text, len(part)), [value for row in part for value in row])
 
 
-def _run_steps(conn: sqlite3.Connection, steps: Steps) -> ApplyResult:
+def _drive_sync(conn: sqlite3.Connection, steps: Steps) -> ApplyResult:
     """Drive a transaction body synchronously, on the connection's own thread."""
     result: Any = None
     while True:
@@ -260,14 +260,11 @@ class SQLiteStore(SQLStore):
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
 
-    async def apply(self, mutations: Sequence[Mutation]) -> ApplyResult:
-        p = self._plan(mutations)
-        if not p.winners:
-            return ApplyResult(skipped=p.skipped)
-        steps = apply_steps(self.dialect, p, sql.now_rfc3339())
+    async def _run_steps(self, steps: Steps) -> ApplyResult:
+        """The whole transaction body on the writer's thread, in one hand-off."""
         async with self._write_lock:
             try:
                 return await self._conn(reader=False).run(
-                    functools.partial(_transaction, body=functools.partial(_run_steps, steps=steps)))
+                    functools.partial(_transaction, body=functools.partial(_drive_sync, steps=steps)))
             except sqlite3.Error as exc:
                 raise self._error(exc) from exc

@@ -91,11 +91,18 @@ class DaemonProc:
         raise RuntimeError(f"daemon not ready in {timeout:.0f}s; see {self.log_path}")
 
     def rss_bytes(self) -> int:
+        return self.memory()[0]
+
+    def memory(self) -> tuple[int, int]:
+        """(VmRSS, RssAnon) in bytes: all resident memory, and the part that is the process's own heap rather
+        than mapped file pages."""
         assert self.proc is not None
+        found = {"VmRSS:": 0, "RssAnon:": 0}
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        return 0
+            key = line.split(maxsplit=1)[0] if line else ""
+            if key in found:
+                found[key] = int(line.split()[1]) * 1024
+        return found["VmRSS:"], found["RssAnon:"]
 
     def metric(self, name: str, labels: str = "") -> float:
         """Sum of a Prometheus series from /metrics, optionally only lines containing `labels`."""
