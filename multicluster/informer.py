@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from multicluster import metrics
+from multicluster import metrics, wire
 from multicluster.errors import ClusterError, Forbidden, Gone, KubeAPIError, NotFound, kube_error
 from multicluster.gvr import APIResource
 from multicluster.kube import ClusterClient
@@ -39,7 +39,7 @@ Key = tuple[str, str]  # (namespace, name)
 class Sink(Protocol):
     """Where an informer hands changes. Every method may block (backpressure)."""
 
-    async def upsert(self, obj: dict[str, Any], rv: int) -> None: ...
+    async def upsert(self, obj: wire.WireObject, rv: int) -> None: ...
 
     async def delete(self, namespace: str, name: str, rv: int) -> None: ...
 
@@ -152,29 +152,35 @@ class Informer:
             if self.opts.label_selector:
                 params["labelSelector"] = self.opts.label_selector
             try:
-                page = await self.client.get(path, params=params, timeout=120)
+                raw = await self.client.request_bytes("GET", path, params=params, timeout=120)
             except Gone:
                 # The continue token expired mid-list: start over with a fresh snapshot.
                 log.info("%s: list continue token expired; restarting the list", self.label)
                 seen.clear()
                 cont, count = None, 0
                 continue
-            meta = page.get("metadata") or {}
-            list_rv = str(meta.get("resourceVersion") or list_rv)
-            for item in page.get("items") or []:
-                md = item.get("metadata") or {}
-                key = (md.get("namespace") or "", md.get("name") or "")
-                rv = rv_int(md.get("resourceVersion"))
+            try:
+                page = wire.decode_list(raw)
+            except ValueError as exc:  # orjson's errors are ValueErrors too
+                raise ClusterError(self.client.name, f"unreadable list of {gvr}: {exc}") from exc
+            list_rv = page.resource_version or list_rv
+            for i, item in enumerate(page.items):
+                if i % 100 == 99:
+                    await asyncio.sleep(0)  # let the writer's completions in between long pages
+                try:
+                    obj = wire.WireObject(item)
+                except ValueError as exc:
+                    raise ClusterError(self.client.name, f"unreadable object in the list of {gvr}: {exc}") from exc
+                key = (obj.namespace, obj.name)
+                rv = rv_int(obj.resource_version)
                 seen.add(key)
                 count += 1
                 if self.opts.emit_unchanged or self.index.get(key) != rv:
-                    # List items carry no apiVersion/kind; the stored object should be a complete object.
-                    item.setdefault("apiVersion", gvr.api_version)
-                    item.setdefault("kind", kind)
-                    await self.sink.upsert(item, rv)
+                    obj.set_type(gvr.api_version, kind)
+                    await self.sink.upsert(obj, rv)
                     changed += 1
                 self.index[key] = rv
-            cont = meta.get("continue") or None
+            cont = page.cont or None
             if time.monotonic() - last_progress > 5:
                 log.info("%s: listing... %s objects so far", self.label, f"{count:,}")
                 last_progress = time.monotonic()
@@ -243,7 +249,7 @@ class Informer:
             if etype in ("ADDED", "MODIFIED"):
                 if self.index.get(key, -1) < rv:
                     self.index[key] = rv
-                    await self.sink.upsert(obj, rv)
+                    await self.sink.upsert(wire.WireObject.from_dict(obj), rv)
             elif etype == "DELETED":
                 self.index.pop(key, None)
                 await self.sink.delete(key[0], key[1], rv)

@@ -16,8 +16,6 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from multicluster import metrics
 from multicluster.config import ClusterConfig, Config
 from multicluster.errors import ClusterError, GVRError, MulticlusterError, StoreError
@@ -27,6 +25,7 @@ from multicluster.kube import ClusterClient
 from multicluster.retry import Backoff
 from multicluster.store.base import Delete, Mutation, Row, Store, SyncState
 from multicluster.tasks import Supervisor
+from multicluster.wire import WireObject
 from multicluster.workqueue import CoalescingQueue, ShardedQueue
 
 log = logging.getLogger(__name__)
@@ -40,48 +39,47 @@ SECRETS = GVR("", "v1", "secrets")
 def to_row(
     cluster: str,
     gvr: GVR,
-    obj: dict[str, Any],
+    obj: dict[str, Any] | WireObject,
     rv: int,
     *,
     drop_managed_fields: bool = True,
     store_secrets: bool = False,
 ) -> Row:
     """Shape an API object into a Row: strip what we must not or need not keep, extract the indexed values."""
-    md = obj.get("metadata") or {}
-    if drop_managed_fields and "managedFields" in md:
-        md = dict(md)
-        del md["managedFields"]
-        obj = {**obj, "metadata": md}
+    w = obj if isinstance(obj, WireObject) else WireObject.from_dict(obj)
     if gvr == SECRETS and not store_secrets:
-        # Keep the key names (DATA column, "which keys exist") but never the values; the last-applied annotation
-        # would carry them too.
-        ann = dict(md.get("annotations") or {})
-        ann.pop("kubectl.kubernetes.io/last-applied-configuration", None)
-        md = {**md, "annotations": ann} if ann else {k: v for k, v in md.items() if k != "annotations"}
-        obj = {**obj, "metadata": md, "data": dict.fromkeys(obj.get("data") or {}, "")}
-        obj.pop("stringData", None)
+        w = WireObject.from_dict(_without_secret_values(w.as_dict()))
     fields: dict[str, str] = {}
-    status = obj.get("status")
-    if isinstance(status, dict) and isinstance(status.get("phase"), str):
-        fields["status.phase"] = status["phase"]
-    spec = obj.get("spec")
-    if isinstance(spec, dict) and isinstance(spec.get("nodeName"), str):
-        fields["spec.nodeName"] = spec["nodeName"]
-    owners = md.get("ownerReferences") or []
+    if w.phase is not None:
+        fields["status.phase"] = w.phase
+    if w.node_name is not None:
+        fields["spec.nodeName"] = w.node_name
     return Row(
         cluster=cluster,
         gvr=gvr,
-        namespace=md.get("namespace") or "",
-        name=md.get("name") or "",
-        uid=md.get("uid") or "",
-        kind=obj.get("kind") or "",
+        namespace=w.namespace,
+        name=w.name,
+        uid=w.uid,
+        kind=w.kind or "",
         resource_version=rv,
-        object=orjson.dumps(obj),
-        labels={str(k): str(v) for k, v in (md.get("labels") or {}).items()},
+        object=w.stored_json(drop_managed_fields=drop_managed_fields),
+        labels=w.labels,
         fields=fields,
-        owner=(owners[0].get("uid") or "") if owners and isinstance(owners[0], dict) else "",
-        created_at=md.get("creationTimestamp") or "",
+        owner=w.owner,
+        created_at=w.created_at,
     )
+
+
+def _without_secret_values(obj: dict[str, Any]) -> dict[str, Any]:
+    """Keep the key names (DATA column, "which keys exist") but never the values; the last-applied annotation
+    would carry them too."""
+    md = obj.get("metadata") or {}
+    ann = dict(md.get("annotations") or {})
+    ann.pop("kubectl.kubernetes.io/last-applied-configuration", None)
+    md = {**md, "annotations": ann} if ann else {k: v for k, v in md.items() if k != "annotations"}
+    out = {**obj, "metadata": md, "data": dict.fromkeys(obj.get("data") or {}, "")}
+    out.pop("stringData", None)
+    return out
 
 
 # ------------------------------------------------------------------------------------------ sync state
@@ -166,7 +164,7 @@ class StoreSink:
         self.store_secrets = sync.sync.store_secrets
         self._gauge = metrics.OBJECTS.labels(cluster, str(self.gvr))
 
-    async def upsert(self, obj: dict[str, Any], rv: int) -> None:
+    async def upsert(self, obj: WireObject, rv: int) -> None:
         row = to_row(
             self.cluster, self.gvr, obj, rv, drop_managed_fields=self.drop_managed, store_secrets=self.store_secrets
         )

@@ -41,6 +41,7 @@ from multicluster.informer import Informer, InformerOptions
 from multicluster.kube import MERGE_PATCH, ClusterClient
 from multicluster.retry import Backoff
 from multicluster.tasks import Supervisor
+from multicluster.wire import WireObject
 from multicluster.workqueue import WorkQueue
 
 from . import apply
@@ -93,8 +94,8 @@ class _CRSink:
     def __init__(self, ctl: Controller) -> None:
         self.ctl = ctl
 
-    async def upsert(self, obj: dict[str, Any], rv: int) -> None:
-        key, newer = self.ctl.remember(obj)
+    async def upsert(self, obj: WireObject, rv: int) -> None:
+        key, newer = self.ctl.remember(obj.as_dict())
         if newer:  # not the echo of our own finalizer/status patch, whose response we already hold
             self.ctl.queue.add(key)
 

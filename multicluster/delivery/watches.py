@@ -22,6 +22,7 @@ from multicluster.gvr import GVR, APIResource
 from multicluster.informer import Informer, InformerOptions
 from multicluster.kube import ClusterClient
 from multicluster.tasks import Supervisor
+from multicluster.wire import WireObject
 
 from .model import MANAGED_BY_LABEL, MANAGED_BY_VALUE, MANAGED_SELECTOR, OWNER_ANNOTATION, CRKey
 from .patches import digest
@@ -124,10 +125,9 @@ class _CopySink:
         self.index = index
         self.on_change = on_change
 
-    async def upsert(self, obj: dict[str, Any], rv: int) -> None:
-        md = obj.get("metadata") or {}
-        key: CopyKey = (self.cluster, self.gvr, str(md.get("namespace") or ""), str(md.get("name") or ""))
-        copy = describe_copy(obj)
+    async def upsert(self, wire: WireObject, rv: int) -> None:
+        key: CopyKey = (self.cluster, self.gvr, wire.namespace, wire.name)
+        copy = describe_copy(wire.as_dict())
         if copy is None:
             old = self.index.remove(key)
             if old is not None:
