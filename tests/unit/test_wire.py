@@ -28,7 +28,7 @@ def pod(**meta: Any) -> dict[str, Any]:
 
 def expected(obj: dict[str, Any]) -> dict[str, Any]:
     """What the store must hold: the object with apiVersion/kind filled in and no managedFields."""
-    out = json.loads(json.dumps(obj))
+    out: dict[str, Any] = json.loads(json.dumps(obj))
     out.setdefault("apiVersion", "v1")
     out.setdefault("kind", "Pod")
     out.get("metadata", {}).pop("managedFields", None)
