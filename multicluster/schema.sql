@@ -11,8 +11,11 @@
 -- All orderings are binary (code point order), the same order Python's sorted() gives.
 
 CREATE TABLE IF NOT EXISTS resources (
-  -- blake2b-64 of (cluster, group, version, resource, namespace, name), computed by the daemon.
-  id BIGINT NOT NULL PRIMARY KEY,
+  -- Assigned by the store in insertion order (SQLite: the rowid). An initial sync inserts a type's objects in
+  -- list order, so the table, and the label and field rows that reference it, grow at their ends instead of
+  -- taking every insert on a random page (which a hashed id did: 1.6x the write cost, mostly WAL page writes).
+  -- Identity is resources_identity below; layout 1 (the hashed id) is rebuilt at start, see store/schema.py.
+  id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
   cluster VARCHAR(63) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
   api_group VARCHAR(253) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
   version VARCHAR(63) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,

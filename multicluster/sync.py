@@ -178,6 +178,9 @@ class StoreSink:
         self.tracker.contact(self.cluster)
 
     async def listed(self, rv: int, count: int, seconds: float, reason: str) -> None:
+        # "synced" (and the daemon's readiness) promises that queries see the list: wait until the writer has
+        # stored everything this list queued, not only until it was queued.
+        await self.queue.flushed()
         self.tracker.update(
             self.cluster, self.gvr, status="synced", resource_version=rv, synced_at=time.time(), error="", objects=count
         )
@@ -236,6 +239,7 @@ class Writer:
             idle.clear()
             async with lock:
                 await self._write([m for _, m, _ in batch])
+            shard.finished(len(batch))
             now = time.monotonic()
             for _, _, t0 in batch:
                 metrics.EVENT_LAG.observe(now - t0)

@@ -31,6 +31,12 @@ class CoalescingQueue(Generic[K, V]):
         self._not_full = asyncio.Event()
         self._not_full.set()
         self.coalesced = 0
+        # Flush barriers: keys ever added, and items finished (written by the consumer, or discarded). Items
+        # leave in FIFO order and the consumer writes batches in order, so once `_finished` reaches the value
+        # `_added` had at some moment, everything put before that moment is in the store.
+        self._added = 0
+        self._finished = 0
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
 
     def __len__(self) -> int:
         return len(self._items)
@@ -51,6 +57,7 @@ class CoalescingQueue(Generic[K, V]):
                 self.coalesced += 1
                 return
         self._items[key] = (value, time.monotonic())
+        self._added += 1
         self._not_empty.set()
 
     async def get_batch(self, max_items: int, linger: float) -> list[tuple[K, V, float]]:
@@ -87,7 +94,32 @@ class CoalescingQueue(Generic[K, V]):
             del self._items[k]
         if victims and len(self._items) < self.maxsize:
             self._not_full.set()
+        self.finished(len(victims))
         return len(victims)
+
+    def finished(self, n: int) -> None:
+        """The consumer is done with `n` items it took (written, or given up on for good)."""
+        self._finished += n
+        if self._waiters:
+            still = []
+            for target, fut in self._waiters:
+                if self._finished >= target:
+                    if not fut.done():
+                        fut.set_result(None)
+                else:
+                    still.append((target, fut))
+            self._waiters = still
+
+    async def flushed(self) -> None:
+        """Return once everything put so far has been finished by the consumer."""
+        await self._reach(self._added)
+
+    async def _reach(self, mark: int) -> None:
+        if self._finished >= mark:
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.append((mark, fut))
+        await fut
 
 
 class WorkQueue(Generic[K]):
@@ -181,3 +213,9 @@ class ShardedQueue(Generic[K, V]):
 
     def pending(self) -> list[K]:
         return [k for s in self.shards for k in s.pending()]
+
+    async def flushed(self) -> None:
+        """Return once everything put so far, in every shard, has been finished."""
+        marks = [s._added for s in self.shards]  # all at once, before waiting on any
+        for shard, mark in zip(self.shards, marks, strict=True):
+            await shard._reach(mark)

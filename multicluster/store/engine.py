@@ -22,6 +22,7 @@ from multicluster.store.base import (
     Mutation,
     Page,
     Query,
+    Row,
     StoredObject,
     SyncState,
     sort_key,
@@ -64,29 +65,50 @@ Steps = Generator[Step, Any, ApplyResult]
 def apply_steps(d: sql.Dialect, p: sql.WritePlan, updated_at: str) -> Steps:
     """The body of one apply() transaction: the resourceVersion guard, then rows, labels and fields."""
     # Sorted, so two replicas writing overlapping batches lock rows in the same order (fewer deadlocks).
-    ids = sorted(p.winners)
+    keys = sorted(p.winners)
     lock = " FOR UPDATE" if d.name == "mysql" else ""  # SQLite: BEGIN IMMEDIATE already holds the lock
-    dec = sql.decide(p, (yield from _versions(d, ids, lock)))
+    dec = sql.decide(p, (yield from _lookup(d, keys, lock)))
+    ids = dict(dec.replaced)
+    fresh = [key for key, _ in dec.rows if key not in ids]
+    if fresh and not lock:
+        # SQLite: BEGIN IMMEDIATE keeps every other writer out, so new rows are numbered here, after the current
+        # last id (taken before this batch's deletes, so an id is never reused within the transaction). Reading
+        # them back instead would cost the writer thread the GIL once per row.
+        top = (yield Step("fetch", "SELECT COALESCE(MAX(id), 0) FROM resources", ()))[0][0]
+        ids.update((key, int(top) + 1 + i) for i, key in enumerate(fresh))
     for part in sql.chunks(dec.deletes):
         yield Step("execute", d.sql(f"DELETE FROM resources WHERE id IN {sql.ids_in(len(part))}"), part)
-    if dec.rows:
-        yield Step("executemany", sql.upsert_resources(d),
-                   [sql.resource_params(rid, r, updated_at) for rid, r in dec.rows])
-    existed = set(dec.replaced)
-    if lock and len(dec.replaced) < len(dec.rows):
-        # A row that did not exist had no lock to take: another replica may have inserted it since, and the
-        # guard in the upsert may have kept theirs. Keep only the rows that are now ours.
-        fresh = [rid for rid, _ in dec.rows if rid not in existed]
-        now = yield from _versions(d, fresh, lock)
-        ours = {rid for rid, r in dec.rows if rid in existed or now.get(rid) == r.resource_version}
-        dec.skipped += len(dec.rows) - len(ours)
-        dec.rows = [(rid, r) for rid, r in dec.rows if rid in ours]
+    if dec.rows and not lock:
+        # A replaced row gets NULL: its identity conflict turns the insert into an update of the row as it is,
+        # id included (an explicit id would collide with the row's own primary key first).
+        new_ids = set(fresh)
+        yield Step("executemany", sql.upsert_resources(d, with_id=True),
+                   [(ids[key] if key in new_ids else None, *sql.resource_params(r, updated_at))
+                    for key, r in dec.rows])
+    elif dec.rows:
+        yield Step("executemany", sql.upsert_resources(d), [sql.resource_params(r, updated_at) for _, r in dec.rows])
+    if fresh and lock:
+        # MySQL: AUTO_INCREMENT assigned the ids (other replicas may be inserting too); read them back through
+        # the identity, and keep only the rows that are ours: another replica may have inserted one first and
+        # the guard in the upsert kept its newer version, whose labels are its own to write.
+        now = yield from _lookup(d, fresh, lock)
+        kept: list[tuple[sql.Ident, Row]] = []
+        for key, r in dec.rows:
+            if key not in ids:
+                found = now.get(key)
+                if found is None or found[1] != r.resource_version:
+                    dec.skipped += 1
+                    continue
+                ids[key] = found[0]
+            kept.append((key, r))
+        dec.rows = kept
+    existed = set(dec.replaced.values())
     # MySQL: a row that did not exist when we looked may have been inserted by another replica, with its label
     # rows, before the guard let ours win; those are cleared rather than compared.
-    unsure = [] if not lock else [rid for rid, _ in dec.rows if rid not in existed]
+    unsure = [] if not lock else [ids[key] for key in fresh if key in ids]
     for table, attr in (("resource_labels", "labels"), ("resource_fields", "fields")):
-        old = yield from _pairs(d, table, dec.replaced)
-        clear, insert = sql.index_changes([(rid, getattr(r, attr)) for rid, r in dec.rows], existed, old)
+        old = yield from _pairs(d, table, sorted(existed))
+        clear, insert = sql.index_changes([(ids[key], getattr(r, attr)) for key, r in dec.rows], existed, old)
         for part in sql.chunks([*clear, *unsure, *dec.deletes]):
             yield Step("execute", d.sql(f"DELETE FROM {table} WHERE id IN {sql.ids_in(len(part))}"), part)
         if insert:
@@ -94,13 +116,16 @@ def apply_steps(d: sql.Dialect, p: sql.WritePlan, updated_at: str) -> Steps:
     return ApplyResult(written=len(dec.rows), deleted=len(dec.deletes), skipped=dec.skipped)
 
 
-def _versions(d: sql.Dialect, ids: Sequence[int], lock: str) -> Generator[Step, Any, dict[int, int]]:
-    """id -> stored resource_version for the ids that exist."""
-    out: dict[int, int] = {}
-    for part in sql.chunks(ids):
-        rows = yield Step("fetch", d.sql(f"SELECT id, resource_version FROM resources "
-                                         f"WHERE id IN {sql.ids_in(len(part))}{lock}"), part)
-        out.update((int(rid), int(rv)) for rid, rv in rows)
+Stored = dict[sql.Ident, tuple[int, int]]
+
+
+def _lookup(d: sql.Dialect, keys: Sequence[sql.Ident], lock: str) -> Generator[Step, Any, Stored]:
+    """identity -> (id, stored resource_version) for the identities that exist."""
+    out: Stored = {}
+    for (cluster, gvr, namespace), text, params in sql.lookups(d, keys, lock):
+        rows = yield Step("fetch", text, params)
+        for rid, name, rv in rows:
+            out[(cluster, gvr, namespace, name)] = (int(rid), int(rv))
     return out
 
 

@@ -175,6 +175,11 @@ class MySQLStore(SQLStore):
             await conn.commit()
 
     async def _run_schema(self, cur: aiomysql.Cursor) -> None:
+        await cur.execute(schema.OUTDATED["mysql"])
+        if await cur.fetchall():
+            log.warning("%s: %s", self.where, schema.REBUILD_NOTICE)
+            for stmt in schema.DROP_OUTDATED:
+                await cur.execute(stmt)
         for stmt in schema.for_mysql():
             try:
                 await cur.execute(stmt)

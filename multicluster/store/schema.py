@@ -21,10 +21,21 @@ _TABLE_OPTIONS = re.compile(
 )
 _UNSIGNED = re.compile(r"\s+UNSIGNED\b", re.IGNORECASE)
 _AUTO_INCREMENT = re.compile(r"\s+AUTO_INCREMENT\b", re.IGNORECASE)
-# `id BIGINT PRIMARY KEY` deliberately stays BIGINT: SQLite makes a column the rowid only when its type is
-# exactly INTEGER, and a rowid that is a hash puts every insert on a random page of the table, which holds the
-# object bodies. As a separate unique index the random inserts land in small index entries while the table
-# grows at its end: 1.7x the insert rate of an initial sync (60,000 ConfigMaps: 2.4 instead of 4.1 CPU-seconds).
+# SQLite makes a column the rowid only when its type is exactly INTEGER: that is what an AUTO_INCREMENT key
+# becomes (new rows take max(rowid) + 1, so they append).
+_SERIAL = re.compile(r"\bBIGINT\s+NOT\s+NULL\s+AUTO_INCREMENT\s+PRIMARY\s+KEY\b", re.IGNORECASE)
+
+# Layout 1 (until November 2026) keyed resources by a hash of the identity. Its rows are a mirror of the clusters,
+# so an old store is dropped and refilled by the next sync rather than migrated in place.
+OUTDATED = {
+    "sqlite": "SELECT 1 FROM pragma_table_info('resources') WHERE name = 'id' AND upper(type) <> 'INTEGER'",
+    "mysql": "SELECT 1 FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'resources' "
+             "AND COLUMN_NAME = 'id' AND LOCATE('auto_increment', EXTRA) = 0",
+}
+DROP_OUTDATED = ["DROP TABLE IF EXISTS resource_labels", "DROP TABLE IF EXISTS resource_fields",
+                 "DROP TABLE IF EXISTS resources", "DROP TABLE IF EXISTS sync_state"]
+REBUILD_NOTICE = ("the store was written by an older multicluster (hashed row ids); dropping its tables so this "
+                  "sync refills them from the clusters")
 
 
 def load() -> str:
@@ -48,6 +59,7 @@ def to_sqlite(stmt: str) -> str:
     out = _COLLATE.sub("", out)
     out = _TABLE_OPTIONS.sub(")", out)
     out = _UNSIGNED.sub("", out)
+    out = _SERIAL.sub("INTEGER PRIMARY KEY", out)
     out = _AUTO_INCREMENT.sub("", out)
     return out
 

@@ -8,7 +8,6 @@ values travel as parameters, and the only identifiers spliced in come from the f
 from __future__ import annotations
 
 import functools
-import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,8 +25,9 @@ INDEX_KEY_WIDTH = 317  # label key: 253-char DNS prefix + "/" + 63-char name
 INDEX_VALUE_WIDTH = 512  # label values are <= 63 by validation; field values are bounded here
 ERROR_WIDTH = 8000
 
+# `id` is not among them: the store assigns it (AUTO_INCREMENT / SQLite's INTEGER PRIMARY KEY).
 RESOURCE_COLUMNS = (
-    "id", "cluster", "api_group", "version", "resource", "namespace", "name", "kind", "uid", "owner",
+    "cluster", "api_group", "version", "resource", "namespace", "name", "kind", "uid", "owner",
     "created_at", "updated_at", "object", "resource_version",
 )
 # What a query returns, in StoredObject order after (cluster, namespace, name).
@@ -62,16 +62,11 @@ SQLITE = Dialect("sqlite")
 MYSQL = Dialect("mysql")
 
 
-def row_id(cluster: str, gvr: GVR, namespace: str, name: str) -> int:
-    """The primary key: a signed 64-bit blake2b of the identity.
+Ident = tuple[str, GVR, str, str]  # (cluster, gvr, namespace, name): what resources_identity keys on
 
-    Computing it in Python lets labels and fields reference a row in the same batch without reading back an
-    AUTO_INCREMENT value, and makes the id identical on every replica. Two identities collide with
-    probability about n^2 / 2^65: one in 370,000 for ten million stored objects (a collision would make the
-    two objects overwrite each other; get() re-checks the identity). NUL cannot occur in any part.
-    """
-    key = "\x00".join((cluster, gvr.group, gvr.version, gvr.resource, namespace, name)).encode("utf-8")
-    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big", signed=True)
+
+def ident(m: Mutation) -> Ident:
+    return (m.cluster, m.gvr, m.namespace, m.name)
 
 
 def now_rfc3339() -> str:
@@ -126,9 +121,9 @@ def _indexable(key: str) -> bool:
 
 @dataclass(slots=True)
 class WritePlan:
-    """What one apply() call will do once the stored resource versions are known."""
+    """What one apply() call will do once the stored rows are known."""
 
-    winners: dict[int, Mutation] = field(default_factory=dict)
+    winners: dict[Ident, Mutation] = field(default_factory=dict)
     skipped: int = 0  # superseded inside the batch, or unfit for the columns
     unfit: list[Mutation] = field(default_factory=list)
 
@@ -149,12 +144,12 @@ def plan(mutations: Sequence[Mutation]) -> WritePlan:
             p.skipped += 1
             p.unfit.append(m)
             continue
-        rid = row_id(m.cluster, m.gvr, m.namespace, m.name)
-        old = p.winners.get(rid)
+        key = ident(m)
+        old = p.winners.get(key)
         if old is None:
-            p.winners[rid] = m
+            p.winners[key] = m
         elif _supersedes(m, old):
-            p.winners[rid] = m
+            p.winners[key] = m
             p.skipped += 1
         else:
             p.skipped += 1
@@ -163,57 +158,76 @@ def plan(mutations: Sequence[Mutation]) -> WritePlan:
 
 @dataclass(slots=True)
 class Decision:
-    rows: list[tuple[int, Row]] = field(default_factory=list)
-    replaced: list[int] = field(default_factory=list)  # ids of rows that exist: their labels/fields go first
-    deletes: list[int] = field(default_factory=list)
+    rows: list[tuple[Ident, Row]] = field(default_factory=list)
+    replaced: dict[Ident, int] = field(default_factory=dict)  # rows that exist -> their ids
+    deletes: list[int] = field(default_factory=list)  # ids
     skipped: int = 0
 
 
-def decide(p: WritePlan, stored: Mapping[int, int]) -> Decision:
-    """Apply the resourceVersion guard: `stored` maps id -> RV of the rows that exist."""
+def decide(p: WritePlan, stored: Mapping[Ident, tuple[int, int]]) -> Decision:
+    """Apply the resourceVersion guard: `stored` maps identity -> (id, RV) of the rows that exist."""
     d = Decision(skipped=p.skipped)
-    for rid, m in p.winners.items():
-        current = stored.get(rid)
+    for key, m in p.winners.items():
+        current = stored.get(key)
         if isinstance(m, Row):
-            if current is not None and m.resource_version <= current:
+            if current is not None and m.resource_version <= current[1]:
                 d.skipped += 1
                 continue
-            d.rows.append((rid, m))
+            d.rows.append((key, m))
             if current is not None:
-                d.replaced.append(rid)
+                d.replaced[key] = current[0]
         elif current is not None:
-            if m.resource_version and m.resource_version < current:
+            if m.resource_version and m.resource_version < current[1]:
                 d.skipped += 1
             else:
-                d.deletes.append(rid)
+                d.deletes.append(current[0])
     return d
 
 
-def resource_params(rid: int, r: Row, updated_at: str) -> tuple[Any, ...]:
+def lookups(d: Dialect, keys: Sequence[Ident], lock: str) -> list[tuple[tuple[str, GVR, str], str, list[Any]]]:
+    """Statements reading (id, name, resource_version) of the given identities through resources_identity:
+    one per (cluster, type, namespace) and chunk of names, so every one is a set of point lookups. Each comes
+    with the (cluster, gvr, namespace) its names belong to."""
+    groups: dict[tuple[str, GVR, str], list[str]] = {}
+    for cluster, gvr, namespace, name in keys:
+        groups.setdefault((cluster, gvr, namespace), []).append(name)
+    out: list[tuple[tuple[str, GVR, str], str, list[Any]]] = []
+    for group, names in groups.items():
+        cluster, gvr, namespace = group
+        for part in chunks(names):
+            text = ("SELECT id, name, resource_version FROM resources WHERE api_group = ? AND version = ? "
+                    f"AND resource = ? AND cluster = ? AND namespace = ? AND name IN {ids_in(len(part))}{lock}")
+            out.append((group, d.sql(text), [gvr.group, gvr.version, gvr.resource, cluster, namespace, *part]))
+    return out
+
+
+def resource_params(r: Row, updated_at: str) -> tuple[Any, ...]:
     """Parameters in RESOURCE_COLUMNS order."""
-    return (rid, r.cluster, r.gvr.group, r.gvr.version, r.gvr.resource, r.namespace, r.name, r.kind, r.uid,
+    return (r.cluster, r.gvr.group, r.gvr.version, r.gvr.resource, r.namespace, r.name, r.kind, r.uid,
             r.owner, r.created_at, updated_at, r.object, r.resource_version)
 
 
-def _insert_resources() -> str:
-    marks = ", ".join("?" * len(RESOURCE_COLUMNS))
-    return f"INSERT INTO resources ({', '.join(RESOURCE_COLUMNS)}) VALUES ({marks})"
+def _insert_resources(with_id: bool) -> str:
+    cols = ("id", *RESOURCE_COLUMNS) if with_id else RESOURCE_COLUMNS
+    return f"INSERT INTO resources ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
 
 
-_UPDATED = [c for c in RESOURCE_COLUMNS if c not in ("id", "cluster", "api_group", "version", "resource",
+_UPDATED = [c for c in RESOURCE_COLUMNS if c not in ("cluster", "api_group", "version", "resource",
                                                         "namespace", "name", "resource_version")]
 
 
-def upsert_resources(d: Dialect) -> str:
-    """Batch upsert that refuses to go backwards even if another replica wrote in between."""
+def upsert_resources(d: Dialect, *, with_id: bool = False) -> str:
+    """Batch upsert that refuses to go backwards even if another replica wrote in between. `with_id`: the
+    caller numbers new rows itself (an `id` parameter leads each row)."""
     if d.name == "mysql":
         # MySQL evaluates assignments left to right, so resource_version must be assigned last or the
         # IF()s after it would compare against the new value.
         sets = [f"{c} = IF(VALUES(resource_version) > resource_version, VALUES({c}), {c})" for c in _UPDATED]
         sets.append("resource_version = GREATEST(resource_version, VALUES(resource_version))")
-        return d.sql(f"{_insert_resources()} ON DUPLICATE KEY UPDATE {', '.join(sets)}")
+        return d.sql(f"{_insert_resources(with_id)} ON DUPLICATE KEY UPDATE {', '.join(sets)}")
     sets = [f"{c} = excluded.{c}" for c in [*_UPDATED, "resource_version"]]
-    return f"{_insert_resources()} ON CONFLICT(id) DO UPDATE SET {', '.join(sets)} " \
+    return f"{_insert_resources(with_id)} ON CONFLICT(api_group, version, resource, cluster, namespace, name) " \
+           f"DO UPDATE SET {', '.join(sets)} " \
            "WHERE excluded.resource_version > resources.resource_version"
 
 
@@ -492,8 +506,6 @@ def count_after(d: Dialect, q: Query, after: Sequence[str]) -> tuple[str, list[A
 
 
 def select_one(d: Dialect, cluster: str, gvr: GVR, namespace: str, name: str) -> tuple[str, list[Any]]:
-    """By id, re-checking the identity: a hash collision reads as "not found", never as the wrong object."""
-    text = (f"SELECT {SELECT_COLUMNS} FROM resources r WHERE r.id = ? AND r.cluster = ? AND r.api_group = ? "
-            "AND r.version = ? AND r.resource = ? AND r.namespace = ? AND r.name = ?")
-    return d.sql(text), [row_id(cluster, gvr, namespace, name), cluster, gvr.group, gvr.version, gvr.resource,
-                         namespace, name]
+    text = (f"SELECT {SELECT_COLUMNS} FROM resources r WHERE r.api_group = ? AND r.version = ? "
+            "AND r.resource = ? AND r.cluster = ? AND r.namespace = ? AND r.name = ?")
+    return d.sql(text), [gvr.group, gvr.version, gvr.resource, cluster, namespace, name]

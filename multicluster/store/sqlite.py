@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,8 @@ from multicluster.errors import StoreError
 from multicluster.store import schema, sql
 from multicluster.store.base import ApplyResult
 from multicluster.store.engine import SQLStore, Step, Steps, Tx
+
+log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 10_000
 _TRANSIENT = ("locked", "busy", "disk i/o", "database or disk is full", "unable to open")
@@ -179,6 +182,10 @@ class SQLiteStore(SQLStore):
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             self._writer = await self._connect(read_only=False)
+            if await self._writer.fetch(schema.OUTDATED["sqlite"]):
+                log.warning("sqlite store %s: %s", self.path, schema.REBUILD_NOTICE)
+                for stmt in schema.DROP_OUTDATED:
+                    await self._writer.execute(stmt)
             for stmt in schema.for_sqlite():
                 await self._writer.execute(stmt)
             # An in-memory database is private to its connection, so reads must share the writer's.

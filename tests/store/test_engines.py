@@ -11,7 +11,7 @@ import pytest
 
 from multicluster.config import StoreConfig
 from multicluster.errors import StoreError
-from multicluster.store import Query, open_store, schema, sql
+from multicluster.store import Query, open_store, schema
 from multicluster.store.mysql import MySQLStore
 from multicluster.store.sqlite import SQLiteStore
 from multicluster.testing.mariadb import MariaDB
@@ -64,13 +64,75 @@ def test_translated_schema_runs_twice_on_sqlite() -> None:
             assert banned not in s.upper(), (banned, s)
 
 
-def test_row_id_is_deterministic_signed_64_bit() -> None:
-    a = sql.row_id("c1", PODS, "default", "p")
-    assert a == sql.row_id("c1", PODS, "default", "p")
-    assert -(2**63) <= a < 2**63
-    assert a != sql.row_id("c1", PODS, "default", "q")
-    # The separator keeps ("ab", "c") and ("a", "bc") apart.
-    assert sql.row_id("c1", PODS, "ab", "c") != sql.row_id("c1", PODS, "a", "bc")
+def test_the_serial_id_becomes_sqlites_rowid() -> None:
+    stmt = "CREATE TABLE IF NOT EXISTS t ( id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, a INT )"
+    assert schema.to_sqlite(stmt) == "CREATE TABLE IF NOT EXISTS t ( id INTEGER PRIMARY KEY, a INT )"
+    conn = sqlite3.connect(":memory:")
+    for s in schema.for_sqlite():
+        conn.execute(s)
+    assert conn.execute("SELECT type, pk FROM pragma_table_info('resources') WHERE name = 'id'").fetchall() == [
+        ("INTEGER", 1)]
+
+
+def _layout_1() -> list[str]:
+    """The schema as it was while ids were hashes of the identity (computed by the daemon)."""
+    return [s.replace("id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY", "id BIGINT NOT NULL PRIMARY KEY")
+            for s in schema.for_mysql()]
+
+
+def _create_layout_1(cfg: StoreConfig) -> None:
+    old_row = ("INSERT INTO resources (id, cluster, api_group, version, resource, namespace, name, kind, uid, "
+               "resource_version, owner, created_at, updated_at, object) VALUES (-42, 'c1', '', 'v1', 'pods', "
+               "'default', 'old', 'Pod', 'u', 1, '', '', '', '{}')")
+    if cfg.type == "sqlite":
+        conn = sqlite3.connect(cfg.path)
+        for stmt in _layout_1():
+            conn.execute(schema.to_sqlite(stmt))
+        conn.execute(old_row)
+        conn.commit()
+        conn.close()
+        return
+    import pymysql
+
+    conn2 = pymysql.connect(host=cfg.host, port=cfg.port, user=cfg.user, password=cfg.password,
+                            database=cfg.database, autocommit=True)
+    try:
+        with conn2.cursor() as cur:
+            for stmt in _layout_1():
+                cur.execute(stmt)
+            cur.execute(old_row)
+    finally:
+        conn2.close()
+
+
+async def test_a_layout_1_store_is_rebuilt_and_new_rows_get_ids_in_insertion_order(
+    store_config: StoreConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    _create_layout_1(store_config)
+    s = open_store(store_config)
+    with caplog.at_level("WARNING"):
+        await s.open()
+    try:
+        assert "older multicluster" in caplog.text
+        assert await s.counts() == {}  # the old rows went with the old tables
+        names = ["p-3", "p-1", "p-2", "p-0"]
+        await s.apply([row(n) for n in names])
+        await s.apply([row("p-4")])
+        engine = s if isinstance(s, (SQLiteStore, MySQLStore)) else None
+        assert engine is not None
+        ids = await engine.fetch("SELECT name, id FROM resources ORDER BY id")
+        assert [n for n, _ in ids] == [*names, "p-4"]  # appended in the order they were written
+    finally:
+        await s.close()
+    again = open_store(store_config)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        await again.open()
+    try:
+        assert "older multicluster" not in caplog.text  # the current layout is kept
+        assert sum((await again.counts()).values()) == 5
+    finally:
+        await again.close()
 
 
 def test_open_store_picks_the_engine(tmp_path: Path) -> None:

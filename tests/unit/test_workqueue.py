@@ -98,3 +98,32 @@ async def test_sharded_queue_keeps_each_key_in_one_shard() -> None:
             got[k] = v
     assert got == {f"k{j}": 90 + j for j in range(10)}
     assert q.discard(lambda k: True) == 0
+
+
+async def test_flushed_waits_for_what_was_put_before_it_only() -> None:
+    from multicluster.workqueue import ShardedQueue
+
+    q: ShardedQueue[str, int] = ShardedQueue(2, maxsize=100)
+    for i in range(6):
+        await q.put(f"k{i}", i)
+    barrier = asyncio.create_task(q.flushed())
+    await asyncio.sleep(0)  # the barrier is taken when flushed() starts
+    await q.put("late", 1)  # put after the barrier: never waited for
+    taken = {id(s): await s.get_batch(100, 0) for s in q.shards}
+    assert not barrier.done()
+    first, second = q.shards
+    first.finished(len(taken[id(first)]))  # written
+    await asyncio.sleep(0)
+    assert not barrier.done()  # the other shard's batch is still being written
+    done_before_late = [k for k, _, _ in taken[id(second)] if k != "late"]
+    second.finished(len(done_before_late))
+    await asyncio.wait_for(barrier, 1)
+    # Nothing pending at all: returns at once; a discard counts as finished.
+    await asyncio.wait_for(CoalescingQueue[str, int]().flushed(), 1)
+    c: CoalescingQueue[str, int] = CoalescingQueue()
+    await c.put("x", 1)
+    waiting = asyncio.create_task(c.flushed())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    assert c.discard(lambda k: True) == 1
+    await asyncio.wait_for(waiting, 1)
