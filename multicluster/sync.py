@@ -23,7 +23,8 @@ from multicluster.gvr import GVR, APIResource, selected
 from multicluster.informer import Informer, InformerOptions, Key
 from multicluster.kube import ClusterClient
 from multicluster.retry import Backoff
-from multicluster.store.base import Delete, Mutation, Row, Store, SyncState
+from multicluster.store.base import ApplyResult, Delete, Mutation, Row, Store, SyncState
+from multicluster.store.sqlite import SQLiteStore
 from multicluster.tasks import Supervisor
 from multicluster.wire import WireObject
 from multicluster.workqueue import CoalescingQueue, ShardedQueue
@@ -238,11 +239,53 @@ class Writer:
             batch = await shard.get_batch(self.batch_size, self.linger)
             idle.clear()
             async with lock:
-                await self._write([m for _, m, _ in batch])
-            shard.finished(len(batch))
-            now = time.monotonic()
-            for _, _, t0 in batch:
-                metrics.EVENT_LAG.observe(now - t0)
+                if isinstance(self.store, SQLiteStore):
+                    await self._pipeline(self.store, shard, batch)
+                else:
+                    await self._write(_mutations(batch))
+                    _finished(shard, batch)
+
+    async def _pipeline(self, store: SQLiteStore, shard: CoalescingQueue[QueueKey, Mutation], batch: Batch) -> None:
+        """Write `batch` while the next one, if it is ready, waits queued on the writer thread behind it.
+
+        The thread then starts the next batch the moment it commits one, instead of idling until the event loop
+        (busy parsing list pages) gets round to handing it over. The queued batch is chained to the one before:
+        if that fails, the store skips it, and both are written again in order the ordinary way. Bounded, so a
+        long initial sync still lets paused() in between runs.
+        """
+        current = store.start_apply(_mutations(batch), None)
+        for _ in range(PIPELINE_RUN):
+            if current is None:  # a transaction() holds the store: the ordinary way
+                await self._write(_mutations(batch))
+                _finished(shard, batch)
+                return
+            following = await shard.get_batch(self.batch_size, 0) if len(shard) else None
+            queued = store.start_apply(_mutations(following), current[0]) if following else None
+            t0 = time.monotonic()
+            try:
+                res = await current[1]
+            except StoreError:
+                if queued is not None:
+                    with contextlib.suppress(StoreError):
+                        await queued[1]  # skipped, since its predecessor failed
+                for b in (batch, following):
+                    if b:
+                        await self._write(_mutations(b))
+                        _finished(shard, b)
+                return
+            self._succeeded(res, len(batch), t0)
+            _finished(shard, batch)
+            if following is None:
+                return
+            batch, current = following, queued
+        if current is not None:  # the run's last queued batch
+            try:
+                self._succeeded(await current[1], len(batch), time.monotonic())
+            except StoreError:
+                await self._write(_mutations(batch))
+        else:
+            await self._write(_mutations(batch))
+        _finished(shard, batch)
 
     @contextlib.asynccontextmanager
     async def paused(self) -> AsyncIterator[None]:
@@ -284,16 +327,19 @@ class Writer:
                 log.warning("store write of %d changes failed: %s; retrying in %.1fs", len(mutations), exc, delay)
                 await asyncio.sleep(delay)
                 continue
-            self.healthy = True
-            metrics.BATCH_SIZE.observe(len(mutations))
-            metrics.BATCH_SECONDS.observe(time.monotonic() - t0)
-            self.written += res.written
-            self.deleted += res.deleted
-            self.skipped += res.skipped
-            metrics.ROWS.labels("written").inc(res.written)
-            metrics.ROWS.labels("deleted").inc(res.deleted)
-            metrics.ROWS.labels("skipped").inc(res.skipped)
+            self._succeeded(res, len(mutations), t0)
             return
+
+    def _succeeded(self, res: ApplyResult, n: int, t0: float) -> None:
+        self.healthy = True
+        metrics.BATCH_SIZE.observe(n)
+        metrics.BATCH_SECONDS.observe(time.monotonic() - t0)
+        self.written += res.written
+        self.deleted += res.deleted
+        self.skipped += res.skipped
+        metrics.ROWS.labels("written").inc(res.written)
+        metrics.ROWS.labels("deleted").inc(res.deleted)
+        metrics.ROWS.labels("skipped").inc(res.skipped)
 
     async def _save_states(self) -> None:
         while True:
@@ -313,6 +359,21 @@ class Writer:
         except StoreError:
             self.tracker.dirty |= dirty
             raise
+
+
+Batch = list[tuple[QueueKey, Mutation, float]]
+PIPELINE_RUN = 16  # batches written back to back before the writer lock is let go (see Writer._pipeline)
+
+
+def _mutations(batch: Batch) -> list[Mutation]:
+    return [m for _, m, _ in batch]
+
+
+def _finished(shard: CoalescingQueue[QueueKey, Mutation], batch: Batch) -> None:
+    shard.finished(len(batch))
+    now = time.monotonic()
+    for _, _, t0 in batch:
+        metrics.EVENT_LAG.observe(now - t0)
 
 
 def _describe(m: Mutation) -> str:

@@ -14,6 +14,7 @@ objects cost more but are stored exactly as before.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import msgspec
@@ -65,6 +66,12 @@ class _List(msgspec.Struct):
 _item = msgspec.json.Decoder(_Item)
 _list = msgspec.json.Decoder(_List)
 _MANAGED = b'"managedFields":'
+
+
+@functools.lru_cache(maxsize=256)
+def _member(key: str, value: str) -> bytes:
+    """`"key":"value",` as JSON (the few type names of a sync, so cached)."""
+    return orjson.dumps(key) + b":" + orjson.dumps(value) + b","
 
 
 class ListPage:
@@ -202,10 +209,10 @@ class WireObject:
             self._dict.setdefault("kind", kind)
         if self.api_version is None:
             self.api_version = api_version
-            self._head += b'"apiVersion":' + orjson.dumps(api_version) + b","
+            self._head += _member("apiVersion", api_version)
         if self.kind is None:
             self.kind = kind
-            self._head += b'"kind":' + orjson.dumps(kind) + b","
+            self._head += _member("kind", kind)
 
     def stored_json(self, *, drop_managed_fields: bool) -> bytes:
         """The object's JSON as the store keeps it: complete (apiVersion, kind) and without managedFields."""

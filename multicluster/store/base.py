@@ -21,9 +21,10 @@ from multicluster.gvr import GVR
 SortOrder = Literal["cluster", "namespace", "name", "created", "-created"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Row:
-    """One object's latest state, ready to upsert."""
+    """One object's latest state, ready to upsert. Treated as immutable, but not frozen: an initial sync builds
+    one per object, twice (informer, writer process), and a frozen dataclass's __init__ costs 2.5 µs instead of 0.9."""
 
     cluster: str
     gvr: GVR
@@ -40,7 +41,7 @@ class Row:
     created_at: str = ""  # metadata.creationTimestamp, RFC 3339
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Delete:
     """An object is gone. Applied only if `resource_version` >= the stored one (0 = unconditional)."""
 

@@ -177,6 +177,13 @@ class SQLStore(abc.ABC):
     # ----------------------------------------------------------------------------------------------- writes
 
     async def apply(self, mutations: Sequence[Mutation]) -> ApplyResult:
+        steps = self._prepare(mutations)
+        if isinstance(steps, ApplyResult):
+            return steps
+        return await self._run_steps(steps)
+
+    def _prepare(self, mutations: Sequence[Mutation]) -> Steps | ApplyResult:
+        """The transaction body for a batch, or the result already if nothing in it can be written."""
         p = sql.plan(mutations)
         for m in p.unfit:
             log.warning("not storing %s %s/%s in cluster %s: identity does not fit the store's columns "
@@ -184,7 +191,7 @@ class SQLStore(abc.ABC):
                         m.gvr, m.namespace[:80], m.name[:80], m.cluster[:80])
         if not p.winners:
             return ApplyResult(skipped=p.skipped)
-        return await self._run_steps(apply_steps(self.dialect, p, sql.now_rfc3339()))
+        return apply_steps(self.dialect, p, sql.now_rfc3339())
 
     async def _run_steps(self, steps: Steps) -> ApplyResult:
         """Run a transaction body in one write transaction, a statement at a time on the async driver."""

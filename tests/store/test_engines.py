@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from multicluster.config import StoreConfig
 from multicluster.errors import StoreError
-from multicluster.store import Query, open_store, schema
+from multicluster.retry import Backoff
+from multicluster.store import Delete, Query, open_store, schema
 from multicluster.store.mysql import MySQLStore
 from multicluster.store.sqlite import SQLiteStore
 from multicluster.testing.mariadb import MariaDB
@@ -154,6 +157,44 @@ async def test_sqlite_errors_become_store_errors(tmp_path: Path) -> None:
         await SQLiteStore(tmp_path / "unopened.db").apply([row("p")])
 
 
+async def test_sqlite_queued_batches_keep_their_order(tmp_path: Path) -> None:
+    """start_apply() queues a batch behind the one being written; a chained batch never overtakes a failed one."""
+    s = SQLiteStore(tmp_path / "q.db")
+    await s.open()
+    try:
+        # Chained and both fine: applied in order (the delete follows the upsert it must win over).
+        first = s.start_apply([row("p", rv=5)], None)
+        assert first is not None
+        second = s.start_apply([Delete("c1", PODS, "default", "p", 6), row("q", rv=1)], first[0])
+        assert second is not None
+        assert (await first[1]).written == 1
+        assert (await second[1]).deleted == 1
+        assert [o.name for o in (await s.query(Query(gvr=PODS))).items] == ["q"]
+
+        # The first batch fails (a body sqlite3 cannot bind): the one queued behind it is skipped, not applied.
+        bad = replace(row("r", rv=1), object={"not": "bytes"})  # type: ignore[arg-type]
+        failing = s.start_apply([bad], None)
+        assert failing is not None
+        behind = s.start_apply([Delete("c1", PODS, "default", "q", 2)], failing[0])
+        assert behind is not None
+        with pytest.raises(StoreError) as err:
+            await failing[1]
+        assert not err.value.transient
+        with pytest.raises(StoreError) as skipped:
+            await behind[1]
+        assert skipped.value.transient and "failed" in str(skipped.value)
+        assert [o.name for o in (await s.query(Query(gvr=PODS))).items] == ["q"]  # the delete did not run
+        # Unchained (its caller saw the failure): runs.
+        again = s.start_apply([Delete("c1", PODS, "default", "q", 2)], None)
+        assert again is not None and (await again[1]).deleted == 1
+
+        # While a transaction() holds the writer, nothing is queued around it.
+        async with s.transaction():
+            assert s.start_apply([row("z")], None) is None
+    finally:
+        await s.close()
+
+
 async def test_sqlite_in_memory_and_wal(tmp_path: Path) -> None:
     mem = SQLiteStore(":memory:")
     await mem.open()
@@ -264,6 +305,46 @@ async def test_sqlite_lock_timeout_is_transient(tmp_path: Path, monkeypatch: pyt
         other.execute("ROLLBACK")
         assert (await s.apply([row("p")])).written == 1  # the caller's retry succeeds
     finally:
+        other.close()
+        await s.close()
+
+
+async def test_writer_pipeline_keeps_order_through_a_locked_store(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many batches queued back to back while another process holds the write lock for a while: every batch
+    fails, is retried in order, and the end state is the last word on every key (deletes included)."""
+    import multicluster.store.sqlite as sqlite_store
+    from multicluster.sync import Tracker, Writer
+    from multicluster.workqueue import CoalescingQueue
+
+    monkeypatch.setattr(sqlite_store, "BUSY_TIMEOUT_MS", 50)
+    path = tmp_path / "pipe.db"
+    s = SQLiteStore(path)
+    await s.open()
+    queue: CoalescingQueue[Any, Any] = CoalescingQueue(maxsize=100_000)
+    writer = Writer(s, queue, Tracker(), batch_size=50, linger=0, backoff=Backoff(initial=0.05, cap=0.1))
+    other = sqlite3.connect(path, isolation_level=None)
+    task = asyncio.create_task(writer.run())
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        for i in range(600):
+            await queue.put(("c1", PODS, "default", f"p{i}"), row(f"p{i}", rv=10))
+        await asyncio.sleep(0.3)  # batches fail against the lock meanwhile
+        other.execute("ROLLBACK")
+        await asyncio.wait_for(queue.flushed(), 30)
+        for i in range(0, 600, 2):  # every other object deleted, then half of those recreated
+            await queue.put(("c1", PODS, "default", f"p{i}"), Delete("c1", PODS, "default", f"p{i}", 11))
+        await asyncio.wait_for(queue.flushed(), 30)
+        for i in range(0, 600, 4):
+            await queue.put(("c1", PODS, "default", f"p{i}"), row(f"p{i}", rv=12))
+        await asyncio.wait_for(queue.flushed(), 30)
+        stored = {o.name: o.resource_version for o in (await s.query(Query(gvr=PODS))).items}
+        want = {f"p{i}": 10 for i in range(1, 600, 2)} | {f"p{i}": 12 for i in range(0, 600, 4)}
+        assert stored == want
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
         other.close()
         await s.close()
 

@@ -268,7 +268,12 @@ async def test_index_rows_follow_label_changes_in_mixed_batches(
         else:  # new objects
             second.append(row(f"p{i:04d}", 1, labels={"app": "c"}))
     label_writes: list[int] = []
+    writer: SQLStore = store
     if isinstance(store, SQLiteStore):
+        # The writer's statements are counted in this process: a second store on the file, writer on a thread.
+        monkeypatch.setenv(sqlite_engine.WRITER_ENV, "thread")
+        writer = SQLiteStore(store.path)
+        await writer.open()
         real = sqlite_engine._execute_many
 
         def counting(conn: sqlite3.Connection, text: str, rows: Sequence[Sequence[Any]]) -> None:
@@ -277,7 +282,9 @@ async def test_index_rows_follow_label_changes_in_mixed_batches(
             real(conn, text, rows)
 
         monkeypatch.setattr(sqlite_engine, "_execute_many", counting)
-    assert await store.apply(second) == ApplyResult(written=1300)
+    assert await writer.apply(second) == ApplyResult(written=1300)
+    if writer is not store:
+        await writer.close()
 
     async def count(selector: Requirement, *, fields: bool = False) -> int:
         if fields:

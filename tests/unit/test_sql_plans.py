@@ -37,7 +37,8 @@ def test_row_chunks_stay_under_the_parameter_limit() -> None:
     rows = [(i, "k", "v") for i in range(25_000)]
     parts = sql.row_chunks(rows, 3)
     assert sum(len(p) for p in parts) == 25_000
-    assert all(len(p) * 3 <= sql.MAX_PARAMS and len(p) <= 500 for p in parts)
+    assert all(len(p) * 3 <= sql.MAX_PARAMS and len(p) <= 2500 for p in parts)
+    assert len(sql.row_chunks(rows[:1500], 3)) == 1  # a batch's label rows: one statement
     wide = [tuple(range(5000))] * 20
     assert all(len(p) * 5000 <= sql.MAX_PARAMS for p in sql.row_chunks(wide, 5000))
 
