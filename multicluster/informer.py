@@ -137,7 +137,6 @@ class Informer:
         t0 = time.monotonic()
         gvr = self.resource.gvr
         path = gvr.path(self.opts.namespace)
-        kind = self.resource.kind
         seen: set[Key] = set()
         cont: str | None = None
         list_rv = ""
@@ -145,47 +144,41 @@ class Informer:
         changed = 0
         last_progress = t0
         metrics.RELISTS.labels(self.client.name, self._gvr, reason).inc()
-        while True:
-            params: dict[str, Any] = {"limit": self.opts.page_size}
-            if cont:
-                params["continue"] = cont
-            if self.opts.label_selector:
-                params["labelSelector"] = self.opts.label_selector
-            try:
-                raw = await self.client.request_bytes("GET", path, params=params, timeout=120)
-            except Gone:
-                # The continue token expired mid-list: start over with a fresh snapshot.
-                log.info("%s: list continue token expired; restarting the list", self.label)
-                seen.clear()
-                cont, count = None, 0
-                continue
-            try:
-                page = wire.decode_list(raw)
-            except ValueError as exc:  # orjson's errors are ValueErrors too
-                raise ClusterError(self.client.name, f"unreadable list of {gvr}: {exc}") from exc
-            list_rv = page.resource_version or list_rv
-            for i, item in enumerate(page.items):
-                if i % 100 == 99:
-                    await asyncio.sleep(0)  # let the writer's completions in between long pages
+        # The next page is requested as soon as this one's continue token is known, so the API server produces
+        # it while this one is being stored (one page ahead, so memory stays at two pages per list).
+        ahead: asyncio.Task[bytes] | None = None
+        try:
+            while True:
                 try:
-                    obj = wire.WireObject(item)
-                except ValueError as exc:
-                    raise ClusterError(self.client.name, f"unreadable object in the list of {gvr}: {exc}") from exc
-                key = (obj.namespace, obj.name)
-                rv = rv_int(obj.resource_version)
-                seen.add(key)
-                count += 1
-                if self.opts.emit_unchanged or self.index.get(key) != rv:
-                    obj.set_type(gvr.api_version, kind)
-                    await self.sink.upsert(obj, rv)
-                    changed += 1
-                self.index[key] = rv
-            cont = page.cont or None
-            if time.monotonic() - last_progress > 5:
-                log.info("%s: listing... %s objects so far", self.label, f"{count:,}")
-                last_progress = time.monotonic()
-            if not cont:
-                break
+                    raw = await (ahead or self._page(path, cont))
+                except Gone:
+                    # The continue token expired mid-list: start over with a fresh snapshot.
+                    log.info("%s: list continue token expired; restarting the list", self.label)
+                    ahead = None
+                    seen.clear()
+                    cont, count = None, 0
+                    continue
+                ahead = None
+                try:
+                    page = wire.decode_list(raw)
+                except ValueError as exc:  # orjson's errors are ValueErrors too
+                    raise ClusterError(self.client.name, f"unreadable list of {gvr}: {exc}") from exc
+                list_rv = page.resource_version or list_rv
+                cont = page.cont or None
+                if cont:
+                    ahead = asyncio.ensure_future(self._page(path, cont))
+                n = await self._hand_on(page.items, seen)
+                count += len(page.items)
+                changed += n
+                if time.monotonic() - last_progress > 5:
+                    log.info("%s: listing... %s objects so far", self.label, f"{count:,}")
+                    last_progress = time.monotonic()
+                if not cont:
+                    break
+        finally:
+            if ahead is not None:
+                ahead.cancel()
+                ahead.add_done_callback(lambda t: t.cancelled() or t.exception())
         gone = [k for k in self.index if k not in seen]
         list_rv_int = rv_int(list_rv)
         for ns, name in gone:
@@ -208,6 +201,35 @@ class Informer:
             f"{len(gone):,}",
             list_rv,
         )
+
+    async def _page(self, path: str, cont: str | None) -> bytes:
+        params: dict[str, Any] = {"limit": self.opts.page_size}
+        if cont:
+            params["continue"] = cont
+        if self.opts.label_selector:
+            params["labelSelector"] = self.opts.label_selector
+        return await self.client.request_bytes("GET", path, params=params, timeout=120)
+
+    async def _hand_on(self, items: list[bytes], seen: set[Key]) -> int:
+        """Record every listed object in the index and hand the new or changed ones to the sink."""
+        gvr, kind = self.resource.gvr, self.resource.kind
+        changed = 0
+        for i, item in enumerate(items):
+            if i % 100 == 99:
+                await asyncio.sleep(0)  # let the writer's completions in between long pages
+            try:
+                obj = wire.WireObject(item)
+            except ValueError as exc:
+                raise ClusterError(self.client.name, f"unreadable object in the list of {gvr}: {exc}") from exc
+            key = (obj.namespace, obj.name)
+            rv = rv_int(obj.resource_version)
+            seen.add(key)
+            if self.opts.emit_unchanged or self.index.get(key) != rv:
+                obj.set_type(gvr.api_version, kind)
+                await self.sink.upsert(obj, rv)
+                changed += 1
+            self.index[key] = rv
+        return changed
 
     # ------------------------------------------------------------------ watch
 

@@ -25,6 +25,11 @@ _AUTO_INCREMENT = re.compile(r"\s+AUTO_INCREMENT\b", re.IGNORECASE)
 # becomes (new rows take max(rowid) + 1, so they append).
 _SERIAL = re.compile(r"\bBIGINT\s+NOT\s+NULL\s+AUTO_INCREMENT\s+PRIMARY\s+KEY\b", re.IGNORECASE)
 
+# A table-level PRIMARY KEY (...) clause: InnoDB clusters such a table on its key, SQLite only if it is WITHOUT
+# ROWID; otherwise it keeps a rowid table plus a separate index for the key, two B-trees to write per row (the
+# label and field rows: three per object in a typical sync).
+_TABLE_PK = re.compile(r",\s*PRIMARY\s+KEY\s*\(", re.IGNORECASE)
+
 # Layout 1 (until November 2026) keyed resources by a hash of the identity. Its rows are a mirror of the clusters,
 # so an old store is dropped and refilled by the next sync rather than migrated in place.
 OUTDATED = {
@@ -61,6 +66,8 @@ def to_sqlite(stmt: str) -> str:
     out = _UNSIGNED.sub("", out)
     out = _SERIAL.sub("INTEGER PRIMARY KEY", out)
     out = _AUTO_INCREMENT.sub("", out)
+    if out.upper().startswith("CREATE TABLE") and _TABLE_PK.search(out):
+        out += " WITHOUT ROWID"
     return out
 
 

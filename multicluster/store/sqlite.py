@@ -363,8 +363,24 @@ class SQLiteStore(SQLStore):
             pragmas += ["PRAGMA cache_size = -8192", "PRAGMA wal_autocheckpoint = 0"]
         try:
             await conn.open(self.path, pragmas)
+        except BrokenProcessPool:
+            # multiprocessing's spawn re-imports the parent's __main__ in the child; a main it cannot import
+            # (a script piped to python) or that is not guarded by `if __name__ == "__main__"` kills the child.
+            await conn.close()
+            log.warning("sqlite store %s: could not start the writer process; writing from a thread instead",
+                        self.path)
+            conn = Connection("sqlite-writer")
+            return await self._open_or_close(conn, pragmas)
         except BaseException:
             await conn.close()  # its thread would keep the process alive
+            raise
+        return conn
+
+    async def _open_or_close(self, conn: Connection, pragmas: Sequence[str]) -> Connection:
+        try:
+            await conn.open(self.path, pragmas)
+        except BaseException:
+            await conn.close()
             raise
         return conn
 

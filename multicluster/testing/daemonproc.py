@@ -94,15 +94,23 @@ class DaemonProc:
         return self.memory()[0]
 
     def memory(self) -> tuple[int, int]:
-        """(VmRSS, RssAnon) in bytes: all resident memory, and the part that is the process's own heap rather
-        than mapped file pages."""
+        """(VmRSS, RssAnon) in bytes of the daemon and its child processes (the SQLite writer): all resident
+        memory, and the part that is the processes' own heap rather than mapped file pages."""
         assert self.proc is not None
-        found = {"VmRSS:": 0, "RssAnon:": 0}
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            key = line.split(maxsplit=1)[0] if line else ""
-            if key in found:
-                found[key] = int(line.split()[1]) * 1024
-        return found["VmRSS:"], found["RssAnon:"]
+        total = [0, 0]
+        for pid in [self.proc.pid, *_children(self.proc.pid)]:
+            found = {"VmRSS:": 0, "RssAnon:": 0}
+            try:
+                lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+            except OSError:
+                continue  # exited meanwhile
+            for line in lines:
+                key = line.split(maxsplit=1)[0] if line else ""
+                if key in found:
+                    found[key] = int(line.split()[1]) * 1024
+            total[0] += found["VmRSS:"]
+            total[1] += found["RssAnon:"]
+        return total[0], total[1]
 
     def metric(self, name: str, labels: str = "") -> float:
         """Sum of a Prometheus series from /metrics, optionally only lines containing `labels`."""
@@ -137,3 +145,17 @@ class DaemonProc:
                 self.proc.kill()
                 self.proc.wait()
         return int(self.proc.returncode)
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return out

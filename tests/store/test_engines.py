@@ -75,6 +75,10 @@ def test_the_serial_id_becomes_sqlites_rowid() -> None:
         conn.execute(s)
     assert conn.execute("SELECT type, pk FROM pragma_table_info('resources') WHERE name = 'id'").fetchall() == [
         ("INTEGER", 1)]
+    # Tables keyed by a composite primary key are clustered on it, as InnoDB does: one B-tree per label row.
+    without_rowid = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND "
+                                                 "sql LIKE '%WITHOUT ROWID'")}
+    assert without_rowid == {"resource_labels", "resource_fields", "sync_state"}
 
 
 def _layout_1() -> list[str]:
@@ -394,3 +398,57 @@ def test_mysql_error_classification() -> None:
         err = s._error(exc)
         assert err.transient is transient, exc
         assert "db1" in str(err) and "pw-secret" not in str(err)
+
+
+def test_sqlite_writer_falls_back_to_a_thread_when_no_process_can_start(tmp_path: Path) -> None:
+    """A main module multiprocessing cannot re-import in the child (here: a script piped to python) must not
+    stop the store: it writes from a thread instead, and says so."""
+    import subprocess
+    import sys
+
+    script = f"""
+import asyncio
+from multicluster.store import Query
+from multicluster.store.sqlite import SQLiteStore
+from tests.store.helpers import PODS, row
+
+async def main():
+    s = SQLiteStore({str(tmp_path / "f.db")!r})
+    await s.open()
+    await s.apply([row("p")])
+    print("stored", [o.name for o in (await s.query(Query(gvr=PODS))).items])
+    await s.close()
+
+asyncio.run(main())
+"""
+    res = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, timeout=60,
+                         cwd=Path(__file__).resolve().parents[2], check=False)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "stored ['p']" in res.stdout
+    assert "writing from a thread instead" in res.stderr
+
+
+async def test_sqlite_writer_process_is_replaced_when_it_dies(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    from multicluster.store.sqlite import WriterProcess
+
+    s = SQLiteStore(tmp_path / "k.db")
+    await s.open()
+    try:
+        assert isinstance(s._writer, WriterProcess)
+        await s.apply([row("a")])
+        pool = s._writer._pool
+        assert pool is not None
+        for pid in list(pool._processes):  # the child, killed as the OOM killer would
+            os.kill(pid, signal.SIGKILL)
+        with pytest.raises(StoreError) as err:
+            for _ in range(50):
+                await s.apply([row("b")])
+                await asyncio.sleep(0.05)
+        assert err.value.transient  # the writer retries...
+        assert (await s.apply([row("b")])).written == 1  # ...and the next call gets a new process
+        assert sorted(o.name for o in (await s.query(Query(gvr=PODS))).items) == ["a", "b"]
+    finally:
+        await s.close()
