@@ -86,17 +86,18 @@ def main() -> None:
     out = Path("BENCHMARKS.md")
     # A run of some benchmarks replaces their sections and keeps the others (each section says when it ran).
     sections = {} if args.quick else read_sections(out)
+    header = (f"# Benchmarks\n\nMachine: {machine()}. `nox -s bench` runs every section; `nox -s bench -- NAME...` "
+              "reruns some and keeps the rest. Generated: do not edit; the analysis of these numbers, and why a "
+              f"target is missed, is in docs/performance.md.\n\n{TARGETS}")
     for name in args.names:
         stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         argv = QUICK[name] if args.quick else FULL.get(name, [])
         shown = " ".join(["python -m", BENCHES[name], *argv])
         sections[name] = f"Run {stamp} with `{shown}`.\n\n" + run(name, argv)
-    header = (f"# Benchmarks\n\nMachine: {machine()}. `nox -s bench` runs every section; `nox -s bench -- NAME...` "
-              "reruns some and keeps the rest. Generated: do not edit; the analysis of these numbers, and why a "
-              f"target is missed, is in docs/performance.md.\n\n{TARGETS}")
-    body = [f"## {name}\n\n{sections[name].strip()}" for name in BENCHES if name in sections]
-    out.write_text("\n\n".join([header, *body]) + "\n")
-    print("wrote BENCHMARKS.md")
+        # Written after every section, so a later one that fails does not lose the earlier results.
+        body = [f"## {n}\n\n{sections[n].strip()}" for n in BENCHES if n in sections]
+        out.write_text("\n\n".join([header, *body]) + "\n")
+        print(f"wrote BENCHMARKS.md ({name})")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from multicluster.informer import Informer, InformerOptions
 from multicluster.kube import MERGE_PATCH, ClusterClient
 from multicluster.tasks import Supervisor
 from multicluster.testing.harness import Harness
+from multicluster.wire import WireObject
 
 MCR = "/apis/mulitcluster.practice.com/v1alpha1"
 NS = "bench-delivery"
@@ -44,11 +45,11 @@ class Recorder:
         self.edits = edits
         self.corrected = corrected
 
-    async def upsert(self, obj: dict[str, Any], rv: int) -> None:
+    async def upsert(self, obj: WireObject, rv: int) -> None:
         now = time.monotonic()
-        key = (self.cluster, obj["metadata"]["name"])
+        key = (self.cluster, obj.name)
         self.first_seen.setdefault(key, now)
-        if key in self.edits and key not in self.corrected and (obj.get("data") or {}).get("k") == "v":
+        if key in self.edits and key not in self.corrected and (obj.as_dict().get("data") or {}).get("k") == "v":
             self.corrected[key] = now
 
     async def delete(self, namespace: str, name: str, rv: int) -> None:

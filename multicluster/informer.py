@@ -213,6 +213,8 @@ class Informer:
     async def _hand_on(self, items: list[bytes], seen: set[Key]) -> int:
         """Record every listed object in the index and hand the new or changed ones to the sink."""
         gvr, kind = self.resource.gvr, self.resource.kind
+        many = getattr(self.sink, "upsert_many", None)  # optional: the whole page's changes in one call
+        out: list[tuple[wire.WireObject, int]] = []
         changed = 0
         for i, item in enumerate(items):
             if i % 100 == 99:
@@ -226,9 +228,16 @@ class Informer:
             seen.add(key)
             if self.opts.emit_unchanged or self.index.get(key) != rv:
                 obj.set_type(gvr.api_version, kind)
-                await self.sink.upsert(obj, rv)
                 changed += 1
+                if many is not None:
+                    out.append((obj, rv))
+                    continue  # indexed once handed on, below: the index must never run ahead of the store
+                await self.sink.upsert(obj, rv)
             self.index[key] = rv
+        if out and many is not None:
+            await many(out)
+            for obj, rv in out:
+                self.index[(obj.namespace, obj.name)] = rv
         return changed
 
     # ------------------------------------------------------------------ watch

@@ -172,6 +172,16 @@ class StoreSink:
         await self.queue.put((self.cluster, self.gvr, row.namespace, row.name), row)
         self.tracker.contact(self.cluster)
 
+    async def upsert_many(self, objs: list[tuple[WireObject, int]]) -> None:
+        """upsert() for a list page's changed objects at once."""
+        cluster, gvr, drop, secrets = self.cluster, self.gvr, self.drop_managed, self.store_secrets
+        items: list[tuple[QueueKey, Mutation]] = []
+        for obj, rv in objs:
+            row = to_row(cluster, gvr, obj, rv, drop_managed_fields=drop, store_secrets=secrets)
+            items.append(((cluster, gvr, row.namespace, row.name), row))
+        await self.queue.put_many(items)
+        self.tracker.contact(cluster)
+
     async def delete(self, namespace: str, name: str, rv: int) -> None:
         await self.queue.put(
             (self.cluster, self.gvr, namespace, name), Delete(self.cluster, self.gvr, namespace, name, rv)

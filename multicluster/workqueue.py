@@ -60,6 +60,23 @@ class CoalescingQueue(Generic[K, V]):
         self._added += 1
         self._not_empty.set()
 
+    async def put_many(self, items: list[tuple[K, V]]) -> None:
+        """put() for each item in order, without a coroutine per item (a list page hands on 500 at once)."""
+        now = time.monotonic()
+        pending = self._items
+        for key, value in items:
+            if key in pending:
+                _, t0 = pending[key]
+                pending[key] = (value, t0)
+                self.coalesced += 1
+            elif len(pending) < self.maxsize:
+                pending[key] = (value, now)
+                self._added += 1
+                self._not_empty.set()
+            else:
+                await self.put(key, value)  # full: wait like put() does
+                now = time.monotonic()
+
     async def get_batch(self, max_items: int, linger: float) -> list[tuple[K, V, float]]:
         """Wait for at least one item, then up to `linger` seconds for the batch to fill; oldest first."""
         while not self._items:
@@ -207,6 +224,16 @@ class ShardedQueue(Generic[K, V]):
 
     async def put(self, key: K, value: V) -> None:
         await self._shard(key).put(key, value)
+
+    async def put_many(self, items: list[tuple[K, V]]) -> None:
+        if len(self.shards) == 1:
+            await self.shards[0].put_many(items)
+            return
+        by_shard: dict[int, list[tuple[K, V]]] = {}
+        for item in items:
+            by_shard.setdefault(hash(item[0]) % len(self.shards), []).append(item)
+        for i, part in by_shard.items():
+            await self.shards[i].put_many(part)
 
     def discard(self, predicate: Callable[[K], bool]) -> int:
         return sum(s.discard(predicate) for s in self.shards)

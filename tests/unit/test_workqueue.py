@@ -104,8 +104,13 @@ async def test_flushed_waits_for_what_was_put_before_it_only() -> None:
     from multicluster.workqueue import ShardedQueue
 
     q: ShardedQueue[str, int] = ShardedQueue(2, maxsize=100)
-    for i in range(6):
-        await q.put(f"k{i}", i)
+    keys: dict[int, list[str]] = {0: [], 1: []}
+    i = 0
+    while min(len(v) for v in keys.values()) < 2:  # string hashes vary per process: make both shards busy
+        keys[q.shards.index(q._shard(f"k{i}"))].append(f"k{i}")
+        i += 1
+    for k in keys[0][:2] + keys[1][:2]:
+        await q.put(k, 1)
     barrier = asyncio.create_task(q.flushed())
     await asyncio.sleep(0)  # the barrier is taken when flushed() starts
     await q.put("late", 1)  # put after the barrier: never waited for
@@ -127,3 +132,32 @@ async def test_flushed_waits_for_what_was_put_before_it_only() -> None:
     assert not waiting.done()
     assert c.discard(lambda k: True) == 1
     await asyncio.wait_for(waiting, 1)
+
+
+async def test_put_many_coalesces_keeps_order_and_waits_when_full() -> None:
+    q: CoalescingQueue[str, int] = CoalescingQueue(maxsize=3)
+    await q.put("a", 0)
+    await q.put_many([("b", 1), ("a", 2), ("c", 3)])
+    assert [(k, v) for k, v, _ in await q.get_batch(10, 0)] == [("a", 2), ("b", 1), ("c", 3)]
+    await q.put_many([("x", 1), ("y", 2), ("z", 3)])
+    blocked = asyncio.create_task(q.put_many([("z", 4), ("w", 5)]))  # z coalesces at once; w waits for room
+    await asyncio.sleep(0.01)
+    assert not blocked.done() and len(q) == 3
+    first = await q.get_batch(1, 0)
+    assert [(k, v) for k, v, _ in first] == [("x", 1)]
+    await asyncio.wait_for(blocked, 1)
+    assert [(k, v) for k, v, _ in await q.get_batch(10, 0)] == [("y", 2), ("z", 4), ("w", 5)]
+
+
+async def test_sharded_put_many_puts_each_key_in_its_shard() -> None:
+    from multicluster.workqueue import ShardedQueue
+
+    q: ShardedQueue[str, int] = ShardedQueue(3, maxsize=300)
+    await q.put_many([(f"k{i}", i) for i in range(30)])
+    await q.put_many([(f"k{i}", 100 + i) for i in range(0, 30, 2)])
+    assert len(q) == 30
+    for shard in q.shards:
+        for k, v, _ in await shard.get_batch(100, 0) if len(shard) else []:
+            assert q._shard(k) is shard
+            i = int(k[1:])
+            assert v == (100 + i if i % 2 == 0 else i)
