@@ -249,11 +249,24 @@ def mariadb_spec(rows: int, db: MariaDB) -> StoreSpec:
     return StoreSpec("mariadb", rows, cfg, CACHE / "mariadb" / f"{name}.filled.json", db)
 
 
+async def stored_rows(spec: StoreSpec) -> int:
+    store = open_store(spec.config)
+    await store.open()
+    try:
+        return sum((await store.counts()).values())
+    finally:
+        await store.close()
+
+
 async def ensure_filled(spec: StoreSpec, refill: bool) -> Fill:
     cached = None if refill else spec.cached_fill()
     if cached is not None and cached.rows == spec.rows:
-        progress(f"{spec.kind}: reusing the {spec.rows:,}-row store filled {cached.when} (--refill to redo)")
-        return cached
+        held = await stored_rows(spec)
+        if held == spec.rows:
+            progress(f"{spec.kind}: reusing the {spec.rows:,}-row store filled {cached.when} (--refill to redo)")
+            return cached
+        # E.g. a store of an older layout, which the daemon drops when it opens it.
+        progress(f"{spec.kind}: the cached store holds {held:,} rows, not {spec.rows:,}; refilling")
     spec.wipe()
     store = open_store(spec.config)
     await store.open()
