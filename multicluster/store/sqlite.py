@@ -58,15 +58,7 @@ class Connection:
 
     async def open(self, path: str, pragmas: Sequence[str]) -> None:
         def connect() -> None:
-            # isolation_level=None: no implicit BEGINs; transactions are explicit (BEGIN IMMEDIATE below).
-            conn = sqlite3.connect(path, isolation_level=None)
-            try:
-                for pragma in pragmas:
-                    conn.execute(pragma)
-            except BaseException:
-                conn.close()
-                raise
-            self._conn = conn
+            self._conn = _connect(path, pragmas)
 
         await self._call(connect)
 
@@ -109,8 +101,8 @@ class Connection:
 _CHILD: sqlite3.Connection | None = None  # the writer connection, in the writer process
 
 
-def _child_open(path: str, pragmas: Sequence[str]) -> None:
-    global _CHILD
+def _connect(path: str, pragmas: Sequence[str]) -> sqlite3.Connection:
+    # isolation_level=None: no implicit BEGINs; transactions are explicit (BEGIN IMMEDIATE).
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         for pragma in pragmas:
@@ -118,7 +110,12 @@ def _child_open(path: str, pragmas: Sequence[str]) -> None:
     except BaseException:
         conn.close()
         raise
-    _CHILD = conn
+    return conn
+
+
+def _child_open(path: str, pragmas: Sequence[str]) -> None:
+    global _CHILD
+    _CHILD = _connect(path, pragmas)
 
 
 def _child_close() -> None:
