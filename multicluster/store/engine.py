@@ -140,6 +140,22 @@ def _pairs(d: sql.Dialect, table: str, ids: Sequence[int]) -> Generator[Step, An
     return out
 
 
+def prepare(d: sql.Dialect, mutations: Sequence[Mutation], updated_at: str) -> tuple[Steps | ApplyResult, list[str]]:
+    """A batch's transaction body (or its result already, if nothing in it can be written), and the identities
+    left out because they do not fit the columns. Plain data out, so the SQLite writer process can run it."""
+    p = sql.plan(mutations)
+    unfit = [f"{m.gvr} {m.namespace[:80]}/{m.name[:80]} in cluster {m.cluster[:80]}" for m in p.unfit]
+    if not p.winners:
+        return ApplyResult(skipped=p.skipped), unfit
+    return apply_steps(d, p, updated_at), unfit
+
+
+def warn_unfit(unfit: Sequence[str]) -> None:
+    for what in unfit:
+        log.warning("not storing %s: identity does not fit the store's columns (non-ASCII where Kubernetes "
+                    "allows none, or too long)", what)
+
+
 async def drive(tx: Tx, steps: Steps) -> ApplyResult:
     """Run a transaction body on an async driver, one awaited statement per step."""
     result: Any = None
@@ -177,24 +193,11 @@ class SQLStore(abc.ABC):
     # ----------------------------------------------------------------------------------------------- writes
 
     async def apply(self, mutations: Sequence[Mutation]) -> ApplyResult:
-        steps = self._prepare(mutations)
+        """One transaction, a statement at a time on the async driver."""
+        steps, unfit = prepare(self.dialect, mutations, sql.now_rfc3339())
+        warn_unfit(unfit)
         if isinstance(steps, ApplyResult):
             return steps
-        return await self._run_steps(steps)
-
-    def _prepare(self, mutations: Sequence[Mutation]) -> Steps | ApplyResult:
-        """The transaction body for a batch, or the result already if nothing in it can be written."""
-        p = sql.plan(mutations)
-        for m in p.unfit:
-            log.warning("not storing %s %s/%s in cluster %s: identity does not fit the store's columns "
-                        "(non-ASCII where Kubernetes allows none, or too long)",
-                        m.gvr, m.namespace[:80], m.name[:80], m.cluster[:80])
-        if not p.winners:
-            return ApplyResult(skipped=p.skipped)
-        return apply_steps(self.dialect, p, sql.now_rfc3339())
-
-    async def _run_steps(self, steps: Steps) -> ApplyResult:
-        """Run a transaction body in one write transaction, a statement at a time on the async driver."""
         async with self.transaction() as tx:
             return await drive(tx, steps)
 

@@ -14,7 +14,7 @@ For a file, the writer connection lives in a child process of its own (WriterPro
 sqlite3 needs the GIL to bind every parameter and to pick up every step's result, and during an initial sync the
 event loop thread holds the GIL most of the time parsing list pages, so the writer thread spent half of its
 time waiting for it (measured: 1.9 CPU-seconds of work took 3.4-4.3 s of wall time per 60,000 ConfigMaps). Batches
-travel to it pickled as plain tuples (about 2 µs per row). MULTICLUSTER_SQLITE_WRITER=thread keeps the thread.
+travel to it as MessagePack arrays (see encode). MULTICLUSTER_SQLITE_WRITER=thread keeps the thread.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from multicluster.errors import StoreError
 from multicluster.gvr import GVR
 from multicluster.store import schema, sql
 from multicluster.store.base import ApplyResult, Delete, Mutation, Row
-from multicluster.store.engine import SQLStore, Step, Steps, Tx, apply_steps
+from multicluster.store.engine import SQLStore, Step, Steps, Tx, prepare, warn_unfit
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,23 @@ _TRANSIENT = ("locked", "busy", "disk i/o", "database or disk is full", "unable 
 T = TypeVar("T")
 
 
-class Connection:
+class _Jobs:
+    """Calls on a connection that lives elsewhere (a thread, a process), run in the order they are submitted."""
+
+    def submit(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        raise NotImplementedError
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await self.submit(fn)
+
+    async def fetch(self, text: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return await self.run(functools.partial(_fetch, text=text, params=list(params)))
+
+    async def execute(self, text: str, params: Sequence[Any] = ()) -> int:
+        return await self.run(functools.partial(_execute, text=text, params=list(params)))
+
+
+class Connection(_Jobs):
     """A sqlite3 connection confined to one thread; every call is handed to that thread and awaited."""
 
     def __init__(self, name: str) -> None:
@@ -65,10 +81,6 @@ class Connection:
     async def _call(self, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
 
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Call fn(connection) on the connection's thread."""
-        return await self._call(lambda: fn(self._connection()))
-
     def submit(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         """Queue fn(connection) on the connection's thread now; it runs after everything queued before it."""
         return asyncio.get_running_loop().run_in_executor(self._pool, lambda: fn(self._connection()))
@@ -77,12 +89,6 @@ class Connection:
         if self._conn is None:
             raise sqlite3.ProgrammingError("connection is closed")
         return self._conn
-
-    async def fetch(self, text: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return await self.run(lambda c: c.execute(text, params).fetchall())
-
-    async def execute(self, text: str, params: Sequence[Any] = ()) -> int:
-        return await self.run(lambda c: c.execute(text, params).rowcount)
 
     async def close(self) -> None:
         def close() -> None:
@@ -131,7 +137,7 @@ def _in_child(fn: Callable[[sqlite3.Connection], T]) -> T:
     return fn(_CHILD)
 
 
-class WriterProcess:
+class WriterProcess(_Jobs):
     """The writer connection in a child process, with Connection's interface. Jobs are module-level functions
     (or partials of them) taking the connection; one worker runs them in the order they were submitted. A dead
     child is replaced, and its connection reopened, on the next call."""
@@ -161,25 +167,16 @@ class WriterProcess:
         return self._pool
 
     def submit(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
-        return asyncio.get_running_loop().run_in_executor(self._ensure(), _in_child, fn)
+        pool = self._ensure()
+        fut = asyncio.get_running_loop().run_in_executor(pool, _in_child, fn)
+        fut.add_done_callback(functools.partial(self._drop_if_broken, pool))
+        return fut
 
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        try:
-            return await self.submit(fn)
-        except BrokenProcessPool:
-            self._discard()
-            raise
-
-    def _discard(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
+    def _drop_if_broken(self, pool: ProcessPoolExecutor, fut: asyncio.Future[Any]) -> None:
+        """A dead child breaks its pool for good: let the next call start a new one (the caller sees the error)."""
+        if self._pool is pool and not fut.cancelled() and isinstance(fut.exception(), BrokenProcessPool):
+            self._pool = None
             pool.shutdown(wait=False, cancel_futures=True)
-
-    async def fetch(self, text: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return await self.run(functools.partial(_fetch, text=text, params=list(params)))
-
-    async def execute(self, text: str, params: Sequence[Any] = ()) -> int:
-        return await self.run(functools.partial(_execute, text=text, params=list(params)))
 
     async def close(self) -> None:
         self._open_args = None
@@ -249,13 +246,9 @@ def _apply_job(conn: sqlite3.Connection, *, batch: bytes | Sequence[Mutation], u
     try:
         if after is not None and _OUTCOMES.get(after) is not True:
             raise _Skipped("not written because the batch queued before it failed; it will be retried")
-        mutations = decode(batch) if isinstance(batch, bytes) else batch
-        p = sql.plan(mutations)
-        unfit = [f"{m.gvr} {m.namespace[:80]}/{m.name[:80]} in cluster {m.cluster[:80]}" for m in p.unfit]
-        result = ApplyResult(skipped=p.skipped)
-        if p.winners:
-            steps = apply_steps(sql.SQLITE, p, updated_at)
-            result = _transaction(conn, functools.partial(_drive_sync, steps=steps))
+        steps, unfit = prepare(sql.SQLITE, decode(batch) if isinstance(batch, bytes) else batch, updated_at)
+        result = steps if isinstance(steps, ApplyResult) else \
+            _transaction(conn, functools.partial(_drive_sync, steps=steps))
     except BaseException:
         _OUTCOMES[seq] = False
         raise
@@ -342,11 +335,6 @@ class SQLiteStore(SQLStore):
         return StoreError(f"sqlite store {self.path}: {text}", transient=transient, hint=hint)
 
     async def _connect(self, *, read_only: bool) -> Connection | WriterProcess:
-        conn: Connection | WriterProcess
-        if not read_only and self.path != ":memory:" and os.environ.get(WRITER_ENV, "process") != "thread":
-            conn = WriterProcess()
-        else:
-            conn = Connection("sqlite-reader" if read_only else "sqlite-writer")
         pragmas = [f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}", "PRAGMA journal_mode = WAL",
                    "PRAGMA synchronous = NORMAL", "PRAGMA case_sensitive_like = ON"]
         if read_only:
@@ -358,26 +346,25 @@ class SQLiteStore(SQLStore):
             # the WAL back into the file, with an fsync) took over half of every commit's time when SQLite ran
             # them inline; a background connection runs them on its own thread instead (see _checkpoints).
             pragmas += ["PRAGMA cache_size = -8192", "PRAGMA wal_autocheckpoint = 0"]
+        if not read_only and self.path != ":memory:" and os.environ.get(WRITER_ENV, "process") != "thread":
+            proc = WriterProcess()
+            try:
+                await proc.open(self.path, pragmas)
+                return proc
+            except BrokenProcessPool:
+                # multiprocessing's spawn re-imports the parent's __main__ in the child; a main it cannot import
+                # (a script piped to python) or not guarded by `if __name__ == "__main__"` kills the child.
+                await proc.close()
+                log.warning("sqlite store %s: could not start the writer process; writing from a thread instead",
+                            self.path)
+            except BaseException:
+                await proc.close()
+                raise
+        conn = Connection("sqlite-reader" if read_only else "sqlite-writer")
         try:
             await conn.open(self.path, pragmas)
-        except BrokenProcessPool:
-            # multiprocessing's spawn re-imports the parent's __main__ in the child; a main it cannot import
-            # (a script piped to python) or that is not guarded by `if __name__ == "__main__"` kills the child.
-            await conn.close()
-            log.warning("sqlite store %s: could not start the writer process; writing from a thread instead",
-                        self.path)
-            conn = Connection("sqlite-writer")
-            return await self._open_or_close(conn, pragmas)
         except BaseException:
             await conn.close()  # its thread would keep the process alive
-            raise
-        return conn
-
-    async def _open_or_close(self, conn: Connection, pragmas: Sequence[str]) -> Connection:
-        try:
-            await conn.open(self.path, pragmas)
-        except BaseException:
-            await conn.close()
             raise
         return conn
 
@@ -512,12 +499,8 @@ class SQLiteStore(SQLStore):
         try:
             result, unfit = await fut
         except (sqlite3.Error, BrokenProcessPool) as exc:
-            if isinstance(exc, BrokenProcessPool) and isinstance(self._writer, WriterProcess):
-                self._writer._discard()
             raise self._error(exc) from exc
         except _Skipped as exc:
             raise StoreError(f"sqlite store {self.path}: {exc}", transient=True) from None
-        for what in unfit:
-            log.warning("not storing %s: identity does not fit the store's columns (non-ASCII where Kubernetes "
-                        "allows none, or too long)", what)
+        warn_unfit(unfit)
         return result
