@@ -168,13 +168,25 @@ class WriterProcess(_Jobs):
 
     def submit(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         pool = self._ensure()
-        fut = asyncio.get_running_loop().run_in_executor(pool, _in_child, fn)
+        try:
+            fut = asyncio.get_running_loop().run_in_executor(pool, _in_child, fn)
+        except BrokenProcessPool:
+            # The child died while idle (the OOM killer, a signal): nothing queued was lost, so this job simply
+            # goes to a new child instead of failing.
+            self._drop(pool)
+            pool = self._ensure()
+            fut = asyncio.get_running_loop().run_in_executor(pool, _in_child, fn)
         fut.add_done_callback(functools.partial(self._drop_if_broken, pool))
         return fut
 
     def _drop_if_broken(self, pool: ProcessPoolExecutor, fut: asyncio.Future[Any]) -> None:
-        """A dead child breaks its pool for good: let the next call start a new one (the caller sees the error)."""
-        if self._pool is pool and not fut.cancelled() and isinstance(fut.exception(), BrokenProcessPool):
+        """A child that dies with jobs queued breaks its pool for good: let the next call start a new one (the
+        callers of those jobs see the error)."""
+        if not fut.cancelled() and isinstance(fut.exception(), BrokenProcessPool):
+            self._drop(pool)
+
+    def _drop(self, pool: ProcessPoolExecutor) -> None:
+        if self._pool is pool:
             self._pool = None
             pool.shutdown(wait=False, cancel_futures=True)
 

@@ -450,5 +450,17 @@ async def test_sqlite_writer_process_is_replaced_when_it_dies(tmp_path: Path) ->
         assert err.value.transient  # the writer retries...
         assert (await s.apply([row("b")])).written == 1  # ...and the next call gets a new process
         assert sorted(o.name for o in (await s.query(Query(gvr=PODS))).items) == ["a", "b"]
+        # Killed while idle, with nothing queued: the next write just goes to a new child.
+        pool = s._writer._pool
+        assert pool is not None
+        for pid in list(pool._processes):
+            os.kill(pid, signal.SIGKILL)
+        for _ in range(100):  # until the executor has noticed
+            if pool._broken:
+                break
+            await asyncio.sleep(0.02)
+        assert pool._broken
+        assert (await s.apply([row("c")])).written == 1
+        assert sorted(o.name for o in (await s.query(Query(gvr=PODS))).items) == ["a", "b", "c"]
     finally:
         await s.close()
