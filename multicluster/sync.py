@@ -256,20 +256,21 @@ class Writer:
                     _finished(shard, batch)
 
     async def _pipeline(self, store: SQLiteStore, shard: CoalescingQueue[QueueKey, Mutation], batch: Batch) -> None:
-        """Write `batch` while the next one, if it is ready, waits queued on the writer thread behind it.
+        """Write `batch` while the next one, if it is ready, waits queued on the writer behind it.
 
-        The thread then starts the next batch the moment it commits one, instead of idling until the event loop
+        The writer then starts the next batch the moment it commits one, instead of idling until the event loop
         (busy parsing list pages) gets round to handing it over. The queued batch is chained to the one before:
         if that fails, the store skips it, and both are written again in order the ordinary way. Bounded, so a
         long initial sync still lets paused() in between runs.
         """
         current = store.start_apply(_mutations(batch), None)
-        for _ in range(PIPELINE_RUN):
+        for run in range(PIPELINE_RUN):
             if current is None:  # a transaction() holds the store: the ordinary way
                 await self._write(_mutations(batch))
                 _finished(shard, batch)
                 return
-            following = await shard.get_batch(self.batch_size, 0) if len(shard) else None
+            last = run == PIPELINE_RUN - 1
+            following = await shard.get_batch(self.batch_size, 0) if len(shard) and not last else None
             queued = store.start_apply(_mutations(following), current[0]) if following else None
             t0 = time.monotonic()
             try:
@@ -288,14 +289,6 @@ class Writer:
             if following is None:
                 return
             batch, current = following, queued
-        if current is not None:  # the run's last queued batch
-            try:
-                self._succeeded(await current[1], len(batch), time.monotonic())
-            except StoreError:
-                await self._write(_mutations(batch))
-        else:
-            await self._write(_mutations(batch))
-        _finished(shard, batch)
 
     @contextlib.asynccontextmanager
     async def paused(self) -> AsyncIterator[None]:

@@ -127,11 +127,14 @@ class CoalescingQueue(Generic[K, V]):
                     still.append((target, fut))
             self._waiters = still
 
-    async def flushed(self) -> None:
-        """Return once everything put so far has been finished by the consumer."""
-        await self._reach(self._added)
+    def mark(self) -> int:
+        """How many items have been put so far: a barrier for flushed()."""
+        return self._added
 
-    async def _reach(self, mark: int) -> None:
+    async def flushed(self, mark: int | None = None) -> None:
+        """Return once everything put so far (or before `mark()` returned `mark`) has been finished."""
+        if mark is None:
+            mark = self._added
         if self._finished >= mark:
             return
         fut = asyncio.get_running_loop().create_future()
@@ -216,8 +219,11 @@ class ShardedQueue(Generic[K, V]):
         n = max(1, shards)
         self.shards: list[CoalescingQueue[K, V]] = [CoalescingQueue(max(1, maxsize // n)) for _ in range(n)]
 
+    def _index(self, key: K) -> int:
+        return hash(key) % len(self.shards)
+
     def _shard(self, key: K) -> CoalescingQueue[K, V]:
-        return self.shards[hash(key) % len(self.shards)]
+        return self.shards[self._index(key)]
 
     def __len__(self) -> int:
         return sum(len(s) for s in self.shards)
@@ -231,7 +237,7 @@ class ShardedQueue(Generic[K, V]):
             return
         by_shard: dict[int, list[tuple[K, V]]] = {}
         for item in items:
-            by_shard.setdefault(hash(item[0]) % len(self.shards), []).append(item)
+            by_shard.setdefault(self._index(item[0]), []).append(item)
         for i, part in by_shard.items():
             await self.shards[i].put_many(part)
 
@@ -243,6 +249,6 @@ class ShardedQueue(Generic[K, V]):
 
     async def flushed(self) -> None:
         """Return once everything put so far, in every shard, has been finished."""
-        marks = [s._added for s in self.shards]  # all at once, before waiting on any
+        marks = [s.mark() for s in self.shards]  # all at once, before waiting on any
         for shard, mark in zip(self.shards, marks, strict=True):
-            await shard._reach(mark)
+            await shard.flushed(mark)
