@@ -32,6 +32,19 @@ class GVR:
     group: str
     version: str
     resource: str
+    # Hashed once: every queue key and store identity holds a GVR, and the generated __hash__ (a Python call
+    # building a tuple) ran ~11 times per object of an initial sync.
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.group, self.version, self.resource)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self) -> tuple[type[GVR], tuple[str, str, str]]:
+        # Rebuilt, not restored: string hashes differ between processes, so a pickled _hash would be wrong.
+        return GVR, (self.group, self.version, self.resource)
 
     @property
     def api_version(self) -> str:

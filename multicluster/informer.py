@@ -213,8 +213,9 @@ class Informer:
     async def _hand_on(self, items: list[bytes], seen: set[Key]) -> int:
         """Record every listed object in the index and hand the new or changed ones to the sink."""
         gvr, kind = self.resource.gvr, self.resource.kind
-        many = getattr(self.sink, "upsert_many", None)  # optional: the whole page's changes in one call
-        out: list[tuple[wire.WireObject, int]] = []
+        # Optional: the whole page's changes in one call, each with whether the index had never seen it.
+        many = getattr(self.sink, "upsert_many", None)
+        out: list[tuple[wire.WireObject, int, bool]] = []
         changed = 0
         for i, item in enumerate(items):
             if i % 100 == 99:
@@ -226,17 +227,18 @@ class Informer:
             key = (obj.namespace, obj.name)
             rv = rv_int(obj.resource_version)
             seen.add(key)
-            if self.opts.emit_unchanged or self.index.get(key) != rv:
+            known = self.index.get(key)
+            if self.opts.emit_unchanged or known != rv:
                 obj.set_type(gvr.api_version, kind)
                 changed += 1
                 if many is not None:
-                    out.append((obj, rv))
+                    out.append((obj, rv, known is None))
                     continue  # indexed once handed on, below: the index must never run ahead of the store
                 await self.sink.upsert(obj, rv)
             self.index[key] = rv
         if out and many is not None:
             await many(out)
-            for obj, rv in out:
+            for obj, rv, _ in out:
                 self.index[(obj.namespace, obj.name)] = rv
         return changed
 

@@ -68,6 +68,13 @@ CREATE TABLE IF NOT EXISTS resource_fields (
 
 CREATE INDEX IF NOT EXISTS resource_fields_by_value ON resource_fields (`key`, `value`, id);
 
+-- Row ids handed out in blocks (MySQL): a writer numbers a batch of new rows from its block instead of reading
+-- AUTO_INCREMENT ids back. SQLite numbers rows inside its write lock and leaves this table empty.
+CREATE TABLE IF NOT EXISTS id_blocks (
+  name VARCHAR(32) CHARACTER SET ascii COLLATE ascii_bin NOT NULL PRIMARY KEY,
+  next_id BIGINT NOT NULL
+) ENGINE=InnoDB;
+
 -- Per cluster x GVR sync progress, shared by every daemon replica.
 CREATE TABLE IF NOT EXISTS sync_state (
   cluster VARCHAR(63) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,

@@ -45,6 +45,7 @@ def to_row(
     *,
     drop_managed_fields: bool = True,
     store_secrets: bool = False,
+    new: bool = False,
 ) -> Row:
     """Shape an API object into a Row: strip what we must not or need not keep, extract the indexed values."""
     w = obj if isinstance(obj, WireObject) else WireObject.from_dict(obj)
@@ -68,6 +69,7 @@ def to_row(
         fields=fields,
         owner=w.owner,
         created_at=w.created_at,
+        new=new,
     )
 
 
@@ -172,12 +174,12 @@ class StoreSink:
         await self.queue.put((self.cluster, self.gvr, row.namespace, row.name), row)
         self.tracker.contact(self.cluster)
 
-    async def upsert_many(self, objs: list[tuple[WireObject, int]]) -> None:
-        """upsert() for a list page's changed objects at once."""
+    async def upsert_many(self, objs: list[tuple[WireObject, int, bool]]) -> None:
+        """upsert() for a list page's changed objects at once; each says whether the informer had never seen it."""
         cluster, gvr, drop, secrets = self.cluster, self.gvr, self.drop_managed, self.store_secrets
         items: list[tuple[QueueKey, Mutation]] = []
-        for obj, rv in objs:
-            row = to_row(cluster, gvr, obj, rv, drop_managed_fields=drop, store_secrets=secrets)
+        for obj, rv, new in objs:
+            row = to_row(cluster, gvr, obj, rv, drop_managed_fields=drop, store_secrets=secrets, new=new)
             items.append(((cluster, gvr, row.namespace, row.name), row))
         await self.queue.put_many(items)
         self.tracker.contact(cluster)

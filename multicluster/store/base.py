@@ -39,6 +39,10 @@ class Row:
     fields: Mapping[str, str] = field(default_factory=dict)
     owner: str = ""  # uid of the first ownerReference
     created_at: str = ""  # metadata.creationTimestamp, RFC 3339
+    # A hint: the informer had never seen this object (its index mirrors the store), so the store most likely
+    # has no row for it. A batch of such rows is inserted without looking each one up first; a wrong hint
+    # (another replica was faster, a stale index) costs that batch a second, checked attempt, never a wrong row.
+    new: bool = False
 
 
 @dataclass(slots=True)

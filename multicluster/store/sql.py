@@ -75,15 +75,21 @@ def now_rfc3339() -> str:
 
 def fits(m: Mutation) -> bool:
     """Whether a mutation fits the columns (ASCII where the schema says so, within the widths)."""
-    parts = {"cluster": m.cluster, "api_group": m.gvr.group, "version": m.gvr.version,
-             "resource": m.gvr.resource, "namespace": m.namespace, "name": m.name}
-    for col, value in parts.items():
-        if len(value) > WIDTH[col] or (col != "name" and not value.isascii()) or "\x00" in value:
-            return False
-    if isinstance(m, Row) and (len(m.uid) > 128 or len(m.owner) > 128 or len(m.kind) > 253
-                               or len(m.created_at) > 40 or not m.created_at.isascii()):
+    if not _gvr_fits(m.gvr):
         return False
-    return bool(m.name)
+    cluster, namespace, name = m.cluster, m.namespace, m.name
+    if (len(cluster) > WIDTH["cluster"] or len(namespace) > WIDTH["namespace"] or not 0 < len(name) <= WIDTH["name"]
+            or not cluster.isascii()
+            or not namespace.isascii() or "\x00" in cluster or "\x00" in namespace or "\x00" in name):
+        return False
+    return not isinstance(m, Row) or (len(m.uid) <= 128 and len(m.owner) <= 128 and len(m.kind) <= 253
+                                      and len(m.created_at) <= 40 and m.created_at.isascii())
+
+
+@functools.lru_cache(maxsize=1024)
+def _gvr_fits(gvr: GVR) -> bool:
+    return all(len(v) <= WIDTH[col] and v.isascii() and "\x00" not in v
+               for col, v in (("api_group", gvr.group), ("version", gvr.version), ("resource", gvr.resource)))
 
 
 def index_pairs(values: Mapping[str, str]) -> list[tuple[str, str]]:
@@ -210,6 +216,12 @@ def resource_params(r: Row, updated_at: str) -> tuple[Any, ...]:
 def _insert_resources(with_id: bool) -> str:
     cols = ("id", *RESOURCE_COLUMNS) if with_id else RESOURCE_COLUMNS
     return f"INSERT INTO resources ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+
+
+def insert_new_resources(d: Dialect) -> str:
+    """A plain insert of numbered rows (an `id` parameter leads each row): an existing identity or id makes the
+    statement fail instead of changing any row."""
+    return d.sql(_insert_resources(True))
 
 
 _UPDATED = [c for c in RESOURCE_COLUMNS if c not in ("cluster", "api_group", "version", "resource",

@@ -227,7 +227,7 @@ def encode(mutations: Sequence[Mutation]) -> bytes:
         g = m.gvr
         if isinstance(m, Row):
             out.append((m.cluster, g.group, g.version, g.resource, m.namespace, m.name, m.resource_version,
-                        m.uid, m.kind, m.object, _plain(m.labels), _plain(m.fields), m.owner, m.created_at))
+                        m.uid, m.kind, m.object, _plain(m.labels), _plain(m.fields), m.owner, m.created_at, m.new))
         else:
             out.append((m.cluster, g.group, g.version, g.resource, m.namespace, m.name, m.resource_version))
     return _PACK.encode(out)
@@ -242,7 +242,8 @@ def decode(payload: bytes) -> list[Mutation]:
             out.append(Delete(t[0], gvr, t[4], t[5], t[6]))
         else:
             out.append(Row(cluster=t[0], gvr=gvr, namespace=t[4], name=t[5], resource_version=t[6], uid=t[7],
-                           kind=t[8], object=t[9], labels=t[10], fields=t[11], owner=t[12], created_at=t[13]))
+                           kind=t[8], object=t[9], labels=t[10], fields=t[11], owner=t[12], created_at=t[13],
+                           new=t[14]))
     return out
 
 
@@ -278,6 +279,19 @@ def _execute_many(conn: sqlite3.Connection, text: str, rows: Sequence[Sequence[A
         conn.execute(sql.multi_row(text, len(part)), [value for row in part for value in row])
 
 
+_UNIQUE = frozenset({sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY})
+
+
+def _try_insert(conn: sqlite3.Connection, text: str, rows: Sequence[Sequence[Any]]) -> bool:
+    try:
+        _execute_many(conn, text, rows)
+    except sqlite3.IntegrityError as exc:
+        if exc.sqlite_errorcode in _UNIQUE:
+            return False
+        raise
+    return True
+
+
 def _drive_sync(conn: sqlite3.Connection, steps: Steps) -> ApplyResult:
     """Drive a transaction body synchronously, on the connection's own thread."""
     result: Any = None
@@ -291,6 +305,8 @@ def _drive_sync(conn: sqlite3.Connection, steps: Steps) -> ApplyResult:
             result = conn.execute(step.text, step.params).fetchall()
         elif step.kind == "execute":
             result = conn.execute(step.text, step.params).rowcount
+        elif step.kind == "insert_new":
+            result = _try_insert(conn, step.text, step.params)
         else:
             _execute_many(conn, step.text, step.params)
             result = None
@@ -324,6 +340,9 @@ class _SQLiteTx:
 
     async def executemany(self, text: str, rows: Sequence[Sequence[Any]]) -> None:
         await self._conn.run(functools.partial(_execute_many, text=text, rows=[tuple(r) for r in rows]))
+
+    async def insert_new(self, text: str, rows: Sequence[Sequence[Any]]) -> bool:
+        return await self._conn.run(functools.partial(_try_insert, text=text, rows=[tuple(r) for r in rows]))
 
 
 class SQLiteStore(SQLStore):

@@ -140,7 +140,9 @@ class DryRunner:
 
     def apply(self, doc: Doc, *, dry_run: bool = True) -> tuple[Doc, list[str]]:
         """(Dry-run) apply one object; returns what the server (would) store and its warnings. Raises on rejection."""
-        path = self.resource_path(doc) + "?fieldManager=multicluster-deploy-test&fieldValidation=Strict"
+        # force: an object a test's daemon already applied (the CRD, field manager "multicluster") would otherwise
+        # conflict; what is checked here is whether the server accepts the manifest, not who owns its fields.
+        path = self.resource_path(doc) + "?fieldManager=multicluster-deploy-test&fieldValidation=Strict&force=true"
         if dry_run:
             path += "&dryRun=All"
         status, body, warnings = self.call("PATCH", path, doc, content_type="application/apply-patch+yaml")

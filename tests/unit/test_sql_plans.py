@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
+from typing import Any
 
 import pytest
 
 from multicluster.gvr import GVR
-from multicluster.store import Query, Requirement, sql
+from multicluster.store import Mutation, Query, Requirement, Row, sql
+from multicluster.store.engine import apply_steps
 
 
 def test_multi_row_expands_only_the_values_group() -> None:
@@ -77,3 +79,46 @@ def test_probes_count_positive_index_terms_only() -> None:
     got = sql.probes(sql.MYSQL, q)
     assert [p for _, p in got] == [["app", "a", sql.SELECTIVE + 1], ["status.phase", "Pending", sql.SELECTIVE + 1]]
     assert all("LIMIT %s" in t for t, _ in got)
+
+
+def _statements(d: sql.Dialect, mutations: list[Mutation], new_ids: list[int] | None,
+                results: dict[str, Any]) -> list[str]:
+    """Drive apply_steps with canned results; the statements it issues, in order (first words only)."""
+    steps = apply_steps(d, sql.plan(mutations), "2026-01-01T00:00:00Z", new_ids)
+    out: list[str] = []
+    result: Any = None
+    while True:
+        try:
+            step = steps.send(result)
+        except StopIteration:
+            return out
+        words = " ".join(step.text.split()[:3])
+        out.append(words)
+        default = {"fetch": [(6,)] if "MAX(id)" in words else [], "insert_new": True}.get(step.kind, 1)
+        result = next((v for k, v in results.items() if words.startswith(k)), default)
+
+
+def _row(name: str, new: bool) -> Row:
+    return Row(cluster="c1", gvr=GVR("", "v1", "pods"), namespace="ns", name=name, uid="u", kind="Pod",
+               resource_version=1, object=b"{}", labels={"a": "b"}, new=new)
+
+
+@pytest.mark.parametrize(("d", "ids"), [(sql.SQLITE, None), (sql.MYSQL, [7, 8])])
+def test_a_batch_hinted_new_is_inserted_without_lookups(d: sql.Dialect, ids: list[int] | None) -> None:
+    stmts = _statements(d, [_row("a", True), _row("b", True)], ids, {})
+    first = ["SELECT COALESCE(MAX(id), 0)"] if d.name == "sqlite" else []
+    assert stmts == [*first, "SAVEPOINT new_rows", "INSERT INTO resources", "INSERT INTO resource_labels"]
+
+
+@pytest.mark.parametrize(("d", "ids"), [(sql.SQLITE, None), (sql.MYSQL, [7, 8])])
+def test_a_refused_new_insert_rolls_back_and_checks_every_row(d: sql.Dialect, ids: list[int] | None) -> None:
+    stmts = _statements(d, [_row("a", True), _row("b", True)], ids, {"INSERT INTO resources": False})
+    assert stmts[stmts.index("INSERT INTO resources") + 1] == "ROLLBACK TO SAVEPOINT"
+    assert "SELECT id, name," in stmts[stmts.index("ROLLBACK TO SAVEPOINT") + 1:]  # the lookup of the checked path
+
+
+def test_a_mixed_batch_or_mysql_without_ids_takes_the_checked_path() -> None:
+    for d, batch, ids in [(sql.SQLITE, [_row("a", True), _row("b", False)], None),
+                          (sql.MYSQL, [_row("a", True)], None)]:
+        stmts = _statements(d, batch, ids, {})
+        assert "SAVEPOINT new_rows" not in stmts and stmts[0] == "SELECT id, name,"
