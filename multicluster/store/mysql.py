@@ -174,7 +174,9 @@ class _IdBlocks:
 
     async def _reserve(self, n: int) -> int:
         async with self._store.transaction() as tx:
-            await tx.execute("INSERT IGNORE INTO id_blocks (name, next_id) VALUES ('resources', 1)")
+            # Creates the counter on first use; a no-op update (not INSERT IGNORE, which warns) once it exists.
+            await tx.execute("INSERT INTO id_blocks (name, next_id) VALUES ('resources', 1) "
+                             "ON DUPLICATE KEY UPDATE next_id = next_id")
             (current,), = await tx.fetch("SELECT next_id FROM id_blocks WHERE name = 'resources' FOR UPDATE")
             (top,), = await tx.fetch("SELECT COALESCE(MAX(id), 0) + 1 FROM resources")
             start = max(int(current), int(top))

@@ -241,9 +241,8 @@ def decode(payload: bytes) -> list[Mutation]:
         if len(t) == 7:
             out.append(Delete(t[0], gvr, t[4], t[5], t[6]))
         else:
-            out.append(Row(cluster=t[0], gvr=gvr, namespace=t[4], name=t[5], resource_version=t[6], uid=t[7],
-                           kind=t[8], object=t[9], labels=t[10], fields=t[11], owner=t[12], created_at=t[13],
-                           new=t[14]))
+            # Positional, in Row's field order (see sync.to_row).
+            out.append(Row(t[0], gvr, t[4], t[5], t[7], t[8], t[6], t[9], t[10], t[11], t[12], t[13], t[14]))
     return out
 
 
