@@ -218,9 +218,11 @@ async def test_schema_applied_twice_is_idempotent(store_config: StoreConfig) -> 
         await second.close()
 
 
-async def test_concurrent_writers_keep_the_newest(store_config: StoreConfig) -> None:
+@pytest.mark.parametrize("hinted", [False, True], ids=["checked", "hinted-new"])
+async def test_concurrent_writers_keep_the_newest(store_config: StoreConfig, hinted: bool) -> None:
     """Two stores on one database (two daemon replicas) racing on the same keys: the highest RV wins and
-    the labels belong to the winning version."""
+    the labels belong to the winning version. Hinted: both replicas believe every object new (both listing
+    an empty store at once, then wrong hints), so each batch starts as plain inserts and loses the race."""
     a, b = open_store(store_config), open_store(store_config)
     await a.open()
     await b.open()
@@ -228,8 +230,8 @@ async def test_concurrent_writers_keep_the_newest(store_config: StoreConfig) -> 
         keys = [f"p{i}" for i in range(60)]
         for rnd in range(4):
             rv_a, rv_b = 10 * rnd + 1 + (rnd % 2), 10 * rnd + 2 - (rnd % 2)
-            batch_a = [row(k, rv_a, labels={"by": "a", "rv": str(rv_a)}) for k in keys]
-            batch_b = [row(k, rv_b, labels={"by": "b", "rv": str(rv_b)}) for k in reversed(keys)]
+            batch_a = [replace(row(k, rv_a, labels={"by": "a", "rv": str(rv_a)}), new=hinted) for k in keys]
+            batch_b = [replace(row(k, rv_b, labels={"by": "b", "rv": str(rv_b)}), new=hinted) for k in reversed(keys)]
             for attempt in range(5):  # the caller's retry: deadlocks are transient by contract
                 try:
                     await asyncio.gather(a.apply(batch_a), b.apply(batch_b))
@@ -243,6 +245,13 @@ async def test_concurrent_writers_keep_the_newest(store_config: StoreConfig) -> 
             page = await a.query(Query(gvr=PODS, labels=(Requirement("rv", "=", (winner,)),), limit=0))
             assert sorted(o.name for o in page.items) == sorted(keys)
             assert {o.resource_version for o in page.items} == {int(winner)}
+            assert isinstance(a, SQLStore)
+            for table in ("resource_labels", "resource_fields"):  # no index row outlives or misses its object
+                orphans = await a.fetch(f"SELECT COUNT(*) FROM {table} x LEFT JOIN resources r ON r.id = x.id "
+                                        "WHERE r.id IS NULL")
+                assert orphans == [(0,)], table
+            labels = await a.fetch("SELECT COUNT(*) FROM resource_labels")
+            assert labels == [(2 * len(keys),)]
     finally:
         await a.close()
         await b.close()
