@@ -74,7 +74,7 @@ class StoreConfig:
     password: str = field(default="", repr=False)
     database: str = "resources"
     pool_size: int = 4
-    writers: int = 1  # concurrent write batches (MySQL only); keys are sharded so each is written in order
+    writers: int = 2  # concurrent write batches (MySQL only); keys are sharded so each is written in order
     batch_size: int = 500
     flush_interval: float = 0.05
 
@@ -314,7 +314,7 @@ def _parse_store(data: Any, base: Path) -> StoreConfig:
         password=password,
         database=_opt(where, data, "database", str, "a database name", "resources"),
         pool_size=int(_positive("store.poolSize", _opt(where, data, "poolSize", int, "an integer", 4))),
-        writers=int(_positive("store.writers", _opt(where, data, "writers", int, "an integer", 1))),
+        writers=int(_positive("store.writers", _opt(where, data, "writers", int, "an integer", 2))),
         batch_size=int(_positive("store.batchSize", _opt(where, data, "batchSize", int, "an integer", 500))),
         flush_interval=float(
             _positive("store.flushInterval", _opt(where, data, "flushInterval", (int, float), "seconds", 0.05))

@@ -39,8 +39,10 @@ class Daemon:
         self.config = config
         self.supervisor = Supervisor("daemon")
         self.tracker = Tracker()
-        # store.writers > 1 lets a MySQL server that has cores to spare take concurrent batches; on the 2-core
-        # harness it did not help (lock waits), so one writer is the default. SQLite always has one writer.
+        # store.writers (default 2) lets a MySQL server take one batch while the daemon prepares the next: an initial
+        # sync on the 2-core harness went from 0.26 to 0.34 of a bare list's rate (4 runs each; 3 and 4 writers were no
+        # better). Before ids came from reserved blocks, concurrent batches contended in InnoDB's AUTO_INCREMENT
+        # lock and made it worse. SQLite always has one writer (its writer process pipelines instead).
         writers = config.store.writers if config.store.type == "mysql" else 1
         self.queue: WriteQueue = ShardedQueue(writers, config.sync.queue_size)
         self.clients: dict[str, ClusterClient] = {}

@@ -150,7 +150,10 @@ async def test_garbage_in_every_parameter_of_every_route(api: Api, harness: Harn
                         requests += 1
                         statuses[status] = statuses.get(status, 0) + 1
                         blank = not payload.replace(",", "").strip()  # an empty filter means "no filter"
-                        if status == 200 and target in FILTERS and template != "/v1/join" and not blank:
+                        # "-1" or "1e9" is a fair part of a real name ("cm-1", left by other tests): not garbage.
+                        fragment = target in ("namePrefix", "nameContains") and re.fullmatch(r"[a-z0-9.-]+", payload)
+                        checked = target in FILTERS and template != "/v1/join" and not blank and not fragment
+                        if status == 200 and checked:
                             # A filter that is garbage matches nothing (no injection widened a query).
                             items = body if isinstance(body, list) else body.get("items") if isinstance(
                                 body, dict) else None
