@@ -24,8 +24,10 @@ import functools
 import itertools
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -121,7 +123,18 @@ def _connect(path: str, pragmas: Sequence[str]) -> sqlite3.Connection:
 
 def _child_open(path: str, pragmas: Sequence[str]) -> None:
     global _CHILD
+    threading.Thread(target=_exit_with_parent, name="exit-with-parent", daemon=True).start()
     _CHILD = _connect(path, pragmas)
+
+
+def _exit_with_parent() -> None:
+    """Leave when the daemon is gone, however it went. A spawned pool worker holds both ends of its job pipe, so a
+    SIGKILLed daemon never closes it and the worker would wait for jobs forever, keeping the database open. An open
+    transaction is simply not committed (WAL)."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(0)
 
 
 def _child_close() -> None:

@@ -57,8 +57,30 @@ async def crash_ns(harness: Harness) -> AsyncIterator[str]:
     await asyncio.to_thread(rmns, harness, ns, ["cluster2"])
 
 
-def _kill_after_first_commit(p: DaemonProc, timeout: float = 120) -> float:
-    """SIGKILL the daemon as soon as its writer has committed some rows; returns the rows written by then."""
+def _state(pid: int) -> str:
+    """A process's state from /proc ("" once it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return {"Z": "zombie"}.get(stat.rsplit(")", 1)[1].split()[0], "running")
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return out
+
+
+def _kill_after_first_commit(p: DaemonProc, children: list[int] | None = None, timeout: float = 120) -> float:
+    """SIGKILL the daemon as soon as its writer has committed some rows; returns the rows written by then.
+    `children` receives the daemon's child processes as they were just before."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not p.alive():
@@ -68,6 +90,8 @@ def _kill_after_first_commit(p: DaemonProc, timeout: float = 120) -> float:
         except OSError:  # API not listening yet
             written = 0.0
         if written > 0:
+            if children is not None and p.proc is not None:
+                children.extend(_children(p.proc.pid))
             p.kill()
             return written
         time.sleep(0.005)
@@ -92,10 +116,20 @@ async def test_sigkill_during_large_batch_then_restart_converges(
     assert total >= BATCH
     p = DaemonProc(tmp_path, cfg)
     p.start(log_level="INFO")
+    children: list[int] = []
     try:
-        written = await asyncio.to_thread(_kill_after_first_commit, p)
+        assert p.proc is not None
+        written = await asyncio.to_thread(_kill_after_first_commit, p, children)
     finally:
         p.kill()
+    # The SQLite writer process does not outlive a SIGKILLed daemon (it would keep the database open forever).
+    assert (engine == "sqlite") == bool(children), children
+    for _ in range(100):
+        if not any(Path(f"/proc/{c}").exists() and "zombie" not in _state(c) for c in children):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError(f"writer process(es) {children} still running 10 s after the daemon was killed")
     async with opened(store_config(doc)) as store:
         rows = sum(n for (_, gvr), n in (await store.counts()).items() if gvr == CM)
     # Killed mid-sync: some batches committed, not all (so a batch was in flight or queued).
