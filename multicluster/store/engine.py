@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Generator, Sequence
+from collections.abc import Collection, Generator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, cast
@@ -76,7 +76,7 @@ def apply_steps(d: sql.Dialect, p: sql.WritePlan, updated_at: str, new_ids: Sequ
     """
     # Sorted, so two replicas writing overlapping batches lock rows in the same order (fewer deadlocks).
     keys = sorted(p.winners)
-    if (d.name == "sqlite" or new_ids is not None) and all_new(p):
+    if (d.name == "sqlite" or new_ids is not None) and all_new(p.winners.values()):
         done = yield from _insert_new(d, p, keys, updated_at, new_ids)
         if done is not None:
             return done
@@ -130,8 +130,9 @@ def apply_steps(d: sql.Dialect, p: sql.WritePlan, updated_at: str, new_ids: Sequ
     return ApplyResult(written=len(dec.rows), deleted=len(dec.deletes), skipped=dec.skipped)
 
 
-def all_new(p: sql.WritePlan) -> bool:
-    return bool(p.winners) and all(type(m) is Row and m.new for m in p.winners.values())
+def all_new(mutations: Collection[Mutation]) -> bool:
+    """Whether a batch is only rows hinted new, the batches apply() first tries as plain inserts."""
+    return bool(mutations) and all(type(m) is Row and m.new for m in mutations)
 
 
 def _insert_new(d: sql.Dialect, p: sql.WritePlan, keys: Sequence[sql.Ident], updated_at: str,
@@ -150,8 +151,8 @@ def _insert_new(d: sql.Dialect, p: sql.WritePlan, keys: Sequence[sql.Ident], upd
         yield Step("execute", "ROLLBACK TO SAVEPOINT new_rows", ())
         return None
     for table, attr in (("resource_labels", "labels"), ("resource_fields", "fields")):
-        insert = [(rid, k, v) for rid, r in zip(new_ids, rows, strict=False)
-                  for k, v in sql.index_pairs(getattr(r, attr))]
+        _, insert = sql.index_changes([(rid, getattr(r, attr)) for rid, r in zip(new_ids, rows, strict=False)],
+                                      set(), {})
         if insert:
             yield Step("executemany", sql.insert_index(d, table), insert)
     return ApplyResult(written=len(rows), skipped=p.skipped)

@@ -27,8 +27,8 @@ from pymysql.constants import SERVER_STATUS
 from multicluster.config import StoreConfig
 from multicluster.errors import StoreError
 from multicluster.store import schema, sql
-from multicluster.store.base import Mutation, Row
-from multicluster.store.engine import SQLStore, Tx
+from multicluster.store.base import Mutation
+from multicluster.store.engine import SQLStore, Tx, all_new
 
 log = logging.getLogger(__name__)
 
@@ -167,8 +167,9 @@ class _IdBlocks:
     async def take(self, n: int) -> range:
         async with self._lock:
             if self._end - self._next < n:
-                self._next = await self._reserve(max(n, self.BLOCK))
-                self._end = self._next + max(n, self.BLOCK)
+                size = max(n, self.BLOCK)
+                self._next = await self._reserve(size)
+                self._end = self._next + size
             start, self._next = self._next, self._next + n
             return range(start, start + n)
 
@@ -193,7 +194,7 @@ class MySQLStore(SQLStore):
         self._ids = _IdBlocks(self)
 
     async def _reserve_ids(self, mutations: Sequence[Mutation]) -> Sequence[int] | None:
-        if mutations and all(type(m) is Row and m.new for m in mutations):
+        if all_new(mutations):
             return await self._ids.take(len(mutations))
         return None
 
