@@ -28,7 +28,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -62,6 +62,9 @@ class ClusterConfig:
     context: str | None = None
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
+    # False for clusters that came from POST /v1/join: their kubeconfig is read only by the allow-list parser
+    # (multicluster.kubeconfig), never by kubernetes_asyncio's loader, which can run commands and read files.
+    trusted: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -521,3 +524,20 @@ def apply_overrides(cfg: Config, ov: Overrides) -> Config:
     if ov.lease_namespace:
         lease = replace(lease, namespace=ov.lease_namespace)
     return replace(cfg, server=server, store=store, lease=lease)
+
+
+_SECRET_ENV = re.compile(r"^MULTICLUSTER_\w*(TOKEN|PASSWORD)\w*$")
+
+
+def scrub_secret_env(environ: MutableMapping[str, str] | None = None) -> list[str]:
+    """Remove the daemon's secrets (MULTICLUSTER_TOKEN, MULTICLUSTER_ADMIN_TOKEN, MULTICLUSTER_DB_PASSWORD, …)
+    from the environment once the config holds them, and return the names removed.
+
+    kubernetes_asyncio's ExecProvider hands os.environ to the exec plugins of configured kubeconfigs (cloud login
+    helpers), and every child process inherits it; neither must see the daemon's credentials. `*_FILE` variables
+    are paths, not secrets, and stay."""
+    env = os.environ if environ is None else environ
+    names = [k for k in env if _SECRET_ENV.match(k) and not k.endswith("_FILE")]
+    for k in names:
+        del env[k]
+    return names
