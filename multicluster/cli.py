@@ -4,6 +4,7 @@ every flag can also come from the environment (MULTICLUSTER_*), and the DB passw
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 from collections.abc import Coroutine
@@ -12,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from multicluster.config import Overrides, apply_overrides, load_config
+from multicluster.config import Overrides, apply_overrides, check_exposure, load_config
 from multicluster.errors import MulticlusterError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="multicluster daemon")
@@ -39,8 +40,41 @@ def _fail(msg: str, hint: str | None = None, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+# Secret-carrying flags and what to use instead: a value on the command line shows in `ps` and /proc/PID/cmdline
+# to every local user, and in the pod spec of a Deployment.
+_SECRET_FLAGS = {
+    "token": ("--token", "--token-file", "MULTICLUSTER_TOKEN"),
+    "admin_token": ("--admin-token", "--admin-token-file", "MULTICLUSTER_ADMIN_TOKEN"),
+    "db_password": ("--db-password", "--db-password-file", "MULTICLUSTER_DB_PASSWORD"),
+}
+
+
+def _warn_secret_flags(ctx: typer.Context) -> None:
+    """A WARNING (never the value) for every secret given as a flag rather than a file or the environment."""
+    log = logging.getLogger("multicluster.cli")
+    for param, (flag, file_flag, env) in _SECRET_FLAGS.items():
+        # By name: typer ships its own copy of click, whose ParameterSource is not click's.
+        source = ctx.get_parameter_source(param)
+        if ctx.params.get(param) is not None and source is not None and source.name == "COMMANDLINE":
+            log.warning("%s was given on the command line, where other local users can read it (ps, /proc); "
+                        "use %s or the %s environment variable", flag, file_flag, env)
+
+
+def _read_flag_file(flag: str, path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        value = path.read_text().strip()
+    except OSError as exc:
+        _fail(f"{flag}: cannot read {path}: {exc.strerror or exc}")
+    if not value:
+        _fail(f"{flag}: {path} is empty", "put the secret on the file's first line")
+    return value
+
+
 @app.command()
 def run(
+    ctx: typer.Context,
     config: Annotated[Path, typer.Option("--config", envvar="MULTICLUSTER_CONFIG", help="daemon config.yaml")] = Path(
         "config/config.yaml"
     ),
@@ -52,7 +86,40 @@ def run(
     ] = None,
     token: Annotated[
         str | None,
-        typer.Option("--token", envvar="MULTICLUSTER_TOKEN", help="require this bearer token", show_default=False),
+        typer.Option(
+            "--token",
+            envvar="MULTICLUSTER_TOKEN",
+            show_default=False,
+            help="read token: every route but /healthz and /readyz requires it (prefer --token-file or the env var)",
+        ),
+    ] = None,
+    token_file: Annotated[
+        Path | None, typer.Option("--token-file", envvar="MULTICLUSTER_TOKEN_FILE", help="read the token from a file")
+    ] = None,
+    admin_token: Annotated[
+        str | None,
+        typer.Option(
+            "--admin-token",
+            envvar="MULTICLUSTER_ADMIN_TOKEN",
+            show_default=False,
+            help="when set, POST /v1/join and DELETE /v1/unjoin require this token (prefer --admin-token-file)",
+        ),
+    ] = None,
+    admin_token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--admin-token-file", envvar="MULTICLUSTER_ADMIN_TOKEN_FILE", help="read the admin token from a file"
+        ),
+    ] = None,
+    insecure_allow_unauthenticated: Annotated[
+        bool | None,
+        typer.Option(
+            "--insecure-allow-unauthenticated",
+            envvar="MULTICLUSTER_INSECURE_ALLOW_UNAUTHENTICATED",
+            help="allow a non-loopback --bind without a token (anyone who reaches the port can read and change "
+            "membership); logs a warning at every start",
+            show_default=False,
+        ),
     ] = None,
     store: Annotated[str | None, typer.Option("--store", envvar="MULTICLUSTER_STORE", help="sqlite or mysql")] = None,
     sqlite_path: Annotated[str | None, typer.Option("--sqlite-path", envvar="MULTICLUSTER_SQLITE_PATH")] = None,
@@ -99,12 +166,15 @@ def run(
     from multicluster import logsetup
 
     logsetup.setup(log_level)
+    _warn_secret_flags(ctx)
     password = db_password
     if db_password_file is not None:
         try:
             password = db_password_file.read_text().strip()
         except OSError as exc:
             _fail(f"--db-password-file: cannot read {db_password_file}: {exc.strerror}")
+    token = _read_flag_file("--token-file", token_file) or token
+    admin_token = _read_flag_file("--admin-token-file", admin_token_file) or admin_token
     try:
         cfg = load_config(config)
         cfg = apply_overrides(
@@ -123,8 +193,11 @@ def run(
                 lease_name=lease_name,
                 lease_namespace=lease_namespace,
                 cert_dir=cert_dir,
+                admin_token=admin_token,
+                insecure_allow_unauthenticated=insecure_allow_unauthenticated,
             ),
         )
+        check_exposure(cfg.server)
     except MulticlusterError as exc:
         _fail(str(exc), exc.hint)
     if write_cli_config:

@@ -19,13 +19,15 @@ Format (the seed's keys are kept verbatim; everything else is optional):
           exclude: [events]
     resources: {include: [], exclude: []}   # empty include = every listable+watchable type
     store: {type: sqlite, path: multicluster.db}   # or {type: mysql, host, port, user, password|passwordFile, database}
-    server: {bind: 127.0.0.1, port: 31888, token: ..., tokenFile: ...}
+    server: {bind: 127.0.0.1, port: 31888, token|tokenFile: ..., adminToken|adminTokenFile: ...,
+             allowedOrigins: [], allowedHosts: [], insecureAllowUnauthenticated: false, certDir: ...}
     sync: {pageSize: 500, resyncSeconds: 600, watchTimeoutSeconds: 300, dropManagedFields: true, storeSecrets: false}
 """
 
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 from collections.abc import Mapping, MutableMapping
@@ -86,8 +88,12 @@ class StoreConfig:
 class ServerConfig:
     bind: str = DEFAULT_BIND
     port: int = DEFAULT_PORT
-    token: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)  # read scope: every route but the health checks
     cert_dir: Path | None = None
+    admin_token: str | None = field(default=None, repr=False)  # when set, the only token join/unjoin accept
+    allowed_origins: tuple[str, ...] = ()  # browser origins allowed to call the API (scheme://host[:port])
+    allowed_hosts: tuple[str, ...] = ()  # extra names accepted in the Host header ("*" = no check, unsafe)
+    insecure_allow_unauthenticated: bool = False  # let a non-loopback bind run without a token
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,18 +343,114 @@ def _parse_server(data: Any, base: Path) -> ServerConfig:
         return ServerConfig()
     where = "server"
     _typed(where, data, dict, "a mapping")
-    _check_keys(where, data, ["bind", "port", "token", "tokenFile", "certDir"])
+    _check_keys(
+        where,
+        data,
+        [
+            "bind",
+            "port",
+            "token",
+            "tokenFile",
+            "adminToken",
+            "adminTokenFile",
+            "allowedOrigins",
+            "allowedHosts",
+            "insecureAllowUnauthenticated",
+            "certDir",
+        ],
+    )
     token = _opt(where, data, "token", str, "a string", None)
     token_file = _opt(where, data, "tokenFile", str, "a file path", None)
     if token_file:
         token = _read_secret_file("server.tokenFile", _resolve_path(token_file, base))
+    admin = _opt(where, data, "adminToken", str, "a string", None)
+    admin_file = _opt(where, data, "adminTokenFile", str, "a file path", None)
+    if admin_file:
+        admin = _read_secret_file("server.adminTokenFile", _resolve_path(admin_file, base))
     cert_dir = _opt(where, data, "certDir", str, "a directory", None)
-    return ServerConfig(
+    server = ServerConfig(
         bind=_opt(where, data, "bind", str, "an address", DEFAULT_BIND),
         port=_port("server.port", _opt(where, data, "port", int, "a port number", DEFAULT_PORT)),
         token=token or None,
         cert_dir=_resolve_path(cert_dir, base) if cert_dir else None,
+        admin_token=admin or None,
+        allowed_origins=_origins("server.allowedOrigins", data.get("allowedOrigins")),
+        allowed_hosts=_hosts("server.allowedHosts", data.get("allowedHosts")),
+        insecure_allow_unauthenticated=_opt(where, data, "insecureAllowUnauthenticated", bool, "true or false",
+                                            False),
     )
+    check_scopes(server, "server.adminToken")
+    return server
+
+
+def _names(where: str, value: Any, what: str) -> list[str]:
+    if value is None:
+        return []
+    _typed(where, value, list, f"a list of {what}")
+    return [_typed(f"{where}[{i}]", item, str, what).strip() for i, item in enumerate(value)]
+
+
+def _origins(where: str, value: Any) -> tuple[str, ...]:
+    """Origins as browsers send them: scheme://host[:port], compared case-insensitively, no trailing slash."""
+    out = []
+    for i, origin in enumerate(_names(where, value, "origins like https://dashboard.example.com")):
+        norm = origin.lower().rstrip("/")
+        scheme, sep, rest = norm.partition("://")
+        if not sep or scheme not in ("http", "https") or not rest or "/" in rest:
+            raise ConfigError(
+                f'{where}[{i}]: "{origin}" is not an origin',
+                hint="write scheme://host[:port] exactly as the browser's Origin header, e.g. https://dash.example.com",
+            )
+        out.append(norm)
+    return tuple(out)
+
+
+def _hosts(where: str, value: Any) -> tuple[str, ...]:
+    return tuple(h.lower() for h in _names(where, value, 'host names (or "*" to accept any, unsafe)') if h)
+
+
+def check_scopes(server: ServerConfig, where: str) -> None:
+    """An admin token equal to the read token would give every reader the admin scope."""
+    if server.admin_token and server.admin_token == server.token:
+        raise ConfigError(
+            f"{where}: the admin token is the same as the read token",
+            hint="use a different, secret value for the admin token (or leave it unset)",
+        )
+
+
+def is_loopback(bind: str) -> bool:
+    if bind.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(bind.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(server: ServerConfig) -> list[str]:
+    """The secure-by-default rule for the listen address. Raises ConfigError when a non-loopback bind has no read
+    token (anyone who reaches the port could read every mirrored object and join or unjoin clusters); returns the
+    warnings to log at start otherwise."""
+    if is_loopback(server.bind):
+        return []
+    warnings = []
+    if not server.token:
+        if not server.insecure_allow_unauthenticated:
+            raise ConfigError(
+                f"refusing to serve the API on {server.bind} without a token: set server.token (or "
+                "--token-file/MULTICLUSTER_TOKEN), bind to loopback with --bind 127.0.0.1, or pass "
+                "--insecure-allow-unauthenticated to accept an open API"
+            )
+        warnings.append(
+            f"the API on {server.bind} runs without authentication (--insecure-allow-unauthenticated): anyone "
+            "who reaches the port can read every mirrored object and join or unjoin clusters; set server.token"
+        )
+    if server.cert_dir is None:
+        warnings.append(
+            f"the API on {server.bind} is plain HTTP: tokens travel in clear; serve HTTPS with --cert-dir "
+            "(tls.crt, tls.key)"
+        )
+    return warnings
 
 
 def _port(where: str, value: int) -> int:
@@ -474,10 +576,10 @@ class Overrides:
 
     port: int | None = None
     bind: str | None = None
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)
     db_endpoint: str | None = None
     db_user: str | None = None
-    db_password: str | None = None
+    db_password: str | None = field(default=None, repr=False)
     db_database: str | None = None
     sqlite_path: str | None = None
     store_type: str | None = None
@@ -485,6 +587,8 @@ class Overrides:
     lease_name: str | None = None
     lease_namespace: str | None = None
     cert_dir: str | None = None
+    admin_token: str | None = field(default=None, repr=False)
+    insecure_allow_unauthenticated: bool | None = None
 
 
 def apply_overrides(cfg: Config, ov: Overrides) -> Config:
@@ -495,6 +599,11 @@ def apply_overrides(cfg: Config, ov: Overrides) -> Config:
         server = replace(server, bind=ov.bind)
     if ov.token:
         server = replace(server, token=ov.token)
+    if ov.admin_token:
+        server = replace(server, admin_token=ov.admin_token)
+    if ov.insecure_allow_unauthenticated is not None:
+        server = replace(server, insecure_allow_unauthenticated=ov.insecure_allow_unauthenticated)
+    check_scopes(server, "--admin-token")
     if ov.cert_dir:
         d = Path(os.path.expanduser(ov.cert_dir))
         if not d.is_dir():

@@ -331,9 +331,13 @@ class Daemon:
     async def _start_api(self) -> None:
         from aiohttp import web
 
-        from multicluster.api import build_app
+        from multicluster.api import Access, build_app
+        from multicluster.config import check_exposure
 
-        app = build_app(self)
+        server = self.config.server
+        for warning in check_exposure(server):  # raises ConfigError for an open API off loopback
+            log.warning("%s", warning)
+        app = build_app(self, Access.from_server(server))
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         ssl_ctx = None
@@ -349,7 +353,9 @@ class Daemon:
         self._runner = runner
         scheme = "https" if ssl_ctx else "http"
         self.api_address = f"{scheme}://{self.config.server.bind}:{self.config.server.port}"
-        log.info("API listening on %s%s", self.api_address, " (bearer token required)" if self.token else "")
+        scopes = " (bearer token required" + ("; admin token for join/unjoin)" if server.admin_token else ")")
+        log.info("API listening on %s%s", self.api_address, scopes if self.token else
+                 " (admin token required for join/unjoin)" if server.admin_token else "")
 
     async def _start_controller(self) -> None:
         master = self.config.master

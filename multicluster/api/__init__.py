@@ -7,7 +7,8 @@ Routes (details and schemas at GET /openapi.json):
   GET /v1/clusters, /healthz, /readyz, /metrics, /openapi.json
 
 The daemon implements ApiBackend (store, token, resolve, clusters, ready) and gives ClusterView snapshots; the
-API never builds SQL (the store binds every value from the Query it is given).
+API never builds SQL (the store binds every value from the Query it is given). Access says who may call it
+(read/admin tokens, allowed browser origins and Host names); see middleware.py for the checks.
 """
 
 from __future__ import annotations
@@ -16,19 +17,21 @@ from aiohttp import web
 
 from multicluster.api import join, routes
 from multicluster.api.backend import ApiBackend, ClusterView, freshness
-from multicluster.api.middleware import BACKEND, api_middleware, json_response
+from multicluster.api.middleware import ACCESS, BACKEND, Access, api_middleware, json_response
 from multicluster.api.openapi import document
 
-__all__ = ["BACKEND", "ApiBackend", "ClusterView", "build_app", "freshness"]
+__all__ = ["ACCESS", "BACKEND", "Access", "ApiBackend", "ClusterView", "build_app", "freshness"]
 
 # aiohttp refuses request lines over 8190 bytes with a bare text/plain 400; allow more so the middleware can
 # answer oversized URLs with a JSON 414 that says what happened.
 _MAX_LINE = 65536
 
 
-def build_app(backend: ApiBackend) -> web.Application:
+def build_app(backend: ApiBackend, access: Access | None = None) -> web.Application:
+    """The API over `backend`; `access` defaults to the backend's read token and loopback-only Host names."""
     app = web.Application(middlewares=[api_middleware], handler_args={"max_line_size": _MAX_LINE})
     app[BACKEND] = backend
+    app[ACCESS] = access if access is not None else Access(token=backend.token)
     spec = document()
 
     async def openapi(request: web.Request) -> web.StreamResponse:

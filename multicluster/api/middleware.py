@@ -1,18 +1,31 @@
-"""The one middleware every request passes: auth, size limits, latency metrics, and exceptions → JSON errors.
+"""The one middleware every request passes: browser checks, auth, size limits, latency metrics, and exceptions →
+JSON errors.
 
 This is the API's error boundary (STYLE: translate errors once per boundary). Whatever a handler raises leaves
 as `{"error": ..., "hint": ...}` with a status that tells the client whose fault it was: 4xx for input it can
 fix, 503 for a store outage worth retrying, and 500 with a request id (never a traceback) for our bugs.
+
+It is also the trust boundary, checked in this order before any handler runs:
+- Host: a web page can make the operator's browser talk to 127.0.0.1 under a DNS name it controls (DNS
+  rebinding). Only `localhost`, loopback IPs, the bound address, IP literals when bound to a wildcard address (a
+  rebinding needs a name) and `server.allowedHosts` pass.
+- Origin: browsers send it on cross-site requests, and a plain form post (multipart, text/plain) needs no CORS
+  preflight, so without this check any web page could join a cluster to a daemon on 127.0.0.1. Command-line
+  clients send no Origin and are unaffected.
+- Tokens: the read token opens every route but the health checks; with an admin token configured, join and
+  unjoin need exactly that token (the admin token also opens every read route). Both compared in constant time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -21,13 +34,84 @@ from aiohttp import web
 from multicluster import metrics
 from multicluster.api.backend import ApiBackend
 from multicluster.api.params import MAX_QUERY_BYTES, check_sizes
+from multicluster.config import ServerConfig
 from multicluster.errors import ClusterError, GVRError, MembershipError, MulticlusterError, QueryError, StoreError
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 UNAUTHENTICATED = frozenset({"/healthz", "/readyz"})
+ADMIN_ROUTES = frozenset({"/v1/join", "/v1/unjoin"})  # canonical routes that need the admin scope
+_WILDCARDS = frozenset({"0.0.0.0", "::", "[::]", ""})  # noqa: S104 - compared, not bound
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """Who may call the API: tokens per scope, browser origins, and the host names the daemon answers to."""
+
+    token: str | None = field(default=None, repr=False)
+    admin_token: str | None = field(default=None, repr=False)
+    allowed_origins: frozenset[str] = frozenset()
+    allowed_hosts: frozenset[str] = frozenset()
+    bind: str = "127.0.0.1"
+
+    @classmethod
+    def from_server(cls, server: ServerConfig) -> Access:
+        return cls(
+            token=server.token,
+            admin_token=server.admin_token,
+            allowed_origins=frozenset(o.lower().rstrip("/") for o in server.allowed_origins),
+            allowed_hosts=frozenset(h.lower() for h in server.allowed_hosts),
+            bind=server.bind,
+        )
+
+    def host_allowed(self, header: str | None) -> bool:
+        if header is None or "*" in self.allowed_hosts:
+            return True  # HTTP/1.0 clients send no Host; browsers always do
+        host = _hostname(header)
+        if host in ("localhost", self.bind.lower().strip("[]")) or host in self.allowed_hosts:
+            return True
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return ip.is_loopback or self.bind in _WILDCARDS
+
+    def origin_allowed(self, origin: str) -> bool:
+        return origin.strip().lower().rstrip("/") in self.allowed_origins
+
+    def scopes(self, given: bytes | None) -> tuple[bool, bool]:
+        """(read, admin): what a bearer token opens. Without a read token reads are open; without an admin token
+        the admin routes need what the read routes need."""
+        is_admin = _matches(given, self.admin_token)
+        read = is_admin or _matches(given, self.token) or self.token is None
+        return read, (is_admin if self.admin_token is not None else read)
+
+
+def _hostname(header: str) -> str:
+    host = header.strip().lower()
+    if host.startswith("["):  # [v6]:port
+        return host[1:].partition("]")[0]
+    if host.count(":") == 1:
+        host = host.partition(":")[0]
+    return host.rstrip(".")
+
+
+def _bearer(request: web.Request) -> bytes | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        return None
+    return given.strip().encode()
+
+
+def _matches(given: bytes | None, token: str | None) -> bool:
+    return given is not None and token is not None and hmac.compare_digest(given, token.encode())
+
+
 BACKEND: web.AppKey[ApiBackend] = web.AppKey("backend")
+ACCESS: web.AppKey[Access] = web.AppKey("access", Access)
+AUTHORIZED: web.RequestKey[bool] = web.RequestKey("authorized", bool)  # the read scope was granted
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -51,12 +135,41 @@ def _route_label(request: web.Request) -> str:
     return resource.canonical
 
 
-def _authorized(request: web.Request, token: str) -> bool:
-    header = request.headers.get("Authorization", "")
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not given:
-        return False
-    return hmac.compare_digest(given.strip().encode(), token.encode())
+def _refusal(request: web.Request, access: Access) -> web.Response | None:
+    """The trust boundary's answer to a request it refuses, or None to let it through."""
+    if not access.host_allowed(request.headers.get("Host")):
+        log.warning("refused %s %s: Host %r is not one of this daemon's names", request.method, request.path[:200],
+                    request.headers.get("Host", "")[:100])
+        return error_response(403, "the Host header names a host this daemon does not answer to",
+                              "add the name clients use to server.allowedHosts (requests through a DNS name that "
+                              "is not configured are refused to stop DNS rebinding)")
+    origin = request.headers.get("Origin")
+    if origin is not None and not access.origin_allowed(origin):
+        log.warning("refused %s %s from Origin %r", request.method, request.path[:200], origin[:100])
+        return error_response(403, "cross-origin requests are refused: this Origin is not allowed",
+                              "a web page cannot call this API unless its origin is listed in "
+                              "server.allowedOrigins; command-line clients send no Origin header")
+    given = _bearer(request)
+    read, admin = access.scopes(given)
+    request[AUTHORIZED] = read
+    if request.path in UNAUTHENTICATED:
+        return None
+    if _route_label(request) not in ADMIN_ROUTES:
+        return None if read else _unauthorized()
+    if admin:
+        return None
+    if not _matches(given, access.token):
+        return _unauthorized()
+    return error_response(403, "joining and unjoining clusters needs the admin token, not the read token",
+                              "send the admin token (server.adminToken) as `Authorization: Bearer <token>`; the "
+                              "plugin reads it from --admin-token, MULTICLUSTER_ADMIN_TOKEN or the `adminToken:` "
+                              "line of its config file")
+
+
+def _unauthorized() -> web.Response:
+    return error_response(401, "missing or wrong bearer token",
+                          "send `Authorization: Bearer <token>`; the plugin reads it from --token, "
+                          "MULTICLUSTER_TOKEN or the `token:` line of its config file")
 
 
 _HTTP_HINTS = {
@@ -73,11 +186,9 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     start = time.perf_counter()
     label = _route_label(request)
     try:
-        token = request.app[BACKEND].token
-        if token and request.path not in UNAUTHENTICATED and not _authorized(request, token):
-            return error_response(401, "missing or wrong bearer token",
-                                  "send `Authorization: Bearer <token>`; the plugin reads it from --token, "
-                                  "MULTICLUSTER_TOKEN or the `token:` line of its config file")
+        refused = _refusal(request, request.app[ACCESS])
+        if refused is not None:
+            return refused
         if len(request.raw_path) > MAX_QUERY_BYTES:
             return error_response(414, f"the URL is too long ({len(request.raw_path)} bytes; max {MAX_QUERY_BYTES})",
                                   "no query needs more than a few KB of parameters")

@@ -20,7 +20,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from multicluster.api.backend import ApiBackend, ClusterView, freshness, gvr_json
-from multicluster.api.middleware import BACKEND, STREAMING, error_response, json_response
+from multicluster.api.middleware import AUTHORIZED, BACKEND, STREAMING, error_response, json_response
 from multicluster.api.params import (
     bool_param,
     decode_continue,
@@ -297,10 +297,22 @@ async def healthz(request: web.Request) -> web.StreamResponse:
 
 
 async def readyz(request: web.Request) -> web.StreamResponse:
-    """GET /readyz: 200 once every initial sync is done, else 503 listing what is pending."""
+    """GET /readyz: 200 once every initial sync is done, else 503 listing what is pending.
+
+    Probes carry no token, so without one the answer is counts only: cluster names, API server addresses and
+    error text (RBAC messages, dial errors) are for callers that may read /v1/clusters anyway."""
     backend = request.app[BACKEND]
-    if backend.ready():
-        return json_response({"status": "ready"})
+    ready = backend.ready()
+    if not request.get(AUTHORIZED, False):
+        views = backend.clusters()
+        waiting = sum(1 for v in views if not v.ready)
+        if ready:
+            return json_response({"status": "ready", "ready": True, "pending": 0, "clusters": len(views)})
+        return error_response(503, f"not ready: {waiting} of {len(views)} clusters still in their initial sync",
+                              "send the API token to see which syncs are pending, or GET /v1/clusters",
+                              ready=False, pending=waiting, clusters=len(views))
+    if ready:
+        return json_response({"status": "ready", "ready": True})
     pending: list[dict[str, Any]] = []
     for v in backend.clusters():
         syncs = [s for s in v.syncs if s.status != "synced" or not s.synced_at]
