@@ -26,7 +26,7 @@ from pymysql.constants import SERVER_STATUS
 
 from multicluster.config import StoreConfig
 from multicluster.errors import StoreError
-from multicluster.store import schema, sql
+from multicluster.store import ownership, schema, sql
 from multicluster.store.base import Mutation
 from multicluster.store.engine import SQLStore, Tx, all_new
 
@@ -265,11 +265,7 @@ class MySQLStore(SQLStore):
             await conn.commit()
 
     async def _run_schema(self, cur: aiomysql.Cursor) -> None:
-        await cur.execute(schema.OUTDATED["mysql"])
-        if await cur.fetchall():
-            log.warning("%s: %s", self.where, schema.REBUILD_NOTICE)
-            for stmt in schema.DROP_OUTDATED:
-                await cur.execute(stmt)
+        await ownership.claim(_MySQLTx(cur), sql.MYSQL, self.where, cur.connection.commit)
         for stmt in schema.for_mysql():
             try:
                 await cur.execute(stmt)

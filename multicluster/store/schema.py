@@ -30,19 +30,6 @@ _SERIAL = re.compile(r"\bBIGINT\s+NOT\s+NULL\s+AUTO_INCREMENT\s+PRIMARY\s+KEY\b"
 # label and field rows: three per object in a typical sync).
 _TABLE_PK = re.compile(r",\s*PRIMARY\s+KEY\s*\(", re.IGNORECASE)
 
-# Layout 1 (until November 2026) keyed resources by a hash of the identity. Its rows are a mirror of the clusters,
-# so an old store is dropped and refilled by the next sync rather than migrated in place.
-OUTDATED = {
-    "sqlite": "SELECT 1 FROM pragma_table_info('resources') WHERE name = 'id' AND upper(type) <> 'INTEGER'",
-    "mysql": "SELECT 1 FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'resources' "
-             "AND COLUMN_NAME = 'id' AND LOCATE('auto_increment', EXTRA) = 0",
-}
-DROP_OUTDATED = ["DROP TABLE IF EXISTS resource_labels", "DROP TABLE IF EXISTS resource_fields",
-                 "DROP TABLE IF EXISTS resources", "DROP TABLE IF EXISTS sync_state"]
-REBUILD_NOTICE = ("the store was written by an older multicluster (hashed row ids); dropping its tables so this "
-                  "sync refills them from the clusters")
-
-
 def load() -> str:
     """The text of multicluster/schema.sql as shipped in the package."""
     return resources.files("multicluster").joinpath("schema.sql").read_text(encoding="utf-8")

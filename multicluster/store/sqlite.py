@@ -27,6 +27,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import sqlite3
+import stat
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -39,7 +40,7 @@ import msgspec
 
 from multicluster.errors import StoreError
 from multicluster.gvr import GVR
-from multicluster.store import schema, sql
+from multicluster.store import ownership, schema, sql
 from multicluster.store.base import ApplyResult, Delete, Mutation, Row
 from multicluster.store.engine import SQLStore, Step, Steps, Tx, prepare, warn_unfit
 
@@ -357,6 +358,29 @@ class _SQLiteTx:
         return await self._conn.run(functools.partial(_try_insert, text=text, rows=[tuple(r) for r in rows]))
 
 
+def _private_files(path: str) -> None:
+    """Create the database file readable by its owner only, and narrow one left wider by an earlier daemon.
+
+    The store mirrors every object the daemon syncs, Secrets included when configured, so no other local user
+    may read it. SQLite creates the -wal, -shm and -journal files with the mode of the database file, hence
+    creating that one 0600 before SQLite opens it is enough for the files to come."""
+    db = Path(path)
+    db.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(db, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+    narrowed = []
+    for f in (db, *(Path(f"{db}{suffix}") for suffix in ("-wal", "-shm", "-journal"))):
+        try:
+            mode = stat.S_IMODE(f.stat().st_mode)
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            f.chmod(0o600)
+            narrowed.append(f"{f.name} ({mode:04o})")
+    if narrowed:
+        log.warning("sqlite store %s: %s readable by other users; narrowed to 0600 (owner only)", path,
+                    ", ".join(narrowed) + (" was" if len(narrowed) == 1 else " were"))
+
+
 class SQLiteStore(SQLStore):
     dialect = sql.SQLITE
 
@@ -416,12 +440,9 @@ class SQLiteStore(SQLStore):
             return
         try:
             if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                _private_files(self.path)
             self._writer = await self._connect(read_only=False)
-            if await self._writer.fetch(schema.OUTDATED["sqlite"]):
-                log.warning("sqlite store %s: %s", self.path, schema.REBUILD_NOTICE)
-                for stmt in schema.DROP_OUTDATED:
-                    await self._writer.execute(stmt)
+            await ownership.claim(self._writer, sql.SQLITE, f"sqlite store {self.path}")
             for stmt in schema.for_sqlite():
                 await self._writer.execute(stmt)
             # An in-memory database is private to its connection, so reads must share the writer's.
