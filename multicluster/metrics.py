@@ -48,3 +48,15 @@ LEADER = Gauge("multicluster_leader", "1 while this replica holds the leader lea
                registry=REGISTRY)
 INFORMERS = Gauge("multicluster_informers", "Informers this replica runs per cluster (shards)", ["cluster"],
                   registry=REGISTRY)
+TASK_CRASHES = Counter(
+    "multicluster_task_crashes_total",
+    "Crashes of supervised tasks (restarted with backoff), by kind of task",
+    ["task"],
+    registry=REGISTRY,
+)
+ROWS_DROPPED = Counter(
+    "multicluster_store_rows_dropped_total",
+    "Changes the store could not take and the writer dropped (logged with the object and the reason)",
+    ["reason"],
+    registry=REGISTRY,
+)

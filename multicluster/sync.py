@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -236,14 +236,16 @@ class Writer:
         while True:
             if not len(shard):
                 idle.set()
-            batch = await shard.get_batch(self.batch_size, self.linger)
+            batch = _storable(shard, await shard.get_batch(self.batch_size, self.linger))
             idle.clear()
             async with lock:
                 if isinstance(self.store, SQLiteStore):
                     await self._pipeline(self.store, shard, batch)
                 else:
-                    await self._write(_mutations(batch))
-                    _finished(shard, batch)
+                    try:
+                        await self._write(_mutations(batch))
+                    finally:
+                        _finished(shard, batch)
 
     async def _pipeline(self, store: SQLiteStore, shard: CoalescingQueue[QueueKey, Mutation], batch: Batch) -> None:
         """Write `batch` while the next one, if it is ready, waits queued on the writer behind it.
@@ -253,32 +255,44 @@ class Writer:
         if that fails, the store skips it, and both are written again in order the ordinary way. Bounded, so a
         long initial sync still lets paused() in between runs.
         """
-        current = store.start_apply(_mutations(batch), None)
-        for run in range(PIPELINE_RUN):
-            if current is None:  # a transaction() holds the store: the ordinary way
-                await self._write(_mutations(batch))
-                _finished(shard, batch)
-                return
-            last = run == PIPELINE_RUN - 1
-            following = await shard.get_batch(self.batch_size, 0) if len(shard) and not last else None
-            queued = store.start_apply(_mutations(following), current[0]) if following else None
-            t0 = time.monotonic()
-            try:
-                res = await current[1]
-            except StoreError:
-                if queued is not None:
-                    with contextlib.suppress(StoreError):
-                        await queued[1]  # skipped, since its predecessor failed
-                for b in (batch, following):
-                    if b:
-                        await self._write(_mutations(b))
-                        _finished(shard, b)
-                return
-            self._succeeded(res, len(batch), t0)
-            _finished(shard, batch)
-            if following is None:
-                return
-            batch, current = following, queued
+        unfinished = [batch]  # released on every way out, so flushed() can never wait for a lost batch
+        try:
+            current = _start(store, batch, None)
+            for run in range(PIPELINE_RUN):
+                if current is None:  # a transaction() holds the store: the ordinary way
+                    await self._write(_mutations(batch))
+                    return
+                last = run == PIPELINE_RUN - 1
+                following = None
+                if len(shard) and not last:
+                    following = _storable(shard, await shard.get_batch(self.batch_size, 0)) or None
+                if following:
+                    unfinished.append(following)
+                queued = _start(store, following, current[0]) if following else None
+                t0 = time.monotonic()
+                try:
+                    res = await current[1]
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    # StoreError or anything else a row made the store raise: the queued batch is skipped (its
+                    # predecessor failed), and both go the ordinary way, which retries or isolates the bad row.
+                    if queued is not None:
+                        with contextlib.suppress(Exception):
+                            await queued[1]
+                    for b in (batch, following):
+                        if b:
+                            await self._write(_mutations(b))
+                            _finished(shard, unfinished.pop(0))
+                    return
+                self._succeeded(res, len(batch), t0)
+                _finished(shard, unfinished.pop(0))
+                if following is None:
+                    return
+                batch, current = following, queued
+        finally:
+            for b in unfinished:
+                _finished(shard, b)
 
     @contextlib.asynccontextmanager
     async def paused(self) -> AsyncIterator[None]:
@@ -298,22 +312,32 @@ class Writer:
         return True
 
     async def _write(self, mutations: list[Mutation]) -> None:
+        if not mutations:
+            return
         attempt = 0
         while True:
             t0 = time.monotonic()
             try:
                 res = await self.store.apply(mutations)
-            except StoreError as exc:
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # A StoreError says whether retrying can help; anything else (a driver's OverflowError, an
+                # encoding error) comes from the data of some row and never heals by waiting.
+                transient = isinstance(exc, StoreError) and exc.transient
                 metrics.STORE_ERRORS.inc()
                 self.healthy = False
-                if not exc.transient and len(mutations) > 1:
+                if not transient and len(mutations) > 1:
                     # Isolate the bad mutation instead of failing the whole batch forever.
                     mid = len(mutations) // 2
                     await self._write(mutations[:mid])
                     await self._write(mutations[mid:])
                     return
-                if not exc.transient:
-                    log.error("store rejected %s: %s (dropped)", _describe(mutations[0]), exc)
+                if not transient:
+                    reason = "rejected" if isinstance(exc, StoreError) else "error"
+                    metrics.ROWS_DROPPED.labels(reason).inc()
+                    log.error("store rejected %s: %s: %s (dropped)", _describe(mutations[0]), type(exc).__name__, exc)
+                    self.healthy = True
                     return
                 delay = self.backoff.delay(attempt)
                 attempt += 1
@@ -362,11 +386,46 @@ def _mutations(batch: Batch) -> list[Mutation]:
     return [m for _, m, _ in batch]
 
 
+def _start(store: SQLiteStore, batch: Batch, after: int | None) -> tuple[int, Awaitable[ApplyResult]] | None:
+    """store.start_apply for the batch's storable mutations; None (the caller writes it the ordinary way, which
+    isolates bad rows) when the store is busy or encoding the batch failed."""
+    try:
+        return store.start_apply(_mutations(batch), after)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.debug("queueing a batch on the writer failed (%s); writing it the ordinary way", exc)
+        return None
+
+
 def _finished(shard: CoalescingQueue[QueueKey, Mutation], batch: Batch) -> None:
     shard.finished(len(batch))
     now = time.monotonic()
     for _, _, t0 in batch:
         metrics.EVENT_LAG.observe(now - t0)
+
+
+MAX_RESOURCE_VERSION = 2**63 - 1
+
+
+def _storable(shard: CoalescingQueue[QueueKey, Mutation], batch: Batch) -> Batch:
+    """The batch without mutations no store can hold (a member sent a resourceVersion outside the stores' signed
+    64-bit column): those are dropped here, counted, logged and marked finished, so they never reach a
+    transaction with other clusters' rows."""
+    if all(0 <= m.resource_version <= MAX_RESOURCE_VERSION for _, m, _ in batch):
+        return batch
+    kept: Batch = []
+    dropped: Batch = []
+    for item in batch:
+        m = item[1]
+        if 0 <= m.resource_version <= MAX_RESOURCE_VERSION:
+            kept.append(item)
+        else:
+            dropped.append(item)
+            metrics.ROWS_DROPPED.labels("resource-version-out-of-range").inc()
+            log.error("%s has resourceVersion %d, outside 0..2^63-1 (dropped)", _describe(m), m.resource_version)
+    _finished(shard, dropped)
+    return kept
 
 
 def _describe(m: Mutation) -> str:
