@@ -8,6 +8,7 @@ The seed wrote two formats over its life and users still have both on disk, so r
     serverPort: 31888               # int or string
     masterClusterKubeConfigPath: /root/.kube/config
     token: s3cret                   # optional bearer token for the API (the seed parsed it but never sent it)
+    adminToken: s3cret-admin        # optional: join/unjoin send it when the daemon has server.adminToken
 
 The daemon calls ensure_cli_config() at start so `kubectl multicluster` works out of the box on the same host.
 It writes only when the file is missing: a user's file (perhaps pointing at a remote daemon) is never replaced.
@@ -37,6 +38,7 @@ class CliConfig:
     master_kubeconfig: str = ""
     token: str | None = field(default=None, repr=False)
     path: Path | None = None
+    admin_token: str | None = field(default=None, repr=False)
     legacy: bool = False  # read from the old one-line `server: PORT` format
 
     @property
@@ -97,6 +99,7 @@ def parse_cli_config(text: str, path: Path | None = None) -> CliConfig:
     else:
         host, port, legacy = DEFAULT_HOST, DEFAULT_PORT, False
     token = data.get("token")
+    admin = data.get("adminToken")
     return CliConfig(
         host=host or DEFAULT_HOST,
         port=port,
@@ -104,6 +107,7 @@ def parse_cli_config(text: str, path: Path | None = None) -> CliConfig:
         token=str(token) if token not in (None, "") else None,
         path=path,
         legacy=legacy,
+        admin_token=str(admin) if admin not in (None, "") else None,
     )
 
 

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import signal
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from multicluster import gvr as gvrmod
@@ -32,6 +32,14 @@ if TYPE_CHECKING:
     from multicluster.membership import Membership
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Removal:
+    """What stopping a cluster did to the shared store."""
+
+    rows: int  # rows purged
+    kept_for: tuple[str, ...] = ()  # other replicas that still sync the cluster (its rows were kept for them)
 
 
 class Daemon:
@@ -159,12 +167,14 @@ class Daemon:
         self.syncs[name] = sync
         if self.shards is not None:
             shards = self.shards
-            sync.owns = lambda c, g: shards.owns(f"{c}/{g}")
+            sync.owns = lambda c, g: shards.owns(f"{c}/{g}", c)
+            shards.set_clusters(self.syncs)
         self.supervisor.spawn(f"cluster/{name}", sync.run)
         self._notify_controller()
 
-    async def remove_member(self, name: str) -> int:
-        """Stop a cluster's informers and queued writes, then purge its rows. Returns rows deleted.
+    async def remove_member(self, name: str) -> Removal:
+        """Stop a cluster's informers and queued writes, then purge its rows unless another replica still syncs
+        the cluster (lease mode: the rows are shared, and that replica keeps them current).
 
         Order matters: informers first (nothing new is queued), then pending queue items, then wait for the
         batch in flight, then delete — so no row of the cluster can be written back after the purge."""
@@ -172,7 +182,14 @@ class Daemon:
         await self.supervisor.stop(f"cluster/{name}")
         await sync.stop()
         self.queue.discard(lambda k: k[0] == name)
-        if self.writer is not None:
+        kept_for: list[str] = []
+        if self.shards is not None:
+            self.shards.set_clusters(self.syncs)
+            kept_for = await self.shards.others_holding(name)
+        rows = 0
+        if kept_for:
+            log.info("cluster %s: rows kept, replicas %s still sync it", name, ", ".join(kept_for))
+        elif self.writer is not None:
             async with self.writer.paused():
                 rows = await self.store.delete_cluster(name)
         else:
@@ -182,7 +199,7 @@ class Daemon:
         if client is not None:
             await client.close()
         self._notify_controller()
-        return rows
+        return Removal(rows, tuple(kept_for))
 
     def _notify_controller(self) -> None:
         """Membership changed: the delivery controller re-checks placements (new clusters get their copies)."""
@@ -206,8 +223,8 @@ class Daemon:
         self.config = replace(self.config, clusters=new.clusters, include=new.include, exclude=new.exclude)
         for name in sorted(old_names - new_by_name.keys() - joined):
             if name in self.syncs:
-                rows = await self.remove_member(name)
-                log.info("reload: cluster %s removed (%d rows purged)", name, rows)
+                removal = await self.remove_member(name)
+                log.info("reload: cluster %s removed (%d rows purged)", name, removal.rows)
         for name, c in new_by_name.items():
             if name in self.syncs and self.syncs[name].cluster != c:
                 await self.remove_member(name)
@@ -236,20 +253,15 @@ class Daemon:
 
         self.membership = Membership(self)
         joined = self.membership.load()
-        # Rows of clusters no longer configured (nor joined) would otherwise be served forever.
         configured = {c.name for c in cfg.clusters} | {c.name for c in joined}
-        for cluster, _g in list((await self.store.counts()).keys()):
-            if cluster not in configured:
-                n = await self.store.delete_cluster(cluster)
-                log.info("removed %d rows of cluster %s (no longer configured)", n, cluster)
-                configured.add(cluster)
         self.writer = Writer(
             self.store, self.queue, self.tracker, batch_size=cfg.store.batch_size, linger=cfg.store.flush_interval
         )
         self.supervisor.spawn("writer", self.writer.run)
         metrics.LEADER.set(0 if cfg.lease.enabled else 1)
         if cfg.lease.enabled:
-            await self._start_leases()
+            await self._start_leases(configured)
+        await self._purge_unconfigured(configured)
         for c in cfg.clusters:
             self.add_cluster(c.name)
         for c in joined:
@@ -269,7 +281,19 @@ class Daemon:
 
     _controller_wanted = False
 
-    async def _start_leases(self) -> None:
+    async def _purge_unconfigured(self, configured: set[str]) -> None:
+        """Rows of clusters no longer configured (nor joined) would otherwise be served forever. In lease mode the
+        store is shared: a cluster another live replica syncs (e.g. joined there) keeps its rows."""
+        for cluster in sorted({c for c, _g in await self.store.counts()} - configured):
+            others = await self.shards.others_holding(cluster) if self.shards is not None else []
+            if others:
+                log.info("rows of cluster %s kept: not configured here, but replicas %s sync it", cluster,
+                         ", ".join(others))
+                continue
+            n = await self.store.delete_cluster(cluster)
+            log.info("removed %d rows of cluster %s (no longer configured)", n, cluster)
+
+    async def _start_leases(self, clusters: set[str]) -> None:
         """Leader election + informer sharding (--lease-mode). Leases live on the master (or first) cluster."""
         from multicluster.leader import LeaderElector, LeaseLock, LeaseTiming, ShardMembership, default_identity
 
@@ -280,6 +304,7 @@ class Daemon:
         identity = default_identity()
         timing = LeaseTiming()
         self.shards = ShardMembership(client, cfg.lease.namespace, cfg.lease.name, identity, timing, self._on_shards)
+        self.shards.set_clusters(clusters)  # published with our first renewal, before any informer starts
         try:
             # Learn the current members before starting any informer, so N replicas starting together do not all
             # watch everything for the first round.

@@ -6,10 +6,16 @@ replicas does not matter; updates carry the resourceVersion, so two candidates c
 runs the delivery controller and publishes MultiCluster objects; losing the lease (renewal failing for
 `renew_deadline`) stops them at once. Every replica serves the API regardless.
 
-Shards: every replica also holds a member Lease `<lease-name>-member-<identity>` labelled with the group. The
-live members (leases renewed recently) split the (cluster, resource type) informers by rendezvous hashing, so a
-member joining or leaving moves only its share. A dead replica's share is picked up within about one lease
-duration; the store's resourceVersion guard makes the brief overlap harmless.
+Shards: every replica also holds a member Lease `<lease-name>-member-<identity>` labelled with the group and
+annotated with the clusters it syncs (config file plus its own joins: a join reaches only the replica that
+answered it). For each cluster, the live members (leases renewed recently) holding it split its resource types
+by rendezvous hashing, so a member joining or leaving moves only its share. A dead replica's share is picked up
+within about one lease duration; the store's resourceVersion guard makes the brief overlap harmless. A lease
+without the annotation (an older replica) counts as holding every cluster.
+
+The same annotation decides purges in the shared store: a replica that stops syncing a cluster (unjoin, reload)
+deletes the cluster's rows only when no other live member holds it; otherwise the rows stay with the replicas
+that still keep them current.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +40,7 @@ log = logging.getLogger(__name__)
 
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"
 GROUP_LABEL = "multicluster.practice.com/shard-group"
+CLUSTERS_ANNOTATION = "multicluster.practice.com/clusters"  # comma-separated clusters the member syncs
 
 
 def default_identity() -> str:
@@ -84,6 +91,7 @@ class LeaseLock:
         self.identity = identity
         self.timing = timing
         self.labels = labels or {}
+        self.annotations: dict[str, str] = {}  # written with every renewal
         self._observed: tuple[str, str] | None = None  # (holder, renewTime) last seen
         self._observed_at = 0.0
 
@@ -105,7 +113,7 @@ class LeaseLock:
             body = {
                 "apiVersion": "coordination.k8s.io/v1",
                 "kind": "Lease",
-                "metadata": {"name": self.name, "labels": self.labels},
+                "metadata": {"name": self.name, "labels": self.labels, "annotations": self.annotations},
                 "spec": self._spec(0),
             }
             try:
@@ -129,6 +137,8 @@ class LeaseLock:
             acquire = spec.get("acquireTime")
         lease["spec"] = self._spec(transitions, acquire)
         lease.setdefault("metadata", {}).setdefault("labels", {}).update(self.labels)
+        if self.annotations:
+            lease["metadata"].setdefault("annotations", {}).update(self.annotations)
         try:
             await self.client.request("PUT", self.path, body=lease)
         except Conflict:
@@ -214,14 +224,45 @@ class ShardMembership:
         safe = "".join(ch if ch.isalnum() or ch == "-" else "-" for ch in identity.lower())[:40].strip("-")
         self.lock = LeaseLock(client, namespace, f"{group}-member-{safe}", identity, timing, {GROUP_LABEL: group})
         self.members: list[str] = [identity]
+        # Clusters each live member syncs, from its lease (None: an older replica; assume every cluster).
+        self.holdings: dict[str, frozenset[str] | None] = {}
+        self.held: frozenset[str] = frozenset()
         self._seen: dict[str, tuple[str, float]] = {}
 
-    def owns(self, key: str) -> bool:
-        return owner(key, self.members) == self.identity
+    def set_clusters(self, names: Iterable[str]) -> None:
+        """The clusters this replica syncs; published with the next renewal (or at once by publish())."""
+        self.held = frozenset(names)
+        self.lock.annotations[CLUSTERS_ANNOTATION] = ",".join(sorted(self.held))
+
+    def _holds(self, member: str, cluster: str) -> bool:
+        if member == self.identity:
+            return cluster in self.held
+        held = self.holdings.get(member)
+        return held is None or cluster in held
+
+    def owns(self, key: str, cluster: str | None = None) -> bool:
+        """Whether this replica runs the informer `key`; with `cluster`, only members holding it share the key."""
+        candidates = [m for m in self.members if cluster is None or self._holds(m, cluster)]
+        return owner(key, candidates or self.members) == self.identity
+
+    async def others_holding(self, cluster: str) -> list[str]:
+        """Publish our current clusters now, then read which other live members still sync `cluster`.
+
+        Publishing first makes two replicas that drop the same cluster at once agree: the later reader sees the
+        earlier one's lease without it, so at least one of them purges. Unreadable leases count as holding it
+        (keeping rows is recoverable, purging rows another replica keeps is not)."""
+        try:
+            await self.lock.try_acquire()
+            self.members = sorted({*await self._live(), self.identity})
+        except (KubeAPIError, ClusterError) as exc:
+            log.warning("shard membership unreadable (%s); keeping the rows of %s", exc, cluster)
+            return [m for m in self.members if m != self.identity] or ["(unknown: leases unreadable)"]
+        return [m for m in self.members if m != self.identity and self._holds(m, cluster)]
 
     async def run(self) -> None:
         try:
             while True:
+                before = dict(self.holdings)
                 try:
                     await self.lock.try_acquire()
                     live = await self._live()
@@ -230,8 +271,9 @@ class ShardMembership:
                     live = self.members  # keep the last view rather than grabbing everything
                 if self.identity not in live:
                     live = sorted({*live, self.identity})
-                if live != self.members:
-                    log.info("shard members: %s", ", ".join(live))
+                if live != self.members or self.holdings != before:
+                    if live != self.members:
+                        log.info("shard members: %s", ", ".join(live))
                     self.members = live
                     await self.on_change(live)
                 await asyncio.sleep(self.timing.retry_period)
@@ -243,6 +285,7 @@ class ShardMembership:
         body = await self.client.get(LEASES.format(ns=self.namespace), params={"labelSelector": selector})
         now = time.monotonic()
         live = []
+        holdings: dict[str, frozenset[str] | None] = {}
         for lease in body.get("items") or []:
             spec = lease.get("spec") or {}
             holder = spec.get("holderIdentity") or ""
@@ -258,4 +301,8 @@ class ShardMembership:
             long_dead = time.time() - _parse_time(renew) > 3 * duration + 30
             if holder == self.identity or (not long_dead and now - self._seen[holder][1] < duration):
                 live.append(holder)
+                annotations = (lease.get("metadata") or {}).get("annotations") or {}
+                raw = annotations.get(CLUSTERS_ANNOTATION)
+                holdings[holder] = None if raw is None else frozenset(c for c in str(raw).split(",") if c)
+        self.holdings = holdings
         return sorted(set(live))

@@ -179,25 +179,38 @@ class Membership:
                     f"cannot unjoin {name}: it is the master cluster",
                     hint="the master holds the MultiClusterResources; change isMaster in config",
                 )
+            if self.daemon.config.cluster(name) is not None:
+                # The operator's file is the source of truth for these: an HTTP caller must not be able to drop
+                # (and purge) a cluster that would silently come back at the next restart.
+                source = self.daemon.config.source
+                raise MembershipError(
+                    f"cannot unjoin {name}: it is listed in {source.name if source else 'the config file'}",
+                    status=409,
+                    hint="remove it from config.yaml and restart the daemon (or send it SIGHUP to reload); "
+                    "only clusters added with POST /v1/join can be unjoined over HTTP",
+                )
             if name not in self.daemon.syncs:
                 raise MembershipError(
                     f"cluster {name} is not a member", status=404, hint="GET /v1/clusters lists the members"
                 )
-            rows = await self.daemon.remove_member(name)
-            note = ""
+            removal = await self.daemon.remove_member(name)
             joined = self.joined.pop(name, None)
             if joined is not None:
                 self._save()
                 if joined.config_path is not None:
                     joined.config_path.unlink(missing_ok=True)
-            elif self.daemon.config.cluster(name) is not None:
-                note = "it is listed in the config file and will come back on restart unless removed there"
             self.probes.pop(name, None)
-            await self._delete_multicluster(name)
-            log.info("cluster %s unjoined; %d rows purged", name, rows)
-            out: dict[str, Any] = {"res": "unjoin cluster successful", "cluster": name, "rowsDeleted": rows}
-            if note:
-                out["note"] = note
+            out: dict[str, Any] = {"res": "unjoin cluster successful", "cluster": name, "rowsDeleted": removal.rows}
+            if removal.kept_for:
+                # Lease mode: the store is shared and other replicas still sync this cluster (it was joined there
+                # too); purging would delete rows they keep current. The last replica to unjoin it purges.
+                out["note"] = (f"this replica stopped syncing {name}; its rows stay in the shared store because "
+                               f"replicas {', '.join(removal.kept_for)} still sync it (unjoin it there too)")
+                out["keptFor"] = list(removal.kept_for)
+                log.info("cluster %s unjoined on this replica; rows kept for %s", name, ", ".join(removal.kept_for))
+            else:
+                await self._delete_multicluster(name)
+                log.info("cluster %s unjoined; %d rows purged", name, removal.rows)
             return out
 
     # ------------------------------------------------------------------ health

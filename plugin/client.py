@@ -23,6 +23,7 @@ from multicluster.errors import MulticlusterError
 
 ENV_SERVER = "MULTICLUSTER_SERVER"
 ENV_TOKEN = "MULTICLUSTER_TOKEN"
+ENV_ADMIN_TOKEN = "MULTICLUSTER_ADMIN_TOKEN"
 PAGE_SIZE = 500
 
 
@@ -62,12 +63,17 @@ def _normalise(url: str) -> str:
     return url
 
 
-def find_endpoint(server: str | None = None, token: str | None = None) -> Endpoint:
-    """--server, then $MULTICLUSTER_SERVER, then the CLI config file, then http://localhost:31888."""
+def find_endpoint(server: str | None = None, token: str | None = None, *, admin: bool = False,
+                  admin_token: str | None = None) -> Endpoint:
+    """--server, then $MULTICLUSTER_SERVER, then the CLI config file, then http://localhost:31888.
+
+    The token: --token, $MULTICLUSTER_TOKEN, the file's `token:`. With admin=True (join/unjoin) the admin token
+    comes first when there is one (--admin-token, $MULTICLUSTER_ADMIN_TOKEN, the file's `adminToken:`): a daemon
+    without server.adminToken accepts the read token there, one with it accepts only the admin token."""
     env_server = os.environ.get(ENV_SERVER)
     cfg = None
     path = config_path()
-    if (not server and not env_server) or not (token or os.environ.get(ENV_TOKEN)):
+    if (not server and not env_server) or not (token or os.environ.get(ENV_TOKEN)) or admin:
         cfg = load_cli_config(path)
     if server:
         url, source = _normalise(server), "the --server flag"
@@ -78,6 +84,8 @@ def find_endpoint(server: str | None = None, token: str | None = None) -> Endpoi
     else:
         url, source = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}", f"the default (no config file at {path})"
     tok = token or os.environ.get(ENV_TOKEN) or (cfg.token if cfg else None)
+    if admin:
+        tok = admin_token or os.environ.get(ENV_ADMIN_TOKEN) or (cfg.admin_token if cfg else None) or tok
     return Endpoint(url, source, tok)
 
 
