@@ -41,6 +41,10 @@ _ERRORS = {
                            "the HTTP parser itself, before any route runs, with a text/plain 400",
             "content": {"application/json": {"schema": _ref("Error")}, "text/plain": {"schema": {"type": "string"}}}},
     "401": _json(_ref("Error"), "Missing or wrong bearer token (only when the daemon has a token)"),
+    "403": _json(_ref("Error"), "Refused before any route runs: an `Origin` header not in server.allowedOrigins "
+                                "(browsers), or a `Host` this daemon does not answer to (DNS rebinding; see "
+                                "server.allowedHosts); on join/unjoin also the read token where the admin token "
+                                "is required"),
     "414": _json(_ref("Error"), "URL too long"),
     "500": _json(_ref("Error"), "Internal error; the hint carries a request id to find in the daemon log"),
     "503": _json(_ref("Error"), "The store is unavailable; retry"),
@@ -117,9 +121,16 @@ def document() -> dict[str, Any]:
             "title": "multicluster query API",
             "version": __version__,
             "description": "Kubernetes objects of many clusters, mirrored into SQL. Every list response reports "
-                           "which clusters answered from fresh data and which were stale or missing. When the "
-                           "daemon has a token, every route except /healthz and /readyz needs "
-                           "`Authorization: Bearer <token>`.",
+                           "which clusters answered from fresh data and which were stale or missing.\n\n"
+                           "Security: with a read token (server.token) every route except /healthz and /readyz "
+                           "needs `Authorization: Bearer <token>`. With an admin token (server.adminToken), "
+                           "POST /v1/join and DELETE /v1/unjoin need exactly that token (the read token gets "
+                           "403); the admin token also opens every read route. Requests carrying an `Origin` "
+                           "header not listed in server.allowedOrigins, and requests whose `Host` is not "
+                           "localhost, a loopback IP, the bound address (any IP literal when bound to a wildcard "
+                           "address) or a name in server.allowedHosts are refused with 403. Without a valid "
+                           "token /readyz answers only counts. Off loopback the daemon does not start without "
+                           "a read token unless --insecure-allow-unauthenticated is given.",
         },
         "security": bearer,
         "paths": {
@@ -181,12 +192,20 @@ def document() -> dict[str, Any]:
             "/v1/unjoin": {"delete": {
                 "summary": "Remove a joined cluster: stops its informers, then purges its rows",
                 "parameters": [_q("cluster", "Cluster name", required=True)],
+                "description": "Only clusters added with POST /v1/join: a cluster listed in config.yaml answers "
+                               "409 (remove it there and restart), the master 400. In lease mode the rows stay "
+                               "in the shared store while other replicas still sync the cluster (`keptFor` names "
+                               "them); the last replica to unjoin it purges them.",
                 "responses": {"200": _json(_ref("JoinResult"), "Removed"),
-                              "404": _json(_ref("Error"), "No such member"), **_ERRORS},
+                              "404": _json(_ref("Error"), "No such member"),
+                              "409": _json(_ref("Error"), "The cluster is listed in config.yaml"), **_ERRORS},
             }},
             "/healthz": {"get": {"summary": "Liveness: 200 while the event loop runs", "security": [],
                                  "responses": {"200": _json({"type": "object"}, "Alive")}}},
             "/readyz": {"get": {"summary": "Readiness: 200 once every initial sync is done", "security": [],
+                                "description": "No token needed. Without a valid token the answer holds counts "
+                                               "only (`ready`, `pending` clusters, `clusters`); with one, the "
+                                               "pending syncs with their cluster, type and error.",
                                 "responses": {"200": _json({"type": "object"}, "Ready"),
                                               "503": _json(_ref("NotReady"), "Syncs pending")}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {
@@ -244,8 +263,11 @@ _SCHEMAS: dict[str, Any] = {
         }}},
     }},
     "NotReady": {"allOf": [{"$ref": "#/components/schemas/Error"}, {"type": "object", "properties": {
-        "pending": {"type": "array", "items": {"type": "object"}}}}]},
+        "ready": {"type": "boolean"}, "clusters": {"type": "integer"},
+        "pending": {"oneOf": [{"type": "array", "items": {"type": "object"}},
+                              {"type": "integer", "description": "without a valid token: clusters not ready"}]}}}]},
     "JoinResult": {"type": "object", "required": ["res", "cluster"], "properties": {
         "res": {"type": "string"}, "cluster": {"type": "string"}, "version": {"type": "string"},
-        "persisted": {"type": "boolean"}, "rowsDeleted": {"type": "integer"}, "note": {"type": "string"}}},
+        "persisted": {"type": "boolean"}, "rowsDeleted": {"type": "integer"}, "note": {"type": "string"},
+        "keptFor": {"type": "array", "items": {"type": "string"}}}},
 }
