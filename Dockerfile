@@ -1,11 +1,15 @@
 # syntax=docker/dockerfile:1
 # The multicluster daemon (and the kubectl-multicluster plugin) in a slim, non-root image.
 #   docker build -t multicluster:0.1.0 .
-#   docker run --rm -p 31888:31888 -v "$PWD/conf:/etc/multicluster:ro" -v mc-data:/var/lib/multicluster \
-#     multicluster:0.1.0 --config /etc/multicluster/config.yaml --bind 0.0.0.0 --sqlite-path /var/lib/multicluster/mc.db
+#   mkdir -p conf/api && openssl rand -hex 32 > conf/api/token && openssl rand -hex 32 > conf/api/adminToken
+#   docker run --rm -p 127.0.0.1:31888:31888 -v "$PWD/conf:/etc/multicluster:ro" -v mc-data:/var/lib/multicluster \
+#     multicluster:0.1.0 --config /etc/multicluster/config.yaml --bind 0.0.0.0 \
+#     --token-file /etc/multicluster/api/token --admin-token-file /etc/multicluster/api/adminToken \
+#     --sqlite-path /var/lib/multicluster/mc.db
 # (Kubernetes: manifests/deploy.yaml or manifests/chart, with MySQL/MariaDB; docs/deploy.md.)
 # Fixes to the Go original's image: no build inputs that are gitignored, no root user, EXPOSE and HEALTHCHECK
-# present, config and secrets mounted at run time instead of baked in.
+# present, config and secrets mounted at run time instead of baked in. The API listens on every address of the
+# container, so the default command requires the bearer tokens (files, never arguments or environment).
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # ---------------------------------------------------------------------------------------------- builder
@@ -37,11 +41,13 @@ RUN groupadd --gid 10001 multicluster \
  && install -d -o 10001 -g 10001 -m 0750 /var/lib/multicluster
 COPY --from=builder /opt/multicluster /opt/multicluster
 # PYTHONDONTWRITEBYTECODE: the root filesystem is read-only in the Deployment (bytecode was compiled at install).
-# HOME=/tmp: the only writable place (an emptyDir in the Deployment).
+# HOME=/tmp and /var/lib/multicluster: the only writable places (emptyDirs in the Deployment); the state dir holds
+# joined clusters' kubeconfigs (its default, next to the config file, is a read-only mount).
 ENV PATH=/opt/multicluster/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    HOME=/tmp
+    HOME=/tmp \
+    MULTICLUSTER_STATE_DIR=/var/lib/multicluster/state
 USER 10001:10001
 WORKDIR /tmp
 EXPOSE 31888
@@ -49,4 +55,4 @@ EXPOSE 31888
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
   CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('MULTICLUSTER_PORT', '31888'), timeout=4)"]
 ENTRYPOINT ["multicluster", "run"]
-CMD ["--config", "/etc/multicluster/config.yaml", "--bind", "0.0.0.0"]
+CMD ["--config", "/etc/multicluster/config.yaml", "--bind", "0.0.0.0", "--token-file", "/etc/multicluster/api/token", "--admin-token-file", "/etc/multicluster/api/adminToken"]

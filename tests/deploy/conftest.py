@@ -29,8 +29,8 @@ NAMESPACE = "multicluster-system"
 RELEASE = "multicluster"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
-# What the chart needs to render the example MariaDB too (the same placeholder values as manifests/mariadb.yaml).
-MARIADB_VALUES = ["mariadb.enabled=true", "db.password=change-me-multicluster", "mariadb.rootPassword=change-me-root"]
+# What the chart needs to render the example MariaDB too (its passwords are generated).
+MARIADB_VALUES = ["mariadb.enabled=true"]
 
 Doc = dict[str, Any]
 

@@ -12,11 +12,17 @@ from multicluster.config import parse_config
 
 from .conftest import CHART, MANIFESTS, MARIADB_VALUES, NAMESPACE, Doc, Helm, container, find, load_docs, normalize
 
+# Secrets the chart generates with random values; the plain manifests document a `kubectl create secret` instead.
+GENERATED_SECRETS = {"multicluster-api": ["adminToken", "token"], "multicluster-db": ["password", "root-password"]}
+
 
 def _by_key(docs: list[Doc]) -> dict[tuple[str, str, str], Doc]:
     out: dict[tuple[str, str, str], Doc] = {}
     for d in docs:
         if d["kind"] == "Namespace":  # the chart leaves namespaces to `helm install --create-namespace`
+            continue
+        if d["kind"] == "Secret" and d["metadata"]["name"] in GENERATED_SECRETS:
+            assert sorted(d["data"]) == GENERATED_SECRETS[d["metadata"]["name"]]
             continue
         out[(d["kind"], d["metadata"].get("namespace", ""), d["metadata"]["name"])] = normalize(d)
     return out
@@ -110,17 +116,21 @@ def test_leader_election_values(helm: Helm) -> None:
 
 def test_secret_values(helm: Helm) -> None:
     docs = helm.template("kubeconfigs.files.cluster1\\.kubeconfig=apiVersion: v1", "db.existingSecret=shared-db",
-                         "db.passwordKey=pw", "apiToken.existingSecret=tok")
+                         "db.passwordKey=pw", "apiToken.existingSecret=tok", "apiToken.tokenKey=read",
+                         "apiToken.adminTokenKey=admin")
     pod = find(docs, "Deployment")["spec"]["template"]["spec"]
     kube_secret = find(docs, "Secret")
     assert list(kube_secret["data"]) == ["cluster1.kubeconfig"]
-    assert {v["name"]: v for v in pod["volumes"]}["kubeconfigs"]["secret"]["secretName"] == \
-        kube_secret["metadata"]["name"]
-    env = {e["name"]: e for e in pod["containers"][0]["env"]}
-    assert env["MULTICLUSTER_DB_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "shared-db", "key": "pw"}
-    assert env["MULTICLUSTER_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "tok"
-    # no db.password: the chart references the Secret but never creates one with an empty password
-    assert not [d for d in helm.template() if d["kind"] == "Secret"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["kubeconfigs"]["secret"]["secretName"] == kube_secret["metadata"]["name"]
+    assert volumes["db-password"]["secret"] == {"secretName": "shared-db", "defaultMode": 288,
+                                                "items": [{"key": "pw", "path": "password"}]}
+    assert volumes["api-tokens"]["secret"] == {"secretName": "tok", "defaultMode": 288, "items": [
+        {"key": "read", "path": "token"}, {"key": "admin", "path": "adminToken"}]}
+    # no db.password and no chart MariaDB: the chart references the Secret but never invents a password
+    assert [d["metadata"]["name"] for d in helm.template() if d["kind"] == "Secret"] == ["multicluster-api"]
+    given = find(helm.template("db.password=s3cret"), "Secret", "multicluster-db")
+    assert given["data"] == {"password": "czNjcmV0"}
 
 
 def test_service_and_image_values(helm: Helm) -> None:
@@ -148,7 +158,12 @@ def test_other_release_names_prefix_every_object(helm: Helm) -> None:
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        (["mariadb.enabled=true", "db.password=x"], "mariadb.rootPassword is required"),
+        (["tls.enabled=true"], "tls.secretName is required"),
+        (["rbac.readRules[0].apiGroups[0]=*", "rbac.readRules[0].resources[0]=pods"], "/rbac/readRules/0/apiGroups/0"),
+        (["rbac.readRules[0].apiGroups[0]=", "rbac.readRules[0].resources[0]=pods/exec"],
+         "/rbac/readRules/0/resources/0"),
+        (["rbac.deliveryRules[0].apiGroups[0]=apps", "rbac.deliveryRules[0].resources[0]=*",
+          "rbac.deliveryRules[0].verbs[0]=patch"], "/rbac/deliveryRules/0/resources/0"),
         (["config.clusters=null"], "config.clusters must list at least one cluster"),
         (["replicaCount=two"], "replicaCount"),
     ],

@@ -87,7 +87,13 @@ def test_dockerfile_properties() -> None:
     assert run["USER"] == "10001:10001"
     assert "--uid 10001" in next(a for k, a in runtime if k == "RUN" and "useradd" in a)
     assert run["ENTRYPOINT"] == '["multicluster", "run"]'
-    assert run["CMD"] == '["--config", "/etc/multicluster/config.yaml", "--bind", "0.0.0.0"]'
+    # off loopback the API needs its tokens: the default command reads them from files, as the Deployment does
+    assert run["CMD"] == ('["--config", "/etc/multicluster/config.yaml", "--bind", "0.0.0.0", '
+                          '"--token-file", "/etc/multicluster/api/token", '
+                          '"--admin-token-file", "/etc/multicluster/api/adminToken"]')
+    # the state dir (joined clusters) defaults to the config's directory, a read-only mount: point it at the volume
+    env = " ".join(a for k, a in runtime if k == "ENV")
+    assert "MULTICLUSTER_STATE_DIR=/var/lib/multicluster/state" in env
     assert run["EXPOSE"] == "31888"
     assert "python" in run["HEALTHCHECK"] and "/healthz" in run["HEALTHCHECK"]
     # the runtime stage only copies the built virtualenv: no compilers, no wheels, no source tree

@@ -1,5 +1,6 @@
 """The plain manifests (manifests/rbac.yaml, deploy.yaml, mariadb.yaml): least-privilege RBAC, a Deployment whose
-args and env our own CLI accepts, and an embedded config.yaml that passes the daemon's validator."""
+args and env our own CLI accepts, and an embedded config.yaml that passes the daemon's validator. The safe
+defaults themselves (no wildcards, token Secret, ClusterIP, NetworkPolicies, ...) are in test_least_privilege.py."""
 
 from __future__ import annotations
 
@@ -26,10 +27,13 @@ def _rules(kind: str, name: str) -> list[Doc]:
     return list(find(RBAC, kind, name)["rules"])
 
 
-def _granted(rules: list[Doc], group: str, resource: str) -> set[str]:
+def _granted(rules: list[Doc], group: str, resource: str, name: str | None = None) -> set[str]:
+    """Verbs granted on every object of group/resource (name None), or on the one called `name`."""
     verbs: set[str] = set()
     for r in rules:
         if (group in r["apiGroups"] or "*" in r["apiGroups"]) and (resource in r["resources"] or "*" in r["resources"]):
+            if r.get("resourceNames") and name not in r["resourceNames"]:
+                continue
             verbs |= set(r["verbs"])
     return verbs
 
@@ -47,23 +51,27 @@ def test_rbac_has_no_wildcard_verbs_and_writes_only_what_it_owns() -> None:
             assert "*" not in rule["verbs"], rule
             if "*" in rule["resources"] or "*" in rule["apiGroups"]:
                 assert set(rule["verbs"]) <= READ, f"wildcard resources must be read-only: {rule}"
-    # reads every mirrored type, writes nothing outside its own API
+    # reads every mirrored type except Secrets, writes nothing outside its own API
     assert _granted(main, "apps", "deployments") == READ
-    assert _granted(main, "", "secrets") == READ
+    assert _granted(main, "", "secrets") == set()
     assert _granted(main, "coordination.k8s.io", "leases") == READ, "leases belong in the namespaced Role"
     for res in ("multiclusterresources", "multiclusters"):
         assert _granted(main, CR_GROUP, res) == READ | WRITE
     for sub in ("multiclusterresources/status", "multiclusters/status"):
         assert {"update", "patch"} <= _granted(main, CR_GROUP, sub)
     assert "update" in _granted(main, CR_GROUP, "multiclusterresources/finalizers")
-    assert _granted(main, "apiextensions.k8s.io", "customresourcedefinitions") == READ | {"create", "update", "patch"}
-    assert _granted(main, "", "events") == READ | {"create", "patch"}
+    assert _granted(main, "apiextensions.k8s.io", "customresourcedefinitions") == READ
+    ours = f"multiclusterresources.{CR_GROUP}"
+    assert _granted(main, "apiextensions.k8s.io", "customresourcedefinitions", ours) == READ | {"create", "update",
+                                                                                               "patch"}
+    assert _granted(main, "", "events") == {"create", "patch"}
 
 
 def test_delivery_role_is_separate_and_lease_role_is_namespaced() -> None:
     delivery = _rules("ClusterRole", "multicluster-delivery")
     assert _granted(delivery, "apps", "deployments") >= {"create", "update", "patch", "delete"}
-    assert all(set(r["verbs"]) <= WRITE for r in delivery)
+    # the controller reads its copies back (GET before apply, a label-selected watch): read and write, nothing else
+    assert all(set(r["verbs"]) <= READ | WRITE for r in delivery)
     lease = find(RBAC, "Role", "multicluster-leader-election")
     assert lease["metadata"]["namespace"] == NAMESPACE
     assert _granted(lease["rules"], "coordination.k8s.io", "leases") == READ | WRITE
@@ -81,7 +89,9 @@ def test_deployment_runs_two_probed_locked_down_replicas() -> None:
     c = container(deploy)
     assert deploy["spec"]["replicas"] == 2
     assert pod["serviceAccountName"] == find(RBAC, "ServiceAccount")["metadata"]["name"]
-    assert c["args"] == ["--config", "/etc/multicluster/config.yaml", "--bind", "0.0.0.0", "--lease-mode",
+    assert c["args"] == ["--config", "/etc/multicluster/config.yaml", "--bind", "0.0.0.0",
+                         "--token-file", "/etc/multicluster/api/token",
+                         "--admin-token-file", "/etc/multicluster/api/adminToken", "--lease-mode",
                          "--lease-name", "multicluster-leader", "--lease-namespace", NAMESPACE,
                          "--no-write-cli-config"]
     assert c["ports"] == [{"name": "server", "containerPort": 31888, "protocol": "TCP"}]
@@ -98,21 +108,27 @@ def test_deployment_runs_two_probed_locked_down_replicas() -> None:
     assert kubeconfigs["secretName"] == "multicluster-kubeconfigs"
     cm = volumes[mounts["/etc/multicluster/config.yaml"]["name"]]["configMap"]["name"]
     assert "config.yaml" in find(DEPLOY, "ConfigMap", cm)["data"]
-    # the DB password never appears in args or the ConfigMap: env from a Secret
+    # the DB password never appears in args, env or the ConfigMap: a file from a Secret
     env = {e["name"]: e for e in c["env"]}
-    db_ref = env["MULTICLUSTER_DB_PASSWORD"]["valueFrom"]["secretKeyRef"]
-    assert db_ref == {"name": "multicluster-db", "key": "password"}
+    password = Path(env["MULTICLUSTER_DB_PASSWORD_FILE"]["value"])
+    db = volumes[mounts[str(password.parent)]["name"]]["secret"]
+    assert db["secretName"] == "multicluster-db"
+    assert db["items"] == [{"key": "password", "path": password.name}]
     assert not any("password" in a for a in c["args"])
 
 
-def test_service_is_the_seeds_nodeport() -> None:
+def test_services_keep_the_seeds_port() -> None:
+    pod_labels = find(DEPLOY, "Deployment")["spec"]["template"]["metadata"]["labels"]
     svc = find(DEPLOY, "Service", "multicluster")
-    assert svc["spec"]["type"] == "NodePort"
-    assert svc["spec"]["ports"] == [
+    assert svc["spec"]["type"] == "ClusterIP"
+    assert svc["spec"]["ports"] == [{"name": "server", "protocol": "TCP", "port": 31888, "targetPort": 31888}]
+    assert svc["spec"]["selector"].items() <= pod_labels.items()
+    node = find(load_docs(MANIFESTS / "service-nodeport.yaml"), "Service")
+    assert node["metadata"]["namespace"] == NAMESPACE
+    assert node["spec"]["ports"] == [
         {"name": "server", "protocol": "TCP", "port": 31888, "targetPort": 31888, "nodePort": 31888}
     ]
-    pod_labels = find(DEPLOY, "Deployment")["spec"]["template"]["metadata"]["labels"]
-    assert svc["spec"]["selector"].items() <= pod_labels.items()
+    assert node["spec"]["selector"].items() <= pod_labels.items()
 
 
 def test_deployment_args_and_env_are_accepted_by_multicluster_run() -> None:
@@ -127,8 +143,10 @@ def test_deployment_args_and_env_are_accepted_by_multicluster_run() -> None:
     assert ctx.params["lease_name"] == "multicluster-leader"
     assert ctx.params["lease_namespace"] == NAMESPACE
     assert ctx.params["write_cli_config"] is False
+    assert ctx.params["token_file"] is not None and ctx.params["admin_token_file"] is not None
     known = {p.envvar for p in run.params if getattr(p, "envvar", None)}
     known |= {"MULTICLUSTER_LOG_FORMAT"}  # read by multicluster.logsetup
+    known |= {"MULTICLUSTER_STATE_DIR"}  # read by multicluster.membership (joined clusters' kubeconfigs)
     for e in c["env"]:
         if e["name"].startswith("MULTICLUSTER_"):
             assert e["name"] in known, f"{e['name']} is not read by `multicluster run`"
@@ -153,14 +171,16 @@ def test_mariadb_example_matches_what_the_daemon_expects() -> None:
     assert c["image"] == "mariadb:10.11"
     assert sts["spec"]["serviceName"] == find(MARIADB, "Service")["metadata"]["name"]
     assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"]
-    secret = find(MARIADB, "Secret", "multicluster-db")
+    # the Secret is created by the documented command (keys password and root-password), never shipped
     env = {e["name"]: e for e in c["env"]}
-    for name in ("MARIADB_PASSWORD", "MARIADB_ROOT_PASSWORD"):
-        ref = env[name]["valueFrom"]["secretKeyRef"]
-        assert ref["name"] == secret["metadata"]["name"] and ref["key"] in secret["stringData"]
+    refs = {name: env[name]["valueFrom"]["secretKeyRef"] for name in ("MARIADB_PASSWORD", "MARIADB_ROOT_PASSWORD")}
+    assert refs == {"MARIADB_PASSWORD": {"name": "multicluster-db", "key": "password"},
+                    "MARIADB_ROOT_PASSWORD": {"name": "multicluster-db", "key": "root-password"}}
+    assert "--from-literal=password=" in (MANIFESTS / "mariadb.yaml").read_text()
     cfg = yaml.safe_load(find(DEPLOY, "ConfigMap")["data"]["config.yaml"])["store"]
     assert env["MARIADB_USER"]["value"] == cfg["user"]
     assert env["MARIADB_DATABASE"]["value"] == cfg["database"]
     # the daemon's password is the MariaDB user's password
-    daemon_ref = {e["name"]: e for e in container(find(DEPLOY, "Deployment"))["env"]}["MULTICLUSTER_DB_PASSWORD"]
-    assert daemon_ref["valueFrom"]["secretKeyRef"] == env["MARIADB_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    daemon = find(DEPLOY, "Deployment")["spec"]["template"]["spec"]
+    db_volume = next(v for v in daemon["volumes"] if v["name"] == "db-password")["secret"]
+    assert refs["MARIADB_PASSWORD"] == {"name": db_volume["secretName"], "key": db_volume["items"][0]["key"]}

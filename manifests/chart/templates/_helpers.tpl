@@ -57,7 +57,79 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{- define "multicluster.apiTokenSecret" -}}
-{{- default (printf "%s-api-token" (include "multicluster.fullname" .)) .Values.apiToken.existingSecret }}
+{{- default (printf "%s-api" (include "multicluster.fullname" .)) .Values.apiToken.existingSecret }}
+{{- end }}
+
+{{/* One value of a Secret the chart generates, base64: the explicit value if given, else the one the release's
+     existing Secret already holds (so upgrades keep it; `lookup` sees nothing under `helm template`), else a new
+     random one. Arguments: dict "existing" (lookup result) "key" "value" "length". */}}
+{{- define "multicluster.secretValue" -}}
+{{- $data := (.existing | default dict).data | default dict }}
+{{- if .value }}
+{{- .value | b64enc }}
+{{- else if index $data .key }}
+{{- index $data .key }}
+{{- else }}
+{{- randAlphaNum (int .length) | b64enc }}
+{{- end }}
+{{- end }}
+
+{{/* "true" when a config.clusters entry reaches the pods' own cluster through their ServiceAccount. */}}
+{{- define "multicluster.inCluster" -}}
+{{- range .Values.config.clusters }}{{ if (.metadata | default dict).inCluster }}true{{ end }}{{ end }}
+{{- end }}
+
+{{- define "multicluster.automountToken" -}}
+{{- if kindIs "bool" .Values.serviceAccount.automountToken }}
+{{- .Values.serviceAccount.automountToken }}
+{{- else }}
+{{- ne (include "multicluster.inCluster" .) "" }}
+{{- end }}
+{{- end }}
+
+{{/* rbac.readRules, refused if any names `*` or a subresource: they grant reads to every namespace. */}}
+{{- define "multicluster.readRules" -}}
+{{- range $i, $r := .Values.rbac.readRules }}
+{{- range $g := $r.apiGroups }}
+{{- if contains "*" $g }}{{ fail (printf "rbac.readRules[%d]: `*` in apiGroups grants every group; list them" $i) }}{{ end }}
+{{- end }}
+{{- range $res := $r.resources }}
+{{- if or (contains "*" $res) (contains "/" $res) }}
+{{- fail (printf "rbac.readRules[%d]: %q is a wildcard or a subresource; list whole resources by name" $i $res) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- toJson .Values.rbac.readRules }}
+{{- end }}
+
+{{/* The types the daemon syncs: config.resources.include when set, else exactly what rbac.readRules grants (core
+     types spelled v1/NAME, others NAME.GROUP), plus v1/secrets with sync.storeSecrets. */}}
+{{- define "multicluster.include" -}}
+{{- $explicit := dig "resources" "include" list .Values.config }}
+{{- if $explicit }}
+{{- toJson $explicit }}
+{{- else }}
+{{- $out := list }}
+{{- range $r := fromJsonArray (include "multicluster.readRules" .) }}
+{{- range $g := $r.apiGroups }}
+{{- range $res := $r.resources }}
+{{- $out = append $out (ternary (printf "v1/%s" $res) (printf "%s.%s" $res $g) (eq $g "")) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if dig "sync" "storeSecrets" false .Values.config }}
+{{- $out = append $out "v1/secrets" }}
+{{- end }}
+{{- toJson $out }}
+{{- end }}
+{{- end }}
+
+{{/* Host names the daemon accepts besides localhost and IPs: the Service's, and api.allowedHosts. */}}
+{{- define "multicluster.allowedHosts" -}}
+{{- $svc := include "multicluster.fullname" . }}
+{{- $ns := .Release.Namespace }}
+{{- $hosts := list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.cluster.local" $svc $ns) }}
+{{- toJson (concat $hosts .Values.api.allowedHosts | uniq) }}
 {{- end }}
 
 {{- define "multicluster.mariadbName" -}}
@@ -86,7 +158,14 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $clusters = append $clusters (dict "metadata" $md) }}
 {{- end }}
 {{- $_ := set $cfg "clusters" $clusters }}
+{{- $resources := deepCopy (dig "resources" dict $cfg) }}
+{{- $_ := set $resources "include" (fromJsonArray (include "multicluster.include" .)) }}
+{{- $_ := set $cfg "resources" $resources }}
 {{- $_ := set $cfg "store" (dict "type" "mysql" "host" (include "multicluster.dbHost" .) "port" (int .Values.db.port) "user" .Values.db.user "database" .Values.db.database) }}
-{{- $_ := set $cfg "server" (dict "port" (int .Values.containerPort)) }}
+{{- $server := dict "port" (int .Values.containerPort) "allowedHosts" (fromJsonArray (include "multicluster.allowedHosts" .)) }}
+{{- with .Values.api.allowedOrigins }}
+{{- $_ := set $server "allowedOrigins" . }}
+{{- end }}
+{{- $_ := set $cfg "server" $server }}
 {{- toYaml $cfg }}
 {{- end }}
