@@ -21,6 +21,7 @@ that still keep them current.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -228,11 +229,17 @@ class ShardMembership:
         self.holdings: dict[str, frozenset[str] | None] = {}
         self.held: frozenset[str] = frozenset()
         self._seen: dict[str, tuple[str, float]] = {}
+        self._changed = asyncio.Event()
+        self.lock.annotations[CLUSTERS_ANNOTATION] = ""  # holds nothing until set_clusters; never "unknown"
 
     def set_clusters(self, names: Iterable[str]) -> None:
-        """The clusters this replica syncs; published with the next renewal (or at once by publish())."""
-        self.held = frozenset(names)
-        self.lock.annotations[CLUSTERS_ANNOTATION] = ",".join(sorted(self.held))
+        """The clusters this replica syncs; run() publishes a change at once, so another replica deciding whether
+        to purge a cluster sees a join here within moments rather than a renewal period later."""
+        held = frozenset(names)
+        if held != self.held:
+            self.held = held
+            self.lock.annotations[CLUSTERS_ANNOTATION] = ",".join(sorted(held))
+            self._changed.set()
 
     def _holds(self, member: str, cluster: str) -> bool:
         if member == self.identity:
@@ -276,7 +283,9 @@ class ShardMembership:
                         log.info("shard members: %s", ", ".join(live))
                     self.members = live
                     await self.on_change(live)
-                await asyncio.sleep(self.timing.retry_period)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), self.timing.retry_period)
+                self._changed.clear()
         finally:
             await self.lock.release()
 
