@@ -10,7 +10,15 @@ from .conftest import MANIFESTS, MARIADB_VALUES, Doc, DryRunner, Helm, load_docs
 
 pytestmark = pytest.mark.integration
 
-PLAIN = ["rbac.yaml", "deploy.yaml", "mariadb.yaml", "crds.yaml"]
+PLAIN = ["rbac.yaml", "rbac-secrets.yaml", "deploy.yaml", "service-nodeport.yaml", "mariadb.yaml", "crds.yaml"]
+IN_CLUSTER = '[{"metadata": {"clusterName": "home", "inCluster": true, "isMaster": true}}]'
+# Values that add or change objects: each combination must be accepted as well as the defaults.
+CHART_VARIANTS = {
+    "defaults": [],
+    "with-mariadb": MARIADB_VALUES,
+    "store-secrets-nodeport-tls": ["config.sync.storeSecrets=true", "service.type=NodePort", "service.nodePort=31888",
+                                   "tls.enabled=true", "tls.secretName=mc-tls"],
+}
 
 
 def _apply_all(dry_run: DryRunner, docs: list[Doc]) -> None:
@@ -36,9 +44,13 @@ def test_plain_manifest_is_accepted(dry_run: DryRunner, name: str) -> None:
     _apply_all(dry_run, load_docs(path))
 
 
-@pytest.mark.parametrize("values", [[], MARIADB_VALUES], ids=["defaults", "with-mariadb"])
+@pytest.mark.parametrize("values", list(CHART_VARIANTS.values()), ids=list(CHART_VARIANTS))
 def test_chart_objects_are_accepted(dry_run: DryRunner, helm: Helm, values: list[str]) -> None:
     _apply_all(dry_run, helm.template(*values))
+
+
+def test_chart_in_cluster_objects_are_accepted(dry_run: DryRunner, helm: Helm) -> None:
+    _apply_all(dry_run, helm.template(extra=("--set-json", f"config.clusters={IN_CLUSTER}")))
 
 
 def test_a_broken_manifest_is_rejected(dry_run: DryRunner) -> None:
