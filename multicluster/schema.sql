@@ -2,6 +2,9 @@
 --
 -- Written in MySQL/MariaDB dialect; multicluster/store/schema.py strips the MySQL-only clauses for SQLite.
 -- The daemon applies this file at every start, so every statement must be idempotent (IF NOT EXISTS).
+-- Before it creates a table here it records it in multicluster_schema with store/ownership.py's LAYOUT, and it
+-- never uses or drops a table of these names that is not recorded there (see store/ownership.py). A change here
+-- that makes existing rows unusable bumps LAYOUT: the tables are then dropped and refilled by the next sync.
 -- Kept within what MySQL-compatible distributed databases (TiDB) accept: no triggers, no stored procedures,
 -- no FULLTEXT, no foreign keys.
 --
@@ -14,7 +17,7 @@ CREATE TABLE IF NOT EXISTS resources (
   -- Assigned by the store in insertion order (SQLite: the rowid). An initial sync inserts a type's objects in
   -- list order, so the table, and the label and field rows that reference it, grow at their ends instead of
   -- taking every insert on a random page (which a hashed id did: 1.6x the write cost, mostly WAL page writes).
-  -- Identity is resources_identity below; layout 1 (the hashed id) is rebuilt at start, see store/schema.py.
+  -- Identity is resources_identity below; layout 1 (the hashed id) is rebuilt at start, see store/ownership.py.
   id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
   cluster VARCHAR(63) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
   api_group VARCHAR(253) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,

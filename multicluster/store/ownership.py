@@ -152,11 +152,11 @@ def plan(found: Mapping[str, Table], marks: Mapping[str, int], owned: Sequence[s
         layout = unmarked_layout(found) if not marks else None
         if layout is None:
             names = ", ".join(f"`{t}`" for t in unmarked)
-            what = "a table" if len(unmarked) == 1 else "tables"
+            what, it = ("a table", "it") if len(unmarked) == 1 else ("tables", "them")
             raise StoreError(
                 f"{where}: the database already holds {what} {names} that multicluster did not create (not "
                 f"recorded in `{MARKER}`, and not exactly the tables of an earlier multicluster); the store "
-                "neither uses nor changes it, and does not start", hint=FIX, transient=False)
+                f"neither uses nor changes {it}, and does not start", hint=FIX, transient=False)
         adopt = dict.fromkeys(unmarked, layout)
     marks = {**marks, **adopt}
     newer = {t: v for t, v in marks.items() if v > LAYOUT}
@@ -181,11 +181,9 @@ async def _inspect(conn: Conn, d: sql.Dialect, names: Sequence[str]) -> dict[str
     return tables_from_rows(await conn.fetch(d.sql(query), [n.lower() for n in names]))
 
 
-async def claim(conn: Conn, d: sql.Dialect, where: str, commit: Callable[[], Any] | None = None) -> None:
-    """Make sure every table schema.sql creates is marked ours and in the current layout, before it is created.
-
-    Runs before the schema's CREATE statements; `commit` ends the transaction of the mark writes on engines
-    that have one open (MySQL; SQLite's writer is in autocommit mode)."""
+async def survey(conn: Conn, d: sql.Dialect, where: str) -> tuple[dict[str, int], Plan]:
+    """Read what the database holds and decide (the marks, the plan); StoreError if it holds what is not ours.
+    Reads only, so it can run before anything else touches a database that may belong to someone else."""
     owned = owned_tables(schema.for_mysql())
     found = await _inspect(conn, d, [*owned, MARKER])
     marks: dict[str, int] = {}
@@ -193,14 +191,24 @@ async def claim(conn: Conn, d: sql.Dialect, where: str, commit: Callable[[], Any
         rows = await conn.fetch(f"SELECT table_name, layout FROM {MARKER}")
         # Only plain names: a mark is later spliced into DROP TABLE.
         marks = {t: int(v) for t, v in ((str(t).lower(), v) for t, v in rows) if _PLAIN_NAME.match(t)}
-    p = plan(found, marks, owned, where)  # raises before anything is created or changed
+    return marks, plan(found, marks, owned, where)
+
+
+async def claim(conn: Conn, d: sql.Dialect, where: str, commit: Callable[[], Any] | None = None) -> None:
+    """Make sure every table schema.sql creates is marked ours and in the current layout, before it is created.
+
+    Runs before the schema's CREATE statements; `commit` ends the transaction of the mark writes on engines
+    that have one open (MySQL; SQLite's writer is in autocommit mode)."""
+    owned = owned_tables(schema.for_mysql())
+    marks, p = await survey(conn, d, where)  # raises before anything is created or changed
 
     async def done() -> None:
         if commit is not None:
             await commit()
 
     now = sql.now_rfc3339()
-    await conn.execute(d.sql(schema.to_sqlite(MARKER_DDL) if d.name == "sqlite" else MARKER_DDL))
+    if not marks:  # a fresh database, or one written before the marks
+        await conn.execute(schema.to_sqlite(MARKER_DDL) if d.name == "sqlite" else MARKER_DDL)
     if p.adopt:
         for table, layout in p.adopt.items():
             await conn.execute(d.sql(_MARK[d.name]), [table, layout, now])
@@ -221,6 +229,9 @@ async def claim(conn: Conn, d: sql.Dialect, where: str, commit: Callable[[], Any
             await done()
             if changed:
                 await conn.execute(f"DROP TABLE IF EXISTS `{table}`")
-    for table in owned:
+    # Marks are written only when missing: with grants per table, a user may have no INSERT on this one.
+    unmarked = [t for t in owned if t not in marks and t not in p.adopt]
+    for table in unmarked:
         await conn.execute(d.sql(_MARK[d.name]), [table, LAYOUT, now])
-    await done()
+    if unmarked:
+        await done()

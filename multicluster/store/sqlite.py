@@ -358,27 +358,43 @@ class _SQLiteTx:
         return await self._conn.run(functools.partial(_try_insert, text=text, rows=[tuple(r) for r in rows]))
 
 
-def _private_files(path: str) -> None:
-    """Create the database file readable by its owner only, and narrow one left wider by an earlier daemon.
+# The store mirrors every object the daemon syncs, Secrets included when configured, so no other local user may
+# read its files. SQLite creates the -wal, -shm and -journal files with the mode of the database file, hence
+# creating that one 0600 before SQLite opens it is enough for the files to come.
 
-    The store mirrors every object the daemon syncs, Secrets included when configured, so no other local user
-    may read it. SQLite creates the -wal, -shm and -journal files with the mode of the database file, hence
-    creating that one 0600 before SQLite opens it is enough for the files to come."""
+
+def _create_private(path: str) -> bool:
+    """Create the database file (and its directory) readable by its owner only; False if it existed."""
     db = Path(path)
     db.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.close(os.open(db, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
-    narrowed = []
+    try:
+        os.close(os.open(db, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+    except FileExistsError:
+        return False
+    return True
+
+
+def _narrow(path: str) -> None:
+    """Make files an earlier daemon left readable by others owner-only, saying so once."""
+    db = Path(path)
+    narrowed, stuck = [], []
     for f in (db, *(Path(f"{db}{suffix}") for suffix in ("-wal", "-shm", "-journal"))):
         try:
             mode = stat.S_IMODE(f.stat().st_mode)
         except FileNotFoundError:
             continue
         if mode & 0o077:
-            f.chmod(0o600)
-            narrowed.append(f"{f.name} ({mode:04o})")
+            try:
+                f.chmod(0o600)
+                narrowed.append(f"{f.name} ({mode:04o})")
+            except OSError as exc:  # another user's file, a read-only mount: the store still works
+                stuck.append(f"{f.name} ({mode:04o}: {exc.strerror})")
     if narrowed:
-        log.warning("sqlite store %s: %s readable by other users; narrowed to 0600 (owner only)", path,
-                    ", ".join(narrowed) + (" was" if len(narrowed) == 1 else " were"))
+        log.warning("sqlite store %s: %s open to other users; narrowed to 0600 (owner only)", path,
+                    ", ".join(narrowed))
+    if stuck:
+        log.warning("sqlite store %s: %s open to other users and could not be narrowed; make them owner-only "
+                    "(chmod 600) or move the store", path, ", ".join(stuck))
 
 
 class SQLiteStore(SQLStore):
@@ -439,10 +455,20 @@ class SQLiteStore(SQLStore):
         if self._writer is not None:
             return
         try:
-            if self.path != ":memory:":
-                _private_files(self.path)
+            where = f"sqlite store {self.path}"
+            if self.path != ":memory:" and not _create_private(self.path):
+                # The file may hold someone else's tables: look before the writer turns on WAL (a lasting change
+                # to the file) or the files are narrowed.
+                probe = Connection("sqlite-probe")
+                try:
+                    await probe.open(self.path, [f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}", "PRAGMA query_only = ON"])
+                    await ownership.survey(probe, sql.SQLITE, where)
+                finally:
+                    await probe.close()
             self._writer = await self._connect(read_only=False)
-            await ownership.claim(self._writer, sql.SQLITE, f"sqlite store {self.path}")
+            await ownership.claim(self._writer, sql.SQLITE, where)
+            if self.path != ":memory:":
+                _narrow(self.path)
             for stmt in schema.for_sqlite():
                 await self._writer.execute(stmt)
             # An in-memory database is private to its connection, so reads must share the writer's.

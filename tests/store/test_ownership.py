@@ -6,12 +6,14 @@ table, a store written by an older layout, a store written before the marks exis
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sqlite3
 import stat
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,9 @@ from multicluster.errors import StoreError
 from multicluster.store import open_store, ownership, schema
 from multicluster.store.mysql import MySQLStore
 from multicluster.store.sqlite import WRITER_ENV, Connection, SQLiteStore, WriterProcess
+from multicluster.testing.mariadb import MariaDB
 
+from .conftest import mysql_config
 from .helpers import PODS, row
 
 OURS = {"resources", "resource_labels", "resource_fields", "id_blocks", "sync_state"}
@@ -134,6 +138,8 @@ async def test_a_foreign_resources_table_survives_and_the_start_fails(store_conf
     with raw(store_config) as r:
         r.run(FOREIGN_RESOURCES)
         r.run("INSERT INTO resources (id, title, url) VALUES (?, ?, ?)", ["8f3c", "handbook", "https://x.example"])
+    if store_config.type == "sqlite":
+        os.chmod(store_config.path, 0o644)  # whatever the other application chose
     err = await open_fails(store_config)
     text = str(err)
     assert "`resources`" in text and where(store_config) in text, text
@@ -143,6 +149,9 @@ async def test_a_foreign_resources_table_survives_and_the_start_fails(store_conf
         assert r.columns("resources") == ["id", "title", "url"]
         assert r.rows("SELECT id, title FROM resources") == [("8f3c", "handbook")]
         assert r.tables() == {"resources"}  # nothing of ours was created beside it either
+        if r.sqlite:  # nor was the file changed: its journal mode, its permissions
+            assert r.rows("PRAGMA journal_mode") == [("delete",)]
+            assert _mode(Path(store_config.path)) == 0o644
 
 
 @pytest.mark.parametrize("table", ["sync_state", "resource_labels"])
@@ -368,3 +377,99 @@ async def test_existing_world_readable_sqlite_files_are_narrowed(
         await third.open()
     await third.close()
     assert not [r for r in caplog.records if "0600" in r.getMessage()]
+
+
+# ------------------------------------------------------------------------------------------ MariaDB specifics
+
+
+@pytest.mark.mariadb
+@pytest.mark.parametrize("before", ["empty", "layout-1", "layout-2"])
+# The stores silence "already exists" notes with catch_warnings, which is process-wide, not per task: three
+# stores opening concurrently in one process restore each other's filters. A daemon opens one.
+@pytest.mark.filterwarnings("ignore::pymysql.Warning")
+async def test_replicas_starting_together_agree(request: pytest.FixtureRequest, before: str) -> None:
+    cfg = mysql_config(request)
+    with raw(cfg) as r:
+        if before != "empty":
+            create_schema(r, layout_1() if before == "layout-1" else layout_2())
+            insert_pod(r, "old", id_=-42 if before == "layout-1" else None)
+    stores = [MySQLStore(cfg) for _ in range(3)]
+    await asyncio.gather(*(s.open() for s in stores))
+    try:
+        await asyncio.gather(*(s.apply([row(f"from-{i}")]) for i, s in enumerate(stores)))
+        names = {n for (n,) in await stores[0].fetch("SELECT name FROM resources")}
+        assert names == {"from-0", "from-1", "from-2"} | ({"old"} if before == "layout-2" else set())
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
+    with raw(cfg) as r:
+        assert r.marks() == dict.fromkeys(OURS, ownership.LAYOUT)
+
+
+@pytest.mark.mariadb
+async def test_a_user_with_grants_per_table_starts_a_marked_store(
+    mariadb_server: MariaDB, request: pytest.FixtureRequest
+) -> None:
+    """Marks are read, not rewritten, at every start: a user granted INSERT only on the data tables starts."""
+    cfg = mysql_config(request)
+    admin = MySQLStore(cfg)
+    await admin.open()
+    await admin.close()
+    user, password, db = f"mc_{request.getfixturevalue('unique')}", "pw-grants", cfg.database
+    mariadb_server.sql(
+        f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY '{password}';"
+        f"GRANT SELECT, UPDATE, DELETE, CREATE, INDEX ON `{db}`.* TO '{user}'@'127.0.0.1';"
+        + "".join(f"GRANT INSERT ON `{db}`.`{t}` TO '{user}'@'127.0.0.1';" for t in sorted(OURS)))
+    try:
+        s = MySQLStore(replace(cfg, user=user, password=password))
+        await s.open()
+        try:
+            await s.apply([row("p")])
+            assert await s.get("c1", PODS, "default", "p") is not None
+        finally:
+            await s.close()
+    finally:
+        mariadb_server.sql(f"DROP USER '{user}'@'127.0.0.1'")
+
+
+# ------------------------------------------------------------------------------------------ the decision alone
+
+
+def _found(**tables: tuple[frozenset[str], bool]) -> dict[str, ownership.Table]:
+    return {n: ownership.Table(cols, serial) for n, (cols, serial) in tables.items()}
+
+
+def _previous(serial: bool) -> dict[str, ownership.Table]:
+    return _found(resources=(ownership._UNMARKED_REQUIRED["resources"], serial),
+                  **{t: (c, False) for t, c in ownership._UNMARKED_REQUIRED.items() if t != "resources"})
+
+
+def test_plan() -> None:
+    owned = sorted(OURS)
+    plan = ownership.plan
+    current = dict.fromkeys(owned, ownership.LAYOUT)
+    assert plan({}, {}, owned, "w") == ownership.Plan(adopt={}, rebuild={})
+    assert plan(_previous(True), current, owned, "w") == ownership.Plan(adopt={}, rebuild={})
+    assert plan(_previous(True), {}, owned, "w").adopt == dict.fromkeys(ownership._UNMARKED_REQUIRED, 2)
+    p = plan(_previous(False), {}, owned, "w")
+    assert p.adopt == p.rebuild == dict.fromkeys(ownership._UNMARKED_REQUIRED, 1)
+    # Marked tables that no longer exist are simply created again; a retired table of ours is dropped.
+    assert plan({}, {"resources": 1, "old_index": 1}, owned, "w").rebuild == {"resources": 1, "old_index": 1}
+    # Unmarked beside marked: never adopted, even when the columns match.
+    with pytest.raises(StoreError, match="`sync_state`"):
+        plan(_previous(True), {t: ownership.LAYOUT for t in owned if t != "sync_state"}, owned, "w")
+    # A partial set of an earlier daemon's tables is not a layout it wrote.
+    partial = _previous(True)
+    del partial["sync_state"]
+    with pytest.raises(StoreError, match="`resources`"):
+        plan(partial, {}, owned, "w")
+    view = {**_previous(True), "resources": ownership.Table(ownership._UNMARKED_REQUIRED["resources"], False, True)}
+    with pytest.raises(StoreError):
+        plan(view, {}, owned, "w")
+    with pytest.raises(StoreError, match="newer"):
+        plan({}, {"resources": ownership.LAYOUT + 1}, owned, "w")
+
+
+def test_owned_tables_are_the_tables_schema_sql_creates() -> None:
+    assert ownership.owned_tables(schema.for_mysql()) == [
+        "resources", "resource_labels", "resource_fields", "id_blocks", "sync_state"]
+    assert ownership.MARKER not in ownership.owned_tables(schema.for_mysql())
