@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from .conftest import MANIFESTS, MARIADB_VALUES, Doc, DryRunner, Helm, load_docs
+from .test_least_privilege import tls_patched_deployment
 
 pytestmark = pytest.mark.integration
 
@@ -51,6 +52,10 @@ def test_chart_objects_are_accepted(dry_run: DryRunner, helm: Helm, values: list
 
 def test_chart_in_cluster_objects_are_accepted(dry_run: DryRunner, helm: Helm) -> None:
     _apply_all(dry_run, helm.template(extra=("--set-json", f"config.clusters={IN_CLUSTER}")))
+
+
+def test_docs_tls_patch_is_accepted(dry_run: DryRunner) -> None:
+    _apply_all(dry_run, [tls_patched_deployment()])
 
 
 def test_a_broken_manifest_is_rejected(dry_run: DryRunner) -> None:

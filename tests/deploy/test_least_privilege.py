@@ -5,10 +5,12 @@ pod unless a cluster entry needs it, and a pod that writes only to its volumes."
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
 
+import jsonpatch
 import pytest
 import yaml
 
@@ -412,3 +414,30 @@ def test_chart_config_accepts_the_service_name_as_host(helm: Helm) -> None:
     docs = helm.template(release="prod", namespace="ops", extra=("--set-json", 'api.allowedHosts=["mc.example"]'))
     hosts = daemon_config(docs)["server"]["allowedHosts"]
     assert {"prod-multicluster", "prod-multicluster.ops.svc", "mc.example"} <= set(hosts)
+
+
+def tls_patch() -> list[dict[str, Any]]:
+    """The JSON patch docs/deploy.md gives for TLS with the plain manifests."""
+    text = (REPO / "docs" / "deploy.md").read_text()
+    block = re.search(r"<!-- tls-patch[^>]*-->\s*```json\n(.*?)```", text, re.DOTALL)
+    assert block, "docs/deploy.md lost its tls-patch block"
+    ops: list[dict[str, Any]] = json.loads(block.group(1))
+    return ops
+
+
+def tls_patched_deployment() -> Doc:
+    return dict(jsonpatch.apply_patch(find(plain("deploy.yaml"), "Deployment"), tls_patch()))
+
+
+def test_docs_tls_patch_serves_https_like_the_chart(helm: Helm) -> None:
+    patched = tls_patched_deployment()
+    chart = find(rendered(helm, ("tls.enabled=true", "tls.secretName=multicluster-tls")), "Deployment")
+    for deploy in (patched, chart):
+        pod = deploy["spec"]["template"]["spec"]
+        c = container(deploy)
+        assert c["args"][c["args"].index("--cert-dir") + 1] == "/etc/multicluster/tls"
+        mount = next(m for m in c["volumeMounts"] if m["mountPath"] == "/etc/multicluster/tls")
+        volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+        assert mount["readOnly"] is True and volume["secret"]["secretName"] == "multicluster-tls"
+        assert {c[p]["httpGet"]["scheme"] for p in ("startupProbe", "livenessProbe", "readinessProbe")} == {"HTTPS"}
+    assert sorted(container(patched)["args"]) == sorted(container(chart)["args"])
