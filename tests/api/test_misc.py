@@ -37,7 +37,7 @@ async def test_healthz_and_readyz(backend: Backend, dataset: Dataset) -> None:
     backend.token = "s3cret"  # neither probe needs it
     async with TestClient(TestServer(build_app(backend))) as client:
         assert await get_json(client, "/healthz") == {"status": "ok"}
-        assert await get_json(client, "/readyz") == {"status": "ready"}
+        assert await get_json(client, "/readyz") == {"status": "ready", "ready": True, "pending": 0, "clusters": 3}
         backend.is_ready = False
         views = fresh_views(dataset)
         v = views[2]
@@ -47,7 +47,11 @@ async def test_healthz_and_readyz(backend: Backend, dataset: Dataset) -> None:
         views.append(ClusterView(name="down", is_master=False, host="https://10.0.0.1", reachable=False,
                                  ready=False, last_sync=None, error="no route to host"))
         backend.views = views
+        # Without the token: counts only (names, addresses and errors are for callers with the token).
         body = await get_json(client, "/readyz", status=503)
+        assert (body["ready"], body["pending"], body["clusters"]) == (False, 2, 4)
+        assert "down" not in str(body) and "10.0.0.1" not in str(body) and "no route" not in str(body)
+        body = await get_json(client, "/readyz", status=503, headers={"Authorization": "Bearer s3cret"})
         assert body["ready"] is False
         assert body["error"] == "not ready: 2 initial sync(s) pending"
         assert {"cluster": "cluster3", "gvr": "v1/pods", "status": "syncing", "error": ""} in body["pending"]
