@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from multicluster.config import Overrides, apply_overrides, check_exposure, load_config
+from multicluster.config import Overrides, apply_overrides, check_exposure, load_config, scrub_secret_env
 from multicluster.errors import MulticlusterError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="multicluster daemon")
@@ -200,6 +200,9 @@ def run(
         check_exposure(cfg.server)
     except MulticlusterError as exc:
         _fail(str(exc), exc.hint)
+    # The config holds the secrets now: exec plugins of configured kubeconfigs and child processes inherit the
+    # environment and must not see them.
+    scrub_secret_env()
     if write_cli_config:
         _write_cli_config(cfg)
     from multicluster.daemon import Daemon

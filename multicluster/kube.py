@@ -1,8 +1,12 @@
 """Per-cluster Kubernetes API access with raw JSON.
 
-kubernetes_asyncio does what it is good at — reading kubeconfigs and their auth (tokens, client certs, exec
-plugins, refresh hooks) — and we talk HTTP ourselves with one aiohttp session per cluster, parsing bytes with
-orjson into plain dicts. Generated client models cost ~7x the parse time (harness notes) and are never built.
+kubernetes_asyncio does what it is good at — reading the operator's kubeconfigs and their auth (tokens, client
+certs, exec plugins, refresh hooks) — and we talk HTTP ourselves with one aiohttp session per cluster, parsing bytes
+with orjson into plain dicts. Generated client models cost ~7x the parse time (harness notes) and are never built.
+
+Clusters that joined over HTTP (`trusted=False`) never reach that loader: their kubeconfig came from whoever could
+call the API, and the loader runs commands and reads local files on its behalf. They are connected from the
+allow-list ConnectionSpec of multicluster.kubeconfig instead (inline CA and client certificate, bearer token).
 
 Errors are translated here, once: HTTP statuses become KubeAPIError subclasses (with the API's own Status message
 and Retry-After), connection failures and timeouts become ClusterError("cluster <name>: <reason>").
@@ -11,10 +15,16 @@ and Retry-After), connection failures and timeouts become ClusterError("cluster 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
+import socket
 import ssl
+import tempfile
 import time
 from collections.abc import AsyncIterator, Mapping
+from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -25,6 +35,7 @@ from kubernetes_asyncio.config import kube_config
 from multicluster.config import ClusterConfig
 from multicluster.errors import ClusterError, ConfigError, KubeAPIError, kube_error
 from multicluster.gvr import APIResource, parse_discovery
+from multicluster.kubeconfig import ConnectionSpec, KubeconfigError, parse_kubeconfig
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +65,8 @@ class ClusterClient:
         self.request_timeout = request_timeout
         self.host = ""
         self._cfg: Configuration | None = None
+        self._token: str | None = None  # bearer token of an uploaded kubeconfig (trusted clusters use _cfg)
+        self._server_hostname: str | None = None  # tls-server-name of an uploaded kubeconfig
         self._session: aiohttp.ClientSession | None = None
         self._discovery: list[APIResource] | None = None
         self._discovery_at = 0.0
@@ -65,6 +78,9 @@ class ClusterClient:
         """Load the kubeconfig and open the HTTP session. Does not contact the server."""
         if self._session is not None:
             return
+        if not self.cluster.trusted:
+            self._connect_uploaded()
+            return
         cfg = Configuration()
         if self.cluster.config_path is None:
             self._load_in_cluster(cfg)
@@ -72,6 +88,79 @@ class ClusterClient:
             await self._load_kubeconfig(cfg)
         self._cfg = cfg
         self._open_session(cfg)
+
+    def _connect_uploaded(self) -> None:
+        """A joined cluster: the allow-list parser builds the connection; no command runs, no other file is read.
+
+        Messages name no path (they reach the caller of the join); the log has the detail."""
+        path = self.cluster.config_path
+        if path is None:
+            raise ConfigError(f"cluster {self.name}: a joined cluster needs its kubeconfig")
+        try:
+            text = path.read_bytes()
+        except OSError as exc:
+            log.error("cluster %s: cannot read its kubeconfig %s: %s", self.name, path, exc)
+            raise ConfigError(
+                f"cluster {self.name}: its kubeconfig cannot be read", hint="join the cluster again"
+            ) from exc
+        try:
+            spec = parse_kubeconfig(text, self.cluster.context)
+        except KubeconfigError as exc:
+            raise ConfigError(f"cluster {self.name}: {exc.message}", hint=exc.hint) from exc
+        ctx = self._spec_ssl(spec)
+        self.host = spec.server
+        self._token = spec.token
+        self._server_hostname = spec.tls_server_name if isinstance(ctx, ssl.SSLContext) else None
+        self._session = _session(ctx)
+
+    def _spec_ssl(self, spec: ConnectionSpec) -> ssl.SSLContext | bool:
+        if not spec.server.startswith("https"):
+            return False
+        if self.cluster.insecure or spec.insecure_skip_tls_verify:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        elif spec.ca_data is not None:
+            try:
+                # Only this CA, like client-go: the system's CAs do not vouch for a cluster that names its own.
+                ctx = ssl.create_default_context(cadata=spec.ca_data.decode("ascii"))
+            except (ssl.SSLError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+                log.warning("cluster %s: certificate-authority-data cannot be loaded: %s", self.name, exc)
+                raise ConfigError(
+                    f"cluster {self.name}: certificate-authority-data is not a PEM CA certificate",
+                    hint="use the base64 of the cluster's CA certificate, as `kubectl config view --minify --raw` "
+                    "shows it",
+                ) from None
+        else:
+            ctx = ssl.create_default_context()
+        if spec.client_cert_data is not None and spec.client_key_data is not None:
+            self._load_client_cert(ctx, spec.client_cert_data, spec.client_key_data)
+        return ctx
+
+    def _load_client_cert(self, ctx: ssl.SSLContext, cert: bytes, key: bytes) -> None:
+        """ssl loads a certificate chain only from files: the PEMs live in a private directory (0700, files 0600)
+        for as long as load_cert_chain takes, then are deleted."""
+        with tempfile.TemporaryDirectory(prefix="multicluster-cert-") as d:
+            paths = []
+            for name, data in (("tls.crt", cert), ("tls.key", key)):
+                p = Path(d) / name
+                fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                paths.append(p)
+            try:
+                ctx.load_cert_chain(paths[0], paths[1])
+            except (ssl.SSLError, ValueError) as exc:
+                log.warning(
+                    "cluster %s: client-certificate-data/client-key-data cannot be loaded: %s",
+                    self.name,
+                    getattr(exc, "reason", None) or type(exc).__name__,
+                )
+                raise ConfigError(
+                    f"cluster {self.name}: client-certificate-data and client-key-data cannot be loaded "
+                    "(they must be a PEM certificate and its private key)",
+                    hint="copy both from `kubectl config view --minify --flatten --raw`",
+                ) from None
 
     def _load_in_cluster(self, cfg: Configuration) -> None:
         """In-cluster mode: the pod's service account (token file re-read by the loader as it rotates)."""
@@ -114,14 +203,7 @@ class ClusterClient:
                 ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
         else:
             ctx = False
-        # No pool limit: every informer's watch holds a connection for as long as it runs (HTTP/1.1, no
-        # multiplexing), so a cluster serving more types than the limit would leave lists, discovery and probes
-        # waiting for a connection until they time out. The number of informers bounds the connections anyway.
-        connector = aiohttp.TCPConnector(ssl=ctx, limit=0, enable_cleanup_closed=True)
-        # trust_env=False: a proxy must never sit between us and loopback/in-cluster API servers.
-        self._session = aiohttp.ClientSession(
-            connector=connector, trust_env=False, json_serialize=lambda o: orjson.dumps(o).decode()
-        )
+        self._session = _session(ctx)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -129,13 +211,16 @@ class ClusterClient:
             self._session = None
 
     async def _headers(self, content_type: str | None) -> dict[str, str]:
-        assert self._cfg is not None
         headers = {"Accept": JSON, "User-Agent": "multicluster/0.1"}
-        auth = await self._cfg.auth_settings()
-        if "BearerToken" in auth:
-            headers["Authorization"] = auth["BearerToken"]["value"]
-        elif self._cfg.username and self._cfg.password:
-            headers["Authorization"] = self._cfg.get_basic_auth_token()
+        if self._cfg is None:
+            if self._token:
+                headers["Authorization"] = f"Bearer {self._token}"
+        else:
+            auth = await self._cfg.auth_settings()
+            if "BearerToken" in auth:
+                headers["Authorization"] = auth["BearerToken"]["value"]
+            elif self._cfg.username and self._cfg.password:
+                headers["Authorization"] = self._cfg.get_basic_auth_token()
         if content_type:
             headers["Content-Type"] = content_type
         return headers
@@ -167,9 +252,11 @@ class ClusterClient:
                 data=data,
                 headers=await self._headers(content_type if data is not None else None),
                 timeout=aiohttp.ClientTimeout(total=timeout or self.request_timeout),
+                allow_redirects=False,
+                server_hostname=self._server_hostname,
             ) as resp:
                 raw = await resp.read()
-                if resp.status >= 400:
+                if resp.status >= 300:
                     raise self._error(resp.status, raw, resp.headers.get("Retry-After"))
                 return raw
         except (aiohttp.ClientError, TimeoutError, OSError, ssl.SSLError) as exc:
@@ -209,8 +296,10 @@ class ClusterClient:
                 params=q,
                 headers=await self._headers(None),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=timeout),
+                allow_redirects=False,
+                server_hostname=self._server_hostname,
             ) as resp:
-                if resp.status >= 400:
+                if resp.status >= 300:
                     raise self._error(resp.status, await resp.read(), resp.headers.get("Retry-After"))
                 buf = b""
                 async for chunk in resp.content.iter_any():
@@ -261,6 +350,19 @@ class ClusterClient:
             return out
 
 
+def _session(ctx: ssl.SSLContext | bool) -> aiohttp.ClientSession:
+    # No pool limit: every informer's watch holds a connection for as long as it runs (HTTP/1.1, no
+    # multiplexing), so a cluster serving more types than the limit would leave lists, discovery and probes
+    # waiting for a connection until they time out. The number of informers bounds the connections anyway.
+    connector = aiohttp.TCPConnector(ssl=ctx, limit=0, enable_cleanup_closed=True)
+    # trust_env=False: a proxy must never sit between us and loopback/in-cluster API servers. Requests do not
+    # follow redirects (an API server never sends one for our paths): a redirect must not carry the credentials
+    # to another host.
+    return aiohttp.ClientSession(
+        connector=connector, trust_env=False, json_serialize=lambda o: orjson.dumps(o).decode()
+    )
+
+
 def _param(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -277,3 +379,38 @@ def _describe(exc: BaseException, host: str) -> str:
     if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
         return f"connection to {host} was closed"
     return f"{type(exc).__name__} talking to {host}: {exc}"
+
+
+def failure_summary(exc: BaseException) -> str:
+    """What failed, in a few words, for answers to callers who must not see internals: no paths, no TLS library
+    text, no remote response body (the log keeps those). `exc` is what a ClusterClient request or connect raised."""
+    if isinstance(exc, KubeAPIError):
+        try:
+            phrase = HTTPStatus(exc.status).phrase
+        except ValueError:
+            phrase = ""
+        return f"the server answered {exc.status} {phrase}".rstrip()
+    if isinstance(exc, ConfigError):
+        # Raised by _connect_uploaded, whose messages are ours and name no path.
+        return exc.message.split(": ", 1)[1] if exc.message.startswith("cluster ") else exc.message
+    cause: BaseException | None = exc.__cause__ if isinstance(exc, ClusterError) else exc
+    if isinstance(cause, TimeoutError | asyncio.TimeoutError):
+        return "the server did not answer in time"
+    if isinstance(cause, aiohttp.ClientConnectorCertificateError | ssl.SSLCertVerificationError):
+        return "TLS verification failed"
+    if isinstance(cause, aiohttp.ClientSSLError | ssl.SSLError):
+        return "the TLS handshake failed"
+    if isinstance(cause, aiohttp.ClientConnectorError):
+        os_error = cause.os_error
+        if isinstance(os_error, socket.gaierror):
+            return "the server's host name cannot be resolved"
+        if os_error.errno == errno.ECONNREFUSED:
+            return "connection refused"
+        if os_error.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+            return "no route to the server"
+        return "the connection failed"
+    if isinstance(cause, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+        return "the server closed the connection"
+    if isinstance(cause, ValueError):  # orjson.JSONDecodeError: not an API server's answer
+        return "the server's answer is not a Kubernetes API server's"
+    return "the connection failed"

@@ -2,7 +2,9 @@
 
 Joined clusters live in a state directory next to the config file (`<config dir>/multicluster-state/`, or
 MULTICLUSTER_STATE_DIR): one `<name>.kubeconfig` per cluster with mode 0600 and `members.yaml` listing them, so
-they come back after a restart. Kubeconfig contents are never logged.
+they come back after a restart. Kubeconfig contents are never logged. An uploaded kubeconfig is data: it is parsed
+from an allow-list (multicluster.kubeconfig) at the join and again at every restore, only the parsed connection is
+written to the state dir, and the cluster is `trusted=False`, so kubernetes_asyncio's loader never reads it.
 
 Health: every cluster's `/readyz` is probed every `interval` seconds with a timeout. One success makes it Ready;
 `failure_threshold` consecutive failures make it NotReady (the server answered, but not ready) or Unreachable (no
@@ -25,9 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from multicluster.config import ClusterConfig, check_kubeconfig
-from multicluster.errors import ClusterError, ConfigError, KubeAPIError, MembershipError, NotFound
-from multicluster.kube import APPLY_PATCH, MERGE_PATCH, ClusterClient
+from multicluster.config import ClusterConfig
+from multicluster.errors import ClusterError, KubeAPIError, MembershipError, MulticlusterError, NotFound
+from multicluster.kube import APPLY_PATCH, MERGE_PATCH, ClusterClient, failure_summary
+from multicluster.kubeconfig import KubeconfigError, parse_kubeconfig
 
 if TYPE_CHECKING:
     from multicluster.daemon import Daemon
@@ -35,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_VERSION = re.compile(r"^v?[0-9A-Za-z.+-]{1,64}$")
 MC_GROUP = "mulitcluster.practice.com"
 MC_PATH = f"/apis/{MC_GROUP}/v1alpha1/namespaces/default/multiclusters"
 FIELD_MANAGER = "multicluster-membership"
@@ -72,7 +76,9 @@ class Membership:
         return self.state_dir / "members.yaml"
 
     def load(self) -> list[ClusterConfig]:
-        """Clusters joined in earlier runs (skipping, with a warning, any whose kubeconfig is gone or broken)."""
+        """Clusters joined in earlier runs, untrusted like at their join: each kubeconfig goes through the
+        allow-list parser, and one it refuses (written by an older version, or planted) is skipped with an error
+        naming the key, never handed to a loader. Entries whose kubeconfig is gone or broken are skipped too."""
         if not self._members_file.exists():
             return []
         try:
@@ -80,16 +86,32 @@ class Membership:
         except (OSError, yaml.YAMLError) as exc:
             log.error("cannot read %s: %s; joined clusters are not restored", self._members_file, exc)
             return []
+        if not isinstance(entries, list):
+            log.error("%s is not a list of joined clusters; none is restored", self._members_file)
+            return []
         out = []
         for e in entries:
             try:
                 cfg = ClusterConfig(
-                    name=str(e["name"]), config_path=Path(e["configPath"]), insecure=bool(e.get("insecure", False))
+                    name=str(e["name"]),
+                    config_path=Path(e["configPath"]),
+                    insecure=bool(e.get("insecure", False)),
+                    trusted=False,
                 )
-                check_kubeconfig(f"joined cluster {cfg.name}", cfg.config_path or Path(), None)
-            except (KeyError, TypeError, ConfigError) as exc:
+                assert cfg.config_path is not None
+                parse_kubeconfig(cfg.config_path.read_bytes())
+            except KubeconfigError as exc:
                 log.error(
-                    "joined cluster entry %r cannot be restored: %s", e.get("name") if isinstance(e, dict) else e, exc
+                    "joined cluster %s is not restored: its kubeconfig %s is refused: %s (%s); remove it from %s "
+                    "and join the cluster again with an inline kubeconfig",
+                    e["name"], e["configPath"], exc.message, exc.hint, self._members_file,
+                )
+                continue
+            except (KeyError, TypeError, AttributeError, OSError) as exc:
+                log.error(
+                    "joined cluster entry %r cannot be restored: %s",
+                    e.get("name") if isinstance(e, dict) else e,
+                    exc.strerror if isinstance(exc, OSError) else exc,
                 )
                 continue
             out.append(cfg)
@@ -102,7 +124,9 @@ class Membership:
             {"name": c.name, "configPath": str(c.config_path), "insecure": c.insecure} for c in self.joined.values()
         ]
         tmp = self._members_file.with_suffix(".tmp")
-        tmp.write_text(yaml.safe_dump(data))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(yaml.safe_dump(data))
         tmp.replace(self._members_file)
 
     # ------------------------------------------------------------------ join / unjoin
@@ -128,30 +152,35 @@ class Membership:
                 raise MembershipError("the kubeconfig is empty", hint="upload it as multipart field `kubeconfig`")
             if len(kubeconfig) > 1024 * 1024:
                 raise MembershipError("the kubeconfig is larger than 1 MiB")
+            # The upload is data: parsed from an allow-list, never handed to kubernetes_asyncio's loader (which
+            # runs exec/auth-provider commands and reads local files). Messages name keys, never values.
+            try:
+                spec = parse_kubeconfig(kubeconfig)
+            except KubeconfigError as exc:
+                log.warning("join of cluster %s refused: %s", name, exc.message)
+                raise
             self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd, tmpname = tempfile.mkstemp(prefix=f".{name}-", suffix=".kubeconfig", dir=self.state_dir)
             tmp = Path(tmpname)
             try:
                 with os.fdopen(fd, "wb") as fh:
-                    fh.write(kubeconfig)
+                    # Only the parsed connection is kept: nothing else of the upload reaches the disk.
+                    fh.write(spec.to_yaml())
                 os.chmod(tmp, 0o600)
-                try:
-                    check_kubeconfig("kubeconfig", tmp, None)
-                except ConfigError as exc:
-                    # Never echo the file's content back or into logs: it holds credentials.
-                    msg = exc.message.replace(str(tmp), "the uploaded file")
-                    raise MembershipError(msg, hint=exc.hint) from exc
-                cluster = ClusterConfig(name=name, config_path=tmp, insecure=insecure)
+                cluster = ClusterConfig(name=name, config_path=tmp, insecure=insecure, trusted=False)
                 version: dict[str, Any] = {}
                 if wait:
                     client = ClusterClient(cluster, request_timeout=10)
                     try:
                         version = await client.server_version()
-                    except (ClusterError, KubeAPIError, ConfigError) as exc:
+                    except (MulticlusterError, ValueError) as exc:  # ValueError: an answer that is not JSON
+                        # The caller learns what failed; paths, TLS library text and remote bodies go to the log.
+                        log.warning("join of cluster %s: %s cannot be used: %s", name, spec.server, exc)
                         raise MembershipError(
-                            f"cluster {name} cannot be reached with that kubeconfig: {exc}",
-                            hint="check the server address and credentials, or pass wait=false to join anyway",
-                        ) from exc
+                            f"cluster {name} cannot be reached with that kubeconfig: {failure_summary(exc)}",
+                            hint="check the server address and credentials (the daemon's log has the details), "
+                            "or pass wait=false to join anyway",
+                        ) from None
                     finally:
                         await client.close()
                 final = self.state_dir / f"{name}.kubeconfig"
@@ -159,15 +188,18 @@ class Membership:
             except BaseException:
                 tmp.unlink(missing_ok=True)
                 raise
-            cluster = ClusterConfig(name=name, config_path=final, insecure=insecure)
+            cluster = ClusterConfig(name=name, config_path=final, insecure=insecure, trusted=False)
             self.joined[name] = cluster
             self._save()
             self.daemon.add_member(cluster)
-            log.info("cluster %s joined%s", name, f" ({version.get('gitVersion')})" if version else "")
+            # gitVersion comes from a server the caller chose: echo it only when it looks like a version.
+            git_version = version.get("gitVersion")
+            shown = git_version if isinstance(git_version, str) and _VERSION.match(git_version) else ""
+            log.info("cluster %s joined%s", name, f" ({shown})" if shown else "")
             return {
                 "res": "join cluster successful",
                 "cluster": name,
-                "version": version.get("gitVersion", ""),
+                "version": shown,
                 "persisted": True,
             }
 

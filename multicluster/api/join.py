@@ -50,7 +50,8 @@ async def _read_body(request: web.Request) -> tuple[str | None, bytes, bool | No
                         raise MembershipError("the kubeconfig is larger than 1 MiB")
         except (ValueError, HttpProcessingError) as exc:
             # aiohttp: no boundary, a boundary that never appears, a truncated part, a part with invalid headers.
-            detail = "a part has invalid headers" if isinstance(exc, HttpProcessingError) else str(exc)[:200]
+            # The parser's own text quotes the request (headers, boundary); a short category is all the caller needs.
+            detail = "a part has invalid headers" if isinstance(exc, HttpProcessingError) else "it is malformed"
             raise QueryError(f"the multipart body cannot be parsed: {detail}",
                              hint="send multipart/form-data with the file in a field named kubeconfig") from None
         if not kubeconfig:
@@ -62,7 +63,9 @@ async def _read_body(request: web.Request) -> tuple[str | None, bytes, bool | No
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            raise QueryError(f"the JSON body cannot be parsed: {exc}", hint=_JSON_HINT) from exc
+            # Position only: orjson's message is short, but a body is the caller's kubeconfig and never echoed.
+            at = f" (line {exc.lineno}, column {exc.colno})" if exc.lineno else ""
+            raise QueryError(f"the JSON body cannot be parsed{at}", hint=_JSON_HINT) from None
         if not isinstance(body, dict):
             raise QueryError("the JSON body must be an object: {cluster, kubeconfig, insecure}", hint=_JSON_HINT)
         kc = body.get("kubeconfig")

@@ -30,8 +30,14 @@ def doc(
         "kind": "Config",
         "preferences": {},
         "clusters": [
-            {"name": "c", "cluster": {"server": "https://10.0.0.1:6443", "certificate-authority-data": b64(CA_PEM),
-                                      **(cluster or {})}},
+            {
+                "name": "c",
+                "cluster": {
+                    "server": "https://10.0.0.1:6443",
+                    "certificate-authority-data": b64(CA_PEM),
+                    **(cluster or {}),
+                },
+            },
         ],
         "users": [{"name": "u", "user": {"token": TOKEN, **(user or {})}}],
         "contexts": [{"name": "ctx", "context": {"cluster": "c", "user": "u", **(context or {})}}],
@@ -59,8 +65,10 @@ def test_ca_and_token() -> None:
 
 
 def test_client_certificate_insecure_and_tls_server_name() -> None:
-    d = doc(cluster={"insecure-skip-tls-verify": True, "tls-server-name": "api.internal", "extensions": []},
-            user={"client-certificate-data": b64(CERT_PEM), "client-key-data": b64(KEY_PEM)})
+    d = doc(
+        cluster={"insecure-skip-tls-verify": True, "tls-server-name": "api.internal", "extensions": []},
+        user={"client-certificate-data": b64(CERT_PEM), "client-key-data": b64(KEY_PEM)},
+    )
     del d["users"][0]["user"]["token"]
     spec = parse(d)
     assert spec.insecure_skip_tls_verify and spec.tls_server_name == "api.internal"
@@ -180,8 +188,16 @@ def test_missing_and_dangling_pieces() -> None:
 
 @pytest.mark.parametrize(
     "server",
-    ["file:///etc/passwd", "ftp://10.0.0.1", "10.0.0.1:6443", "https://", "https://u:p@10.0.0.1", "https://h:99999",
-     "unix:///var/run/docker.sock", "https://h/?x=1"],
+    [
+        "file:///etc/passwd",
+        "ftp://10.0.0.1",
+        "10.0.0.1:6443",
+        "https://",
+        "https://u:p@10.0.0.1",
+        "https://h:99999",
+        "unix:///var/run/docker.sock",
+        "https://h/?x=1",
+    ],
 )
 def test_server_must_be_an_http_url(server: str) -> None:
     err = refused(doc(cluster={"server": server}))
@@ -214,5 +230,9 @@ def test_scrub_secret_env_removes_secret_values_and_keeps_paths() -> None:
     }
     removed = scrub_secret_env(env)
     assert sorted(removed) == ["MULTICLUSTER_ADMIN_TOKEN", "MULTICLUSTER_DB_PASSWORD", "MULTICLUSTER_TOKEN"]
-    assert env == {"MULTICLUSTER_TOKEN_FILE": "/run/t", "MULTICLUSTER_DB_PASSWORD_FILE": "/run/p",
-                   "MULTICLUSTER_DB_USER": "root", "PATH": "/bin"}
+    assert env == {
+        "MULTICLUSTER_TOKEN_FILE": "/run/t",
+        "MULTICLUSTER_DB_PASSWORD_FILE": "/run/p",
+        "MULTICLUSTER_DB_USER": "root",
+        "PATH": "/bin",
+    }
