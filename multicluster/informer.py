@@ -21,7 +21,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -50,11 +50,25 @@ class Sink(Protocol):
         """The informer cannot make progress right now (cluster down, forbidden, ...)."""
 
 
+MAX_RV = 2**63 - 1  # the stores keep resourceVersions in a signed 64-bit column; etcd revisions fit
+
+
 def rv_int(rv: Any) -> int:
     try:
         return int(rv)
     except (TypeError, ValueError):
         return 0
+
+
+def parse_rv(rv: str) -> int | None:
+    """The integer a store keeps for a resourceVersion string; None when no store column can hold it. Empty is 0:
+    some aggregated API servers serve objects without one."""
+    if not rv:
+        return 0
+    if not rv.isdigit() or len(rv) > 19:
+        return None
+    n = int(rv)
+    return n if n <= MAX_RV else None
 
 
 @dataclass
@@ -88,6 +102,7 @@ class Informer:
         self.synced = asyncio.Event()
         self.last_list = 0.0
         self.label = f"[{client.name}] {resource.gvr.api_version} {resource.gvr.resource}"
+        self.rejected = 0  # objects skipped because no store could hold them (see _reject)
         self._gvr = str(resource.gvr)
 
     # ------------------------------------------------------------------ loop
@@ -225,7 +240,11 @@ class Informer:
             except ValueError as exc:
                 raise ClusterError(self.client.name, f"unreadable object in the list of {gvr}: {exc}") from exc
             key = (obj.namespace, obj.name)
-            rv = rv_int(obj.resource_version)
+            parsed = parse_rv(obj.resource_version)
+            if parsed is None or not obj.name:
+                self._reject(obj.namespace, obj.name, f"resourceVersion {obj.resource_version[:40]!r} or name invalid")
+                continue
+            rv = parsed
             seen.add(key)
             known = self.index.get(key)
             if self.opts.emit_unchanged or known != rv:
@@ -259,35 +278,75 @@ class Informer:
         if self.opts.label_selector:
             params["labelSelector"] = self.opts.label_selector
         path = self.resource.gvr.path(self.opts.namespace)
-        async for event in self.client.watch(path, params, timeout=timeout + 10):
-            etype = event.get("type")
-            obj = event.get("object") or {}
-            md = obj.get("metadata") or {}
-            if etype == "ERROR":
+        events = self.client.watch(path, params, timeout=timeout + 10)
+        try:
+            while True:
+                try:
+                    raw = await anext(events)
+                except StopAsyncIteration:
+                    return
+                except ValueError as exc:  # a line that is not JSON (orjson's errors are ValueErrors)
+                    raise ClusterError(self.client.name, f"unreadable watch event of {self._gvr}: {exc}") from exc
+                await self._event(raw)
+        finally:
+            if isinstance(events, AsyncGenerator):
+                await events.aclose()  # closes the HTTP response now, not when the generator is collected
+
+    async def _event(self, event: Any) -> None:
+        """Apply one watch event; a member that sends something that is not a watch event is a cluster fault
+        (relist with backoff, reported), never an exception out of the informer."""
+        if not isinstance(event, dict) or not isinstance(event.get("object"), dict):
+            raise ClusterError(self.client.name, f"malformed watch event of {self._gvr}: not an object with an object")
+        etype = event.get("type")
+        obj = event["object"]
+        md = obj.get("metadata") or {}
+        if not isinstance(md, dict):
+            raise ClusterError(self.client.name, f"malformed watch event of {self._gvr}: metadata is not an object")
+        if etype == "ERROR":
+            try:
                 code = int(obj.get("code") or 500)
-                raise kube_error(
-                    code,
-                    str(obj.get("message") or "watch error"),
-                    reason=str(obj.get("reason") or ""),
-                    cluster=self.client.name,
-                    body=obj,
-                )
-            rv_s = str(md.get("resourceVersion") or "")
-            if etype == "BOOKMARK":
-                if rv_s:
-                    self.rv = rv_s
-                continue
-            key = (md.get("namespace") or "", md.get("name") or "")
-            rv = rv_int(rv_s)
-            if etype in ("ADDED", "MODIFIED"):
-                if self.index.get(key, -1) < rv:
-                    self.index[key] = rv
-                    await self.sink.upsert(wire.WireObject.from_dict(obj), rv)
-            elif etype == "DELETED":
-                self.index.pop(key, None)
-                await self.sink.delete(key[0], key[1], rv)
+            except (TypeError, ValueError):
+                code = 500
+            raise kube_error(
+                code,
+                str(obj.get("message") or "watch error")[:500],
+                reason=str(obj.get("reason") or "")[:100],
+                cluster=self.client.name,
+                body=obj,
+            )
+        if etype not in ("ADDED", "MODIFIED", "DELETED", "BOOKMARK"):
+            raise ClusterError(self.client.name, f"malformed watch event of {self._gvr}: type {str(etype)[:40]!r}")
+        rv_s = str(md.get("resourceVersion") or "")
+        parsed = parse_rv(rv_s)
+        if parsed is None:
+            raise ClusterError(
+                self.client.name, f"malformed watch event of {self._gvr}: resourceVersion {rv_s[:40]!r}"
+            )
+        if etype == "BOOKMARK":
             if rv_s:
                 self.rv = rv_s
+            return
+        ns, name = md.get("namespace") or "", md.get("name") or ""
+        if not isinstance(ns, str) or not isinstance(name, str) or not name:
+            self._reject(str(ns)[:63], str(name)[:253], "namespace or name missing or not a string")
+            return
+        key, rv = (ns, name), parsed
+        if etype in ("ADDED", "MODIFIED"):
+            if self.index.get(key, -1) < rv:
+                self.index[key] = rv
+                await self.sink.upsert(wire.WireObject.from_dict(obj), rv)
+        else:
+            self.index.pop(key, None)
+            await self.sink.delete(key[0], key[1], rv)
+        if rv_s:
+            self.rv = rv_s
+
+    def _reject(self, namespace: str, name: str, reason: str) -> None:
+        """An object this informer cannot store: skipped, counted, logged (once per informer at warning level)."""
+        self.rejected += 1
+        metrics.OBJECTS_REJECTED.labels(self.client.name, self._gvr).inc()
+        level = logging.WARNING if self.rejected == 1 else logging.DEBUG
+        log.log(level, "%s: skipping %s/%s: %s", self.label, namespace[:63], name[:253], reason)
 
 
 SinkFactory = Callable[[APIResource], Awaitable[Sink]]

@@ -60,3 +60,9 @@ ROWS_DROPPED = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+OBJECTS_REJECTED = Counter(
+    "multicluster_objects_rejected_total",
+    "Objects a member cluster served that cannot be stored (invalid resourceVersion or name), skipped",
+    ["cluster", "gvr"],
+    registry=REGISTRY,
+)

@@ -1,0 +1,125 @@
+"""A hostile member cluster joined next to the real harness clusters: whatever it sends, the daemon keeps serving
+the real clusters, no task crashes, and the hostile cluster is reported with the reason."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+
+from multicluster import metrics
+from multicluster.config import ServerConfig, load_config
+from multicluster.daemon import Daemon
+from multicluster.testing.harness import Harness, free_port
+from multicluster.testing.hostile import HostileServer
+from tests.sync.helpers import sqlite_store
+
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
+
+
+async def _get(url: str, *, ok_only: bool = True) -> Any:
+    async with aiohttp.ClientSession() as http, http.get(url) as r:
+        if r.status != 200 and not ok_only:
+            return None
+        assert r.status == 200, await r.text()
+        return await r.json()
+
+
+async def _until(check: Any, timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
+
+
+def _rejected(cluster: str) -> float:
+    return sum(s.value for m in metrics.OBJECTS_REJECTED.collect() for s in m.samples
+               if s.name.endswith("_total") and s.labels.get("cluster") == cluster)
+
+
+@pytest.fixture
+async def with_hostile(request: pytest.FixtureRequest, harness: Harness,
+                       tmp_path: Path) -> AsyncIterator[tuple[Daemon, HostileServer, str]]:
+    scenario: str = request.param
+    hostile = HostileServer(scenario).start()
+    doc = yaml.safe_load(harness.write_config().read_text())
+    doc["clusters"].append({"metadata": {"clusterName": "hostile", "configPath": str(hostile.kubeconfig(
+        tmp_path / "hostile.kubeconfig"))}})
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    port = free_port()
+    cfg = replace(load_config(path), include=("configmaps",), store=sqlite_store(tmp_path),
+                  server=ServerConfig(port=port))
+    d = Daemon(cfg)
+    await d.start(controller=False)
+    try:
+        yield d, hostile, f"http://127.0.0.1:{port}"
+    finally:
+        await d.shutdown()
+        hostile.stop()
+
+
+async def _real_clusters_served(url: str, harness: Harness) -> None:
+    async def served() -> bool:
+        body = await _get(f"{url}/v1/resources?gvr=configmaps&name=kube-root-ca.crt&namespace=default",
+                          ok_only=False)
+        return body is not None and {o["cluster"] for o in body["items"]} >= set(harness.servers)
+    await _until(served)
+
+
+async def _hostile_error(url: str) -> str:
+    async def error() -> str:
+        for c in (await _get(f"{url}/v1/clusters"))["clusters"]:
+            if c["name"] == "hostile":
+                texts = [c.get("error") or ""] + [r.get("error") or "" for r in c.get("resources", [])]
+                return " | ".join(t for t in texts if t)
+        return ""
+    return str(await _until(error))
+
+
+@pytest.mark.parametrize("with_hostile", ["bad-json", "non-object", "error-event"], indirect=True)
+async def test_a_member_sending_garbage_on_its_watch_is_a_cluster_fault(
+    with_hostile: tuple[Daemon, HostileServer, str], harness: Harness
+) -> None:
+    """Invalid JSON or a non-object event raised ValueError/AttributeError out of the informer (a crash loop)."""
+    d, hostile, url = with_hostile
+    await _real_clusters_served(url, harness)
+    reason = await _hostile_error(url)
+    if hostile.scenario == "error-event":  # the member's own message, cut to a bounded length
+        assert "xxxxx" in reason and len(reason) < 2_000, reason
+    else:
+        assert "watch event" in reason, reason
+    await _until(lambda: asyncio.sleep(0, hostile.watches >= 2))  # it keeps retrying, with backoff
+    assert not d.supervisor.failing(), d.supervisor.failing()
+    # The store still holds what the hostile cluster listed correctly.
+    body = await _get(f"{url}/v1/resources?gvr=configmaps&cluster=hostile")
+    assert "ok" in {o["object"]["metadata"]["name"] for o in body["items"]}
+
+
+@pytest.mark.parametrize("with_hostile", ["bad-rv"], indirect=True)
+async def test_resource_versions_no_store_can_hold_are_skipped_and_counted(
+    with_hostile: tuple[Daemon, HostileServer, str], harness: Harness
+) -> None:
+    d, _, url = with_hostile
+    before = _rejected("hostile")
+    await _real_clusters_served(url, harness)
+
+    async def listed() -> bool:
+        body = await _get(f"{url}/v1/resources?gvr=configmaps&cluster=hostile")
+        return {o["object"]["metadata"]["name"] for o in body["items"]} == {"ok"}
+    await _until(listed)
+    await _until(lambda: asyncio.sleep(0, _rejected("hostile") >= before + 3))
+    reason = await _hostile_error(url)
+    assert "resourceVersion" in reason, reason
+    assert not d.supervisor.failing(), d.supervisor.failing()
