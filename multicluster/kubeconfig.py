@@ -136,7 +136,7 @@ def _check_keys(where: str, data: Mapping[Any, Any], allowed: tuple[str, ...]) -
 
 def _str(where: str, value: Any, what: str) -> str:
     if not isinstance(value, str) or not value:
-        raise KubeconfigError(f"`{where}` must be {what}", key_path=where)
+        raise KubeconfigError(f"the kubeconfig's `{where}` must be {what}", key_path=where)
     return value
 
 
@@ -146,12 +146,12 @@ def _b64(where: str, value: Any, what: str) -> bytes:
         raw = base64.b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError):
         raise KubeconfigError(
-            f"`{where}` is not valid base64",
+            f"the kubeconfig's `{where}` is not valid base64",
             key_path=where,
             hint=f"it holds the base64 of the PEM {what}, as `kubectl config view --raw` shows it",
         ) from None
     if not raw:
-        raise KubeconfigError(f"`{where}` is empty", key_path=where)
+        raise KubeconfigError(f"the kubeconfig's `{where}` is empty", key_path=where)
     return raw
 
 
@@ -161,7 +161,9 @@ def _find(doc: Mapping[Any, Any], section: str, payload: str, name: str, ref: st
     if entries is None:
         entries = []
     if not isinstance(entries, list):
-        raise KubeconfigError(f"`{section}` must be a list", key_path=section, hint=_NOT_A_KUBECONFIG_HINT)
+        raise KubeconfigError(
+            f"the kubeconfig's `{section}` must be a list", key_path=section, hint=_NOT_A_KUBECONFIG_HINT
+        )
     names: list[str] = []
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict):
@@ -173,11 +175,13 @@ def _find(doc: Mapping[Any, Any], section: str, payload: str, name: str, ref: st
             if body is None:
                 body = {}
             if not isinstance(body, dict):
-                raise KubeconfigError(f"`{where}.{payload}` must be a mapping", key_path=f"{where}.{payload}")
+                raise KubeconfigError(
+                    f"the kubeconfig's `{where}.{payload}` must be a mapping", key_path=f"{where}.{payload}"
+                )
             return f"{where}.{payload}", body
         names.append(_key(entry.get("name")))
     raise KubeconfigError(
-        f'`{ref}` names "{_key(name)}", which is not in `{section}`',
+        f'the kubeconfig\'s `{ref}` names "{_key(name)}", which is not in `{section}`',
         key_path=ref,
         hint=f"entries in `{section}`: {', '.join(names) or 'none'}",
     )
@@ -192,12 +196,14 @@ def _server(where: str, value: Any) -> str:
         parts, port_ok = None, False
     if parts is None or parts.scheme not in ("https", "http") or not parts.hostname or not port_ok:
         raise KubeconfigError(
-            f"`{where}` must be an https:// (or http://) URL of the API server",
+            f"the kubeconfig's `{where}` must be an https:// (or http://) URL of the API server",
             key_path=where,
             hint="e.g. https://203.0.113.10:6443, as `kubectl config view --minify` shows it",
         )
     if parts.username is not None or parts.password is not None or parts.query or parts.fragment:
-        raise KubeconfigError(f"`{where}` must not carry credentials, a query or a fragment", key_path=where)
+        raise KubeconfigError(
+            f"the kubeconfig's `{where}` must not carry credentials, a query or a fragment", key_path=where
+        )
     return server.rstrip("/")
 
 
@@ -254,7 +260,7 @@ def parse_kubeconfig(text: bytes | str, context: str | None = None) -> Connectio
     insecure = cl.get("insecure-skip-tls-verify", False)
     if not isinstance(insecure, bool):
         raise KubeconfigError(
-            f"`{cl_where}.insecure-skip-tls-verify` must be true or false",
+            f"the kubeconfig's `{cl_where}.insecure-skip-tls-verify` must be true or false",
             key_path=f"{cl_where}.insecure-skip-tls-verify",
         )
     sni = cl.get("tls-server-name")
@@ -265,7 +271,7 @@ def parse_kubeconfig(text: bytes | str, context: str | None = None) -> Connectio
         # No value in the message: a wrongly typed token is still a credential.
         if not isinstance(token, str) or not token.strip() or any(c in token.strip() for c in "\r\n"):
             raise KubeconfigError(
-                f"`{us_where}.token` must be a non-empty one-line string", key_path=f"{us_where}.token"
+                f"the kubeconfig's `{us_where}.token` must be a non-empty one-line string", key_path=f"{us_where}.token"
             )
         token = token.strip()
     cert = user.get("client-certificate-data")
@@ -273,7 +279,7 @@ def parse_kubeconfig(text: bytes | str, context: str | None = None) -> Connectio
     if (cert is None) != (key is None):
         missing = "client-key-data" if key is None else "client-certificate-data"
         raise KubeconfigError(
-            f"`{us_where}` has a client certificate or key without its pair: `{missing}` is missing",
+            f"the kubeconfig's `{us_where}` has a client certificate or key without its pair: `{missing}` is missing",
             key_path=f"{us_where}.{missing}",
             hint="give both client-certificate-data and client-key-data, or use a token",
         )
