@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import re
 import warnings
 from collections.abc import AsyncIterator, Sequence
@@ -49,7 +50,12 @@ _TRANSIENT_CODES = frozenset({
 })
 # The connection itself is dead (0: aiomysql's "connection already closed").
 _LOST = frozenset({2006, 2013, 2055, 1927, 0})
-_DB_NAME = re.compile(r"^[A-Za-z0-9_$-]{1,64}$")
+_DB_NAME = re.compile(r"[A-Za-z0-9_$-]{1,64}")
+
+
+def valid_database_name(name: str) -> bool:
+    """A name the store may put into CREATE DATABASE (whole-string match: `$` alone would accept a newline)."""
+    return _DB_NAME.fullmatch(name) is not None
 _ER_BAD_DB, _ER_DUP_KEYNAME, _ER_DUP_ENTRY, _ER_PARSE = 1049, 1061, 1062, 1064
 _DRIVER_ERRORS = (pymysql.err.Error, OSError, asyncio.IncompleteReadError)
 
@@ -87,11 +93,21 @@ def _literals(table: list[str]) -> Any:
             return "X'" + bytes(value).hex() + "'"
         if value is None:
             return "NULL"
-        if kind is float:
-            return repr(value)
-        if kind is bool:
+        if kind is bool or isinstance(value, bool):
             return "1" if value else "0"
-        return str(pymysql.converters.escape_item(value, "utf8mb4"))
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise ValueError(f"{value!r} is not a finite number; SQL has no literal for it")
+            return repr(float(value))
+        # Subclasses take the same paths as their base types: every literal is built with the escaping of the
+        # connection's sql_mode, never by a library that does not know it.
+        if isinstance(value, str):
+            return literal(str.__str__(value))
+        if isinstance(value, int):
+            return str(int(value))
+        if isinstance(value, bytes | bytearray | memoryview):
+            return literal(bytes(value))
+        raise TypeError(f"a {kind.__name__} cannot be written as a SQL literal")
     return literal
 
 
@@ -233,7 +249,7 @@ class MySQLStore(SQLStore):
                 self._pool = await self._create_pool(self.cfg.database)
                 await self._release(await self._pool.acquire(), ok=True)  # fail here, not on first use
             except pymysql.err.OperationalError as exc:
-                if _code(exc) != _ER_BAD_DB or not _DB_NAME.match(self.cfg.database):
+                if _code(exc) != _ER_BAD_DB or not valid_database_name(self.cfg.database):
                     raise
                 await self.close()
                 await self._create_database()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import pymysql.converters
 import pytest
 
 from multicluster.store import sql
-from multicluster.store.mysql import _LITERAL, _LITERAL_NO_BACKSLASH, _MULTI_ROW
+from multicluster.store.mysql import _DB_NAME, _LITERAL, _LITERAL_NO_BACKSLASH, _MULTI_ROW, valid_database_name
 
 SPECIALS = ["", "plain", "o'brien", 'say "hi"', "back\\slash", "nul\x00byte", "ctrl-z\x1a", "cr\rlf\n", "%s", "?",
             "émile", "名前", "🚀", "\\'", "''", "\\", "a\\'b\\\\'c"]
@@ -47,3 +48,36 @@ def test_multi_row_split_keeps_the_statement_around_the_values(text: str) -> Non
     assert head.rstrip().endswith("VALUES")
     assert values.count("%s") == text.count("%s")
     assert tail == "" or tail.lstrip().startswith("ON DUPLICATE KEY UPDATE")
+
+
+class _Name(str):
+    """A str subclass (what an enum or a typed wrapper produces) must be quoted exactly like a str."""
+
+
+@pytest.mark.parametrize("value", ["a\\'b", "x' OR '1'='1", "\\", "it's"])
+def test_str_subclasses_are_quoted_like_str_under_both_modes(value: str) -> None:
+    # Through PyMySQL's fallback a subclass got backslash escaping even with NO_BACKSLASH_ESCAPES, where the
+    # server reads `\'` as a backslash and the end of the string: the rest of the value became SQL.
+    assert _LITERAL_NO_BACKSLASH(_Name(value)) == "'" + value.replace("'", "''") + "'"
+    assert _LITERAL(_Name(value)) == _LITERAL(value)
+
+
+def test_binary_buffers_are_hex_literals() -> None:
+    assert _LITERAL_NO_BACKSLASH(bytearray(b"'\\")) == "X'275c'"
+    assert _LITERAL(memoryview(b"\x00'")) == "X'0027'"
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_non_finite_floats_are_refused(value: float) -> None:
+    with pytest.raises(ValueError, match="finite"):
+        _LITERAL(value)
+
+
+def test_values_of_unknown_types_are_refused() -> None:
+    with pytest.raises(TypeError, match="cannot be written as a SQL literal"):
+        _LITERAL_NO_BACKSLASH(object())
+
+
+def test_database_names_are_matched_whole() -> None:
+    assert _DB_NAME.fullmatch("resources") and not _DB_NAME.fullmatch("resources\n")
+    assert not valid_database_name("resources\n") and valid_database_name("mc_1")
