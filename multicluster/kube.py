@@ -198,9 +198,24 @@ class ClusterClient:
                 ctx.check_hostname = False
                 ctx.verify_mode = ssl.CERT_NONE
             elif cfg.ssl_ca_cert:
-                ctx.load_verify_locations(cafile=cfg.ssl_ca_cert)
+                try:
+                    ctx.load_verify_locations(cafile=cfg.ssl_ca_cert)
+                except (ssl.SSLError, ValueError) as exc:
+                    raise ConfigError(
+                        f"cluster {self.name}: the kubeconfig's certificate authority is not a PEM CA certificate"
+                        f"{_ssl_reason(exc)}",
+                        hint="check certificate-authority(-data) with `kubectl --kubeconfig FILE cluster-info`",
+                    ) from None
             if cfg.cert_file and cfg.key_file:
-                ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
+                try:
+                    ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
+                except (ssl.SSLError, ValueError) as exc:
+                    raise ConfigError(
+                        f"cluster {self.name}: the kubeconfig's client certificate and key cannot be loaded"
+                        f"{_ssl_reason(exc)}",
+                        hint="they must be a PEM certificate and its private key; check them with "
+                        "`kubectl --kubeconfig FILE cluster-info`",
+                    ) from None
         else:
             ctx = False
         self._session = _session(ctx)
@@ -361,6 +376,12 @@ def _session(ctx: ssl.SSLContext | bool) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(
         connector=connector, trust_env=False, json_serialize=lambda o: orjson.dumps(o).decode()
     )
+
+
+def _ssl_reason(exc: BaseException) -> str:
+    """OpenSSL's reason code (" (NO_CERTIFICATE_OR_CRL_FOUND)"), without the message's source-file position."""
+    reason = getattr(exc, "reason", None)
+    return f" ({reason})" if reason else ""
 
 
 def _param(v: Any) -> str:
