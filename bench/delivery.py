@@ -58,7 +58,7 @@ class Recorder:
     async def listed(self, rv: int, count: int, seconds: float, reason: str) -> None:
         return None
 
-    async def failed(self, error: str) -> None:
+    async def failed(self, error: str, *, cluster_fault: bool = True) -> None:
         print(f"watch {self.cluster}: {error}", file=sys.stderr)
 
 

@@ -46,8 +46,9 @@ class Sink(Protocol):
     async def listed(self, rv: int, count: int, seconds: float, reason: str) -> None:
         """A full list finished (initial, after 410, or resync)."""
 
-    async def failed(self, error: str) -> None:
-        """The informer cannot make progress right now (cluster down, forbidden, ...)."""
+    async def failed(self, error: str, *, cluster_fault: bool = True) -> None:
+        """The informer cannot make progress right now: the cluster is down (`cluster_fault`), or only this type
+        fails (forbidden by RBAC, gone, an aggregated API answering 5xx)."""
 
 
 MAX_RV = 2**63 - 1  # the stores keep resourceVersions in a signed 64-bit column; etcd revisions fit
@@ -103,6 +104,7 @@ class Informer:
         self.last_list = 0.0
         self.label = f"[{client.name}] {resource.gvr.api_version} {resource.gvr.resource}"
         self.rejected = 0  # objects skipped because no store could hold them (see _reject)
+        self.denied = False  # the last list was refused with 403/404: settled, as far as readiness goes
         self._gvr = str(resource.gvr)
 
     # ------------------------------------------------------------------ loop
@@ -124,8 +126,10 @@ class Informer:
                 metrics.WATCH_RESTARTS.labels(self.client.name, self._gvr, "gone").inc()
                 need_list, reason = True, "gone"
             except (NotFound, Forbidden) as exc:
-                # The type vanished (CRD deleted) or RBAC changed: nothing to do until rediscovery/RBAC fix.
-                await self.sink.failed(str(exc))
+                # The type vanished (CRD deleted) or RBAC does not grant it: nothing to do until rediscovery or an
+                # RBAC fix. The rest of the cluster is fine, and this type no longer holds readiness back.
+                self.denied = True
+                await self.sink.failed(str(exc), cluster_fault=False)
                 delay = self.opts.backoff.delay(attempt + 3)
                 attempt += 1
                 log.warning("%s: %s; retrying in %.0fs", self.label, exc, delay)
@@ -140,7 +144,7 @@ class Informer:
                     log.warning("%s: %s; retrying in %.1fs", self.label, exc, delay)
                 else:
                     log.debug("%s: %s; retrying in %.1fs", self.label, exc, delay)
-                await self.sink.failed(str(exc))
+                await self.sink.failed(str(exc), cluster_fault=isinstance(exc, ClusterError))
                 await asyncio.sleep(delay)
                 # Without an RV we never listed successfully; with one, resume the watch from it.
                 if not self.rv:
@@ -200,6 +204,7 @@ class Informer:
             del self.index[(ns, name)]
             await self.sink.delete(ns, name, list_rv_int)
         self.rv = list_rv
+        self.denied = False
         self.last_list = time.monotonic()
         secs = self.last_list - t0
         await self.sink.listed(list_rv_int, count, secs, reason)

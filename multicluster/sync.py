@@ -188,9 +188,10 @@ class StoreSink:
         self.tracker.contact(self.cluster)
         self._gauge.set(count)
 
-    async def failed(self, error: str) -> None:
+    async def failed(self, error: str, *, cluster_fault: bool = True) -> None:
         self.tracker.update(self.cluster, self.gvr, status="error", error=error)
-        self.tracker.fail(self.cluster, error)
+        if cluster_fault:
+            self.tracker.fail(self.cluster, error)
 
 
 class Writer:
@@ -486,7 +487,7 @@ class ClusterSync:
         return f"informer/{self.cluster.name}/"
 
     def synced(self) -> bool:
-        return self.discovered.is_set() and all(i.synced.is_set() for i in self.informers.values())
+        return self.discovered.is_set() and all(i.synced.is_set() or i.denied for i in self.informers.values())
 
     async def run(self) -> None:
         backoff = Backoff(initial=1.0, cap=30.0)

@@ -109,7 +109,7 @@ class _CRSink:
             self.ctl.queue.add(key)
         self.ctl.synced.set()
 
-    async def failed(self, error: str) -> None:
+    async def failed(self, error: str, *, cluster_fault: bool = True) -> None:
         log.warning("watching MultiClusterResources in the master cluster: %s", error)
 
 

@@ -148,7 +148,7 @@ class _CopySink:
     async def listed(self, rv: int, count: int, seconds: float, reason: str) -> None:
         return None
 
-    async def failed(self, error: str) -> None:
+    async def failed(self, error: str, *, cluster_fault: bool = True) -> None:
         log.debug("watch of delivered %s in %s: %s", self.gvr, self.cluster, error)
 
 

@@ -22,7 +22,7 @@ from multicluster.testing.harness import free_port
 
 TOKEN = "hostile-member-token"  # a test server's credential, not a secret
 
-SCENARIOS = ("bad-json", "non-object", "bad-rv", "error-event")
+SCENARIOS = ("bad-json", "non-object", "bad-rv", "error-event", "forbidden-type")
 
 
 def configmap(name: str, rv: str, namespace: str = "default") -> dict[str, Any]:
@@ -94,8 +94,9 @@ class HostileServer:
         app.router.add_get("/api/v1", self._api_v1)
         app.router.add_get("/apis", self._apis)
         app.router.add_get("/api/v1/configmaps", self._configmaps)
+        app.router.add_get("/api/v1/secrets", self._secrets)
         app.middlewares.append(self._record)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         loop.run_until_complete(self._runner.setup())
         loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
         self._ready.set()
@@ -124,8 +125,12 @@ class HostileServer:
     async def _api_v1(self, _: web.Request) -> web.Response:
         return web.json_response({
             "kind": "APIResourceList", "groupVersion": "v1",
-            "resources": [{"name": "configmaps", "singularName": "configmap", "namespaced": True, "kind": "ConfigMap",
-                           "verbs": ["get", "list", "watch"], "shortNames": ["cm"]}],
+            "resources": [
+                {"name": "configmaps", "singularName": "configmap", "namespaced": True, "kind": "ConfigMap",
+                 "verbs": ["get", "list", "watch"], "shortNames": ["cm"]},
+                {"name": "secrets", "singularName": "secret", "namespaced": True, "kind": "Secret",
+                 "verbs": ["get", "list", "watch"]},
+            ],
         })
 
     async def _apis(self, _: web.Request) -> web.Response:
@@ -140,6 +145,24 @@ class HostileServer:
         return web.json_response({"kind": "ConfigMapList", "apiVersion": "v1",
                                   "metadata": {"resourceVersion": "10"}, "items": items})
 
+    async def _secrets(self, request: web.Request) -> web.StreamResponse:
+        """Served like a real API server whose RBAC does not grant the daemon this type (forbidden-type), else
+        as an empty list."""
+        if self.scenario == "forbidden-type":
+            return web.json_response(
+                {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403,
+                 "message": 'secrets is forbidden: User "system:serviceaccount:mc:multicluster" cannot list resource '
+                            '"secrets" in API group "" at the cluster scope'},
+                status=403,
+            )
+        if request.query.get("watch") in ("true", "1"):
+            resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+            await resp.prepare(request)
+            await asyncio.sleep(0.2)
+            return resp
+        return web.json_response({"kind": "SecretList", "apiVersion": "v1", "metadata": {"resourceVersion": "10"},
+                                  "items": []})
+
     async def _watch(self, request: web.Request) -> web.StreamResponse:
         self.watches += 1
         resp = web.StreamResponse(headers={"Content-Type": "application/json"})
@@ -151,6 +174,8 @@ class HostileServer:
             lines = [b"[1, 2, 3]"]
         elif self.scenario == "bad-rv":
             lines = [orjson.dumps({"type": "MODIFIED", "object": configmap("ok", str(2**64))})]
+        elif self.scenario == "forbidden-type":
+            await asyncio.sleep(30)  # a healthy, quiet watch
         elif self.scenario == "error-event":
             lines = [orjson.dumps({"type": "ERROR", "object": {"code": "not-a-number", "message": "x" * 10_000}})]
         for line in lines:

@@ -59,7 +59,8 @@ async def with_hostile(request: pytest.FixtureRequest, harness: Harness,
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(doc))
     port = free_port()
-    cfg = replace(load_config(path), include=("configmaps",), store=sqlite_store(tmp_path),
+    include = ("configmaps", "secrets") if scenario == "forbidden-type" else ("configmaps",)
+    cfg = replace(load_config(path), include=include, store=sqlite_store(tmp_path),
                   server=ServerConfig(port=port))
     d = Daemon(cfg)
     await d.start(controller=False)
@@ -123,3 +124,27 @@ async def test_resource_versions_no_store_can_hold_are_skipped_and_counted(
     reason = await _hostile_error(url)
     assert "resourceVersion" in reason, reason
     assert not d.supervisor.failing(), d.supervisor.failing()
+
+
+@pytest.mark.parametrize("with_hostile", ["forbidden-type"], indirect=True)
+async def test_a_type_rbac_forbids_is_reported_for_that_type_only(
+    with_hostile: tuple[Daemon, HostileServer, str], harness: Harness
+) -> None:
+    """A 403 for one type marked the whole cluster unreachable (every query called its data stale) and kept the
+    daemon unready until the start-up grace ran out."""
+    d, _, url = with_hostile
+    await _real_clusters_served(url, harness)
+
+    async def forbidden_reported() -> dict[str, Any] | None:
+        for c in (await _get(f"{url}/v1/clusters"))["clusters"]:
+            if c["name"] == "hostile":
+                states = {r["gvr"]: r for r in c["resources"]}
+                if "forbidden" in (states.get("v1/secrets") or {}).get("error", ""):
+                    return dict(c)
+        return None
+    cluster = await _until(forbidden_reported)
+    assert cluster["reachable"] and not cluster["error"], cluster
+    assert {r["gvr"]: r["status"] for r in cluster["resources"]}["v1/configmaps"] == "synced"
+    assert await d.wait_ready(20), "a forbidden type must not hold readiness until the start-up grace is over"
+    body = await _get(f"{url}/v1/resources?gvr=configmaps&cluster=hostile")
+    assert body["clusters"]["fresh"] == ["hostile"], body["clusters"]
