@@ -1,5 +1,11 @@
 """`multicluster run`: the daemon's command line. Accepts the Go original's flags so its manifests keep working;
-every flag can also come from the environment (MULTICLUSTER_*), and the DB password from a file."""
+every flag can also come from the environment (MULTICLUSTER_*), and the DB password from a file.
+
+The original parses flags with pflag, so its manifests write `--flag=value` and booleans as `--lease-mode`,
+`--lease-mode=true` or `--lease-mode=false` (Go's strconv.ParseBool spellings). Click takes `--flag=value` and
+`--flag value` as they are; PflagCommand rewrites the `=true|false` forms of boolean flags into click's
+`--flag`/`--no-flag` before parsing. pflag has no single-dash long flags (`-lease-mode` is the shorthand `-l`
+followed by more shorthands there), so neither do we."""
 
 from __future__ import annotations
 
@@ -7,14 +13,16 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import typer.core
 
-from multicluster.config import Overrides, apply_overrides, check_exposure, load_config, scrub_secret_env
-from multicluster.errors import MulticlusterError
+from multicluster.config import Config, Overrides, apply_overrides, check_exposure, load_config, scrub_secret_env
+from multicluster.errors import ConfigError, MulticlusterError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="multicluster daemon")
 
@@ -72,7 +80,49 @@ def _read_flag_file(flag: str, path: Path | None) -> str | None:
     return value
 
 
-@app.command()
+# Go's strconv.ParseBool, which pflag uses for `--flag=VALUE` of a boolean flag.
+_GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+_GO_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
+
+
+def pflag_booleans(command: typer.core.TyperCommand, args: list[str]) -> list[str]:
+    """`--flag=true|false` of the command's boolean flags as click's `--flag`/`--no-flag` (a false flag with no
+    negative form is dropped: its default is false); the other arguments unchanged."""
+    flags: dict[str, tuple[str, str | None]] = {}
+    for param in command.params:
+        if getattr(param, "is_bool_flag", False):
+            negative = getattr(param, "secondary_opts", None) or [None]
+            for opt in param.opts:
+                flags[opt] = (opt, negative[0])
+    out: list[str] = []
+    for i, arg in enumerate(args):
+        if arg == "--":
+            out += args[i:]
+            break
+        name, eq, value = arg.partition("=")
+        if not eq or name not in flags:
+            out.append(arg)
+            continue
+        on, off = flags[name]
+        if value in _GO_TRUE:
+            out.append(on)
+        elif value in _GO_FALSE:
+            out += [off] if off else []
+        else:
+            raise typer.BadParameter(
+                f'"{value}" is not true or false (booleans take {on}, {on}=true or {on}=false)', param_hint=f"'{on}'"
+            )
+    return out
+
+
+class PflagCommand(typer.core.TyperCommand):
+    """A command that also parses pflag's boolean syntax (see the module docstring)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, pflag_booleans(self, args))
+
+
+@app.command(cls=PflagCommand)
 def run(
     ctx: typer.Context,
     config: Annotated[Path, typer.Option("--config", envvar="MULTICLUSTER_CONFIG", help="daemon config.yaml")] = Path(
@@ -144,7 +194,12 @@ def run(
     ] = None,
     db_database: Annotated[str | None, typer.Option("--db-database", envvar="MULTICLUSTER_DB_DATABASE")] = None,
     lease_mode: Annotated[
-        bool | None, typer.Option("--lease-mode/--no-lease-mode", envvar="MULTICLUSTER_LEASE_MODE")
+        bool | None,
+        typer.Option(
+            "--lease-mode/--no-lease-mode",
+            envvar="MULTICLUSTER_LEASE_MODE",
+            help="leader election and sharded informers across replicas (also --lease-mode=true|false)",
+        ),
     ] = None,
     lease_name: Annotated[str | None, typer.Option("--lease-name", envvar="MULTICLUSTER_LEASE_NAME")] = None,
     lease_namespace: Annotated[
@@ -155,79 +210,161 @@ def run(
         typer.Option("--cert-dir", envvar="MULTICLUSTER_CERT_DIR", help="serve HTTPS with tls.crt/tls.key from here"),
     ] = None,
     log_level: Annotated[str, typer.Option("--log-level", envvar="MULTICLUSTER_LOG_LEVEL")] = "INFO",
+    debug_mode: Annotated[
+        bool,
+        typer.Option(
+            "--debug-mode/--no-debug-mode",
+            envvar="MULTICLUSTER_DEBUG_MODE",
+            help="log at DEBUG (wins over --log-level)",
+        ),
+    ] = False,
     write_cli_config: Annotated[
         bool,
         typer.Option(
             "--write-cli-config/--no-write-cli-config", help="create ~/.multi-cluster-operator/config when missing"
         ),
     ] = True,
+    ctl_port: Annotated[
+        int | None,
+        typer.Option(
+            "--ctl-port",
+            envvar="MULTICLUSTER_CTL_PORT",
+            help="port the plugin's config file names (default: the API port); e.g. a NodePort in front of the API",
+            show_default=False,
+        ),
+    ] = None,
+    health_port: Annotated[
+        int | None,
+        typer.Option(
+            "--HealthPort",
+            "--health-port",
+            envvar="MULTICLUSTER_HEALTH_PORT",
+            help="also serve /healthz and /readyz (and nothing else) on this port",
+            show_default=False,
+        ),
+    ] = None,
+    mysql_max_idle_connections: Annotated[
+        int | None,
+        typer.Option(
+            "--mysql-max-idle-connections",
+            envvar="MULTICLUSTER_MYSQL_MAX_IDLE_CONNECTIONS",
+            help="MySQL connections opened at start and kept while idle (store.poolMinSize)",
+            show_default=False,
+        ),
+    ] = None,
+    mysql_max_open_connections: Annotated[
+        int | None,
+        typer.Option(
+            "--mysql-max-open-connections",
+            envvar="MULTICLUSTER_MYSQL_MAX_OPEN_CONNECTIONS",
+            help="MySQL connections open at most (store.poolSize)",
+            show_default=False,
+        ),
+    ] = None,
+    mysql_max_connection_life_time: Annotated[
+        str | None,
+        typer.Option(
+            "--mysql-max-connection-life-time",
+            envvar="MULTICLUSTER_MYSQL_MAX_CONNECTION_LIFE_TIME",
+            help="reopen a pooled MySQL connection unused this long, a Go duration: 10s, 1m30s, 0 = never "
+            "(store.connectionMaxLifetime)",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Sync every configured cluster into the store, serve the query API, and deliver MultiClusterResources."""
     from multicluster import logsetup
 
-    logsetup.setup(log_level)
+    logsetup.setup("DEBUG" if debug_mode else log_level)
     _warn_secret_flags(ctx)
-    password = db_password
-    if db_password_file is not None:
-        try:
-            password = db_password_file.read_text().strip()
-        except OSError as exc:
-            _fail(f"--db-password-file: cannot read {db_password_file}: {exc.strerror}")
-    token = _read_flag_file("--token-file", token_file) or token
-    admin_token = _read_flag_file("--admin-token-file", admin_token_file) or admin_token
     try:
-        cfg = load_config(config)
-        cfg = apply_overrides(
-            cfg,
-            Overrides(
-                port=address,
-                bind=bind,
-                token=token,
-                db_endpoint=db_endpoint,
-                db_user=db_user,
-                db_password=password,
-                db_database=db_database,
-                sqlite_path=sqlite_path,
-                store_type=store,
-                lease_mode=lease_mode,
-                lease_name=lease_name,
-                lease_namespace=lease_namespace,
-                cert_dir=cert_dir,
-                admin_token=admin_token,
-                insecure_allow_unauthenticated=insecure_allow_unauthenticated,
-            ),
-        )
-        check_exposure(cfg.server)
+        rp = plan(ctx.params)
+        check_exposure(rp.config.server)
     except MulticlusterError as exc:
         _fail(str(exc), exc.hint)
     # The config holds the secrets now: exec plugins of configured kubeconfigs and child processes inherit the
     # environment and must not see them.
     scrub_secret_env()
-    if write_cli_config:
-        _write_cli_config(cfg)
+    if rp.write_cli_config:
+        _write_cli_config(rp.config, rp.cli_port)
     from multicluster.daemon import Daemon
 
     try:
-        _run(Daemon(cfg).serve_forever())
+        _run(Daemon(rp.config).serve_forever())
     except MulticlusterError as exc:
         _fail(str(exc), exc.hint, code=1)
     except OSError as exc:
         _fail(f"{exc.strerror or exc}", "is another daemon already listening on that port? use --address", code=1)
 
 
-def _write_cli_config(cfg: object) -> None:
+@dataclass(frozen=True, slots=True)
+class RunPlan:
+    """What `run`'s flags amount to: the config the daemon starts with, and what the command does around it."""
+
+    config: Config
+    log_level: str
+    cli_port: int  # the port written into the plugin's config file
+    write_cli_config: bool
+
+
+def plan(params: Mapping[str, Any]) -> RunPlan:
+    """The RunPlan of `run`'s parsed parameters (click's ctx.params). Raises MulticlusterError for a bad value."""
+    password = params.get("db_password")
+    password_file = params.get("db_password_file")
+    if password_file is not None:
+        try:
+            password = password_file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"--db-password-file: cannot read {password_file}: {exc.strerror or exc}") from None
+    token = _read_flag_file("--token-file", params.get("token_file")) or params.get("token")
+    admin_token = _read_flag_file("--admin-token-file", params.get("admin_token_file")) or params.get("admin_token")
+    cfg = load_config(params.get("config") or Path("config/config.yaml"))
+    cfg = apply_overrides(
+        cfg,
+        Overrides(
+            port=params.get("address"),
+            bind=params.get("bind"),
+            token=token,
+            db_endpoint=params.get("db_endpoint"),
+            db_user=params.get("db_user"),
+            db_password=password,
+            db_database=params.get("db_database"),
+            sqlite_path=params.get("sqlite_path"),
+            store_type=params.get("store"),
+            lease_mode=params.get("lease_mode"),
+            lease_name=params.get("lease_name"),
+            lease_namespace=params.get("lease_namespace"),
+            cert_dir=params.get("cert_dir"),
+            admin_token=admin_token,
+            insecure_allow_unauthenticated=params.get("insecure_allow_unauthenticated"),
+            health_port=params.get("health_port"),
+            db_max_idle=params.get("mysql_max_idle_connections"),
+            db_max_open=params.get("mysql_max_open_connections"),
+            db_max_lifetime=params.get("mysql_max_connection_life_time"),
+        ),
+    )
+    cli_port = params.get("ctl_port")
+    if cli_port is not None and not 1 <= cli_port <= 65535:
+        raise ConfigError(f"--ctl-port: {cli_port} is not a port number (1-65535)",
+                          hint="the port kubectl-multicluster connects to, e.g. 31888")
+    return RunPlan(
+        config=cfg,
+        log_level="DEBUG" if params.get("debug_mode") else str(params.get("log_level") or "INFO"),
+        cli_port=cfg.server.port if cli_port is None else cli_port,
+        write_cli_config=bool(params.get("write_cli_config", True)),
+    )
+
+
+def _write_cli_config(cfg: Config, port: int) -> None:
     try:
         from multicluster import cliconfig
     except ImportError:
         return
-    from multicluster.config import Config
-
-    assert isinstance(cfg, Config)
     master = cfg.master
     host = "localhost" if cfg.server.bind in ("127.0.0.1", "0.0.0.0", "::", "localhost") else cfg.server.bind  # noqa: S104
     try:
         cliconfig.ensure_cli_config(
-            port=cfg.server.port,
+            port=port,
             host=host,
             master_kubeconfig=str(master.config_path) if master and master.config_path else "",
             token=cfg.server.token,

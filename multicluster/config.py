@@ -78,7 +78,12 @@ class StoreConfig:
     user: str = "root"
     password: str = field(default="", repr=False)
     database: str = "resources"
-    pool_size: int = 4
+    pool_size: int = 4  # connections open at most (--mysql-max-open-connections)
+    # Connections opened at start and kept while idle (aiomysql's minsize; --mysql-max-idle-connections).
+    pool_min_size: int = 0
+    # Seconds a pooled connection may sit unused before it is reopened (aiomysql's pool_recycle;
+    # --mysql-max-connection-life-time); 0 = never. Servers close idle connections after wait_timeout.
+    connection_max_lifetime: float = 3600.0
     writers: int = 2  # concurrent write batches (MySQL only); keys are sharded so each is written in order
     batch_size: int = 500
     flush_interval: float = 0.05
@@ -94,6 +99,7 @@ class ServerConfig:
     allowed_origins: tuple[str, ...] = ()  # browser origins allowed to call the API (scheme://host[:port])
     allowed_hosts: tuple[str, ...] = ()  # extra names accepted in the Host header ("*" = no check, unsafe)
     insecure_allow_unauthenticated: bool = False  # let a non-loopback bind run without a token
+    health_port: int | None = None  # --HealthPort: /healthz and /readyz also served alone on this port
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,6 +305,8 @@ def _parse_store(data: Any, base: Path) -> StoreConfig:
         "passwordFile",
         "database",
         "poolSize",
+        "poolMinSize",
+        "connectionMaxLifetime",
         "batchSize",
         "flushInterval",
         "writers",
@@ -314,6 +322,7 @@ def _parse_store(data: Any, base: Path) -> StoreConfig:
     password_file = _opt(where, data, "passwordFile", str, "a file path", None)
     if password_file:
         password = _read_secret_file("store.passwordFile", _resolve_path(password_file, base))
+    pool_size = int(_positive("store.poolSize", _opt(where, data, "poolSize", int, "an integer", 4)))
     return StoreConfig(
         type=kind,
         path=_resolve_path(_opt(where, data, "path", str, "a file path", "multicluster.db"), base),
@@ -322,13 +331,25 @@ def _parse_store(data: Any, base: Path) -> StoreConfig:
         user=_opt(where, data, "user", str, "a user name", "root"),
         password=password,
         database=_opt(where, data, "database", str, "a database name", "resources"),
-        pool_size=int(_positive("store.poolSize", _opt(where, data, "poolSize", int, "an integer", 4))),
+        pool_size=pool_size,
+        pool_min_size=_pool_min_size("store.poolMinSize", _opt(where, data, "poolMinSize", int, "an integer", 0),
+                                     pool_size),
+        connection_max_lifetime=max(0.0, float(_opt(where, data, "connectionMaxLifetime", (int, float),
+                                                    "seconds (0 = never)", 3600.0))),
         writers=int(_positive("store.writers", _opt(where, data, "writers", int, "an integer", 2))),
         batch_size=int(_positive("store.batchSize", _opt(where, data, "batchSize", int, "an integer", 500))),
         flush_interval=float(
             _positive("store.flushInterval", _opt(where, data, "flushInterval", (int, float), "seconds", 0.05))
         ),
     )
+
+
+def _pool_min_size(where: str, value: int, pool_size: int) -> int:
+    """Idle connections kept: never negative, and lowered to the pool size as database/sql lowers MaxIdleConns to
+    MaxOpenConns (aiomysql refuses a minsize over maxsize)."""
+    if value < 0:
+        raise ConfigError(f"{where}: must be 0 or more, got {value}")
+    return min(value, pool_size)
 
 
 def _read_secret_file(where: str, path: Path) -> str:
@@ -589,6 +610,26 @@ class Overrides:
     cert_dir: str | None = None
     admin_token: str | None = field(default=None, repr=False)
     insecure_allow_unauthenticated: bool | None = None
+    health_port: int | None = None
+    db_max_idle: int | None = None  # the Go original's MySQL pool flags
+    db_max_open: int | None = None
+    db_max_lifetime: str | None = None  # a Go duration: 10s, 1m30s, 250ms, 0
+
+
+_GO_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_go_duration(where: str, text: str) -> float:
+    """Seconds from a Go time.Duration string (what pflag's DurationVar accepts): `10s`, `1m30s`, `-1h`, `0`."""
+    raw = text.strip()
+    sign, body = (-1.0, raw[1:]) if raw.startswith("-") else (1.0, raw.removeprefix("+"))
+    if body == "0":
+        return 0.0
+    parts = _GO_DURATION_PART.findall(body)
+    if not body or "".join(n + u for n, u in parts) != body:
+        raise ConfigError(f'{where}: "{text}" is not a duration', hint="use a Go duration such as 10s, 1m30s or 1h")
+    return sign * sum(float(n) * _GO_UNITS[u] for n, u in parts)
 
 
 def apply_overrides(cfg: Config, ov: Overrides) -> Config:
@@ -626,6 +667,17 @@ def apply_overrides(cfg: Config, ov: Overrides) -> Config:
         store = replace(store, database=ov.db_database)
     if ov.sqlite_path:
         store = replace(store, type="sqlite", path=Path(os.path.expanduser(ov.sqlite_path)))
+    if ov.db_max_open is not None:
+        store = replace(store, pool_size=int(_positive("--mysql-max-open-connections", ov.db_max_open)))
+    if ov.db_max_idle is not None or ov.db_max_open is not None:
+        idle = store.pool_min_size if ov.db_max_idle is None else ov.db_max_idle
+        store = replace(store, pool_min_size=_pool_min_size("--mysql-max-idle-connections", idle, store.pool_size))
+    if ov.db_max_lifetime is not None:
+        # database/sql: a lifetime <= 0 never closes a connection for its age.
+        lifetime = parse_go_duration("--mysql-max-connection-life-time", ov.db_max_lifetime)
+        store = replace(store, connection_max_lifetime=max(0.0, lifetime))
+    if ov.health_port is not None:
+        server = replace(server, health_port=_port("--HealthPort", ov.health_port))
     if ov.lease_mode is not None:
         lease = replace(lease, enabled=ov.lease_mode)
     if ov.lease_name:

@@ -60,6 +60,7 @@ class Daemon:
         self.controller: Any = None
         self.started = time.time()
         self._runner: Any = None
+        self._health_runner: Any = None  # --HealthPort
         self._stop = asyncio.Event()
         self.membership: Membership | None = None
         self.elector: LeaderElector | None = None
@@ -381,6 +382,28 @@ class Daemon:
         scopes = " (bearer token required" + ("; admin token for join/unjoin)" if server.admin_token else ")")
         log.info("API listening on %s%s", self.api_address, scopes if self.token else
                  " (admin token required for join/unjoin)" if server.admin_token else "")
+        if server.health_port is not None and server.health_port != server.port:
+            await self._start_health_port(server.health_port)
+
+    async def _start_health_port(self, port: int) -> None:
+        """--HealthPort (the Go original's probe port): /healthz and /readyz, and nothing else, also answer on a
+        second port, in plain HTTP for kubelet probes. The same middleware runs, so /readyz without the token
+        answers counts only there too."""
+        from aiohttp import web
+
+        from multicluster.api import ACCESS, BACKEND, Access, routes
+        from multicluster.api.middleware import api_middleware
+
+        app = web.Application(middlewares=[api_middleware])
+        app[BACKEND] = self
+        app[ACCESS] = Access.from_server(self.config.server)
+        app.router.add_get("/healthz", routes.healthz, allow_head=False)
+        app.router.add_get("/readyz", routes.readyz, allow_head=False)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        await web.TCPSite(runner, self.config.server.bind, port, reuse_address=True).start()
+        self._health_runner = runner
+        log.info("health checks also on http://%s:%d (/healthz, /readyz)", self.config.server.bind, port)
 
     async def _start_controller(self) -> None:
         master = self.config.master
@@ -436,6 +459,9 @@ class Daemon:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._health_runner is not None:
+            await self._health_runner.cleanup()
+            self._health_runner = None
         for name in list(self.syncs):
             await self.supervisor.stop(f"cluster/{name}")
             await self.syncs[name].stop()

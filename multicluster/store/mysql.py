@@ -236,8 +236,9 @@ class MySQLStore(SQLStore):
     async def _create_pool(self, db: str | None) -> aiomysql.Pool:
         c = self.cfg
         return await aiomysql.create_pool(
-            host=c.host, port=c.port, user=c.user, password=c.password, db=db, minsize=0,
-            maxsize=c.pool_size, autocommit=False, charset="utf8mb4", pool_recycle=3600, connect_timeout=10,
+            host=c.host, port=c.port, user=c.user, password=c.password, db=db,
+            minsize=min(c.pool_min_size, c.pool_size), maxsize=c.pool_size, autocommit=False, charset="utf8mb4",
+            connect_timeout=10, pool_recycle=c.connection_max_lifetime if c.connection_max_lifetime > 0 else -1,
             init_command="SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
         )
 
