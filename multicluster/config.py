@@ -22,6 +22,8 @@ Format (the seed's keys are kept verbatim; everything else is optional):
     server: {bind: 127.0.0.1, port: 31888, token|tokenFile: ..., adminToken|adminTokenFile: ...,
              allowedOrigins: [], allowedHosts: [], insecureAllowUnauthenticated: false, certDir: ...}
     sync: {pageSize: 500, resyncSeconds: 600, watchTimeoutSeconds: 300, dropManagedFields: true, storeSecrets: false}
+    delivery: {allowAdopt: false, policy: [{fromNamespaces: [team-a], kinds: [apps/Deployment],
+                                            toNamespaces: ["<same>"], clusterScoped: false}]}
 """
 
 from __future__ import annotations
@@ -121,6 +123,41 @@ class LeaseConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class KindPattern:
+    """`group/Kind` of delivered objects; "*" in either part matches any (the core group is "")."""
+
+    group: str
+    kind: str
+
+    def matches(self, group: str, kind: str) -> bool:
+        return self.group in ("*", group) and self.kind in ("*", kind)
+
+    def __str__(self) -> str:
+        return self.kind if not self.group else f"{self.group}/{self.kind}"
+
+
+SAME_NAMESPACE = "<same>"  # toNamespaces: the MultiClusterResource's own namespace
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRule:
+    """One `delivery.policy` entry: MCRs in `from_namespaces` may deliver `kinds` into `to_namespaces`."""
+
+    where: str  # delivery.policy[i], for messages
+    from_namespaces: tuple[str, ...] = ("*",)
+    kinds: tuple[KindPattern, ...] | None = None  # None: every kind but the default policy's restricted ones
+    to_namespaces: tuple[str, ...] = (SAME_NAMESPACE,)
+    cluster_scoped: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryConfig:
+    # Empty: the default policy (namespaced, unrestricted kinds, into the MCR's own namespace only).
+    policy: tuple[PolicyRule, ...] = ()
+    allow_adopt: bool = False  # MCRs may take over existing objects (annotation multicluster.practice.com/adopt)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     clusters: tuple[ClusterConfig, ...]
     include: tuple[str, ...] = ()
@@ -129,6 +166,7 @@ class Config:
     server: ServerConfig = ServerConfig()
     sync: SyncConfig = SyncConfig()
     lease: LeaseConfig = LeaseConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
     source: Path | None = None
 
     @property
@@ -525,12 +563,74 @@ def _parse_lease(data: Any) -> LeaseConfig:
     )
 
 
+_KIND = re.compile(r"^([A-Z][A-Za-z0-9]*|\*)$")
+_GROUP = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*|\*)$")
+_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def _kind_pattern(where: str, value: Any) -> KindPattern:
+    text = _typed(where, value, str, 'a kind like "ConfigMap", "apps/Deployment", "apps/*" or "*"').strip()
+    if text == "*":
+        return KindPattern("*", "*")
+    group, _, kind = text.rpartition("/")
+    if not _KIND.match(kind) or (group and not _GROUP.match(group)) or text.startswith("/"):
+        raise ConfigError(
+            f'{where}: "{text}" is not a kind',
+            hint='write GROUP/Kind as in apiVersion without the version: "ConfigMap" (core group), '
+            '"apps/Deployment", "rbac.authorization.k8s.io/ClusterRole"; "*" matches any group or kind',
+        )
+    return KindPattern(group, kind)
+
+
+def _namespace_list(where: str, value: Any, extra: tuple[str, ...]) -> tuple[str, ...]:
+    out = []
+    for i, name in enumerate(_names(where, value, "namespace names")):
+        if name not in extra and not _NAMESPACE.match(name):
+            raise ConfigError(
+                f'{where}[{i}]: "{name}" is not a namespace name',
+                hint=f"use namespace names (DNS labels) or {' or '.join(repr(e) for e in extra)}",
+            )
+        out.append(name)
+    return tuple(out)
+
+
+def _parse_rule(i: int, data: Any) -> PolicyRule:
+    where = f"delivery.policy[{i}]"
+    _typed(where, data, dict, "a mapping with fromNamespaces, kinds, toNamespaces, clusterScoped")
+    _check_keys(where, data, ["fromNamespaces", "kinds", "toNamespaces", "clusterScoped"])
+    rule = PolicyRule(where)
+    if data.get("fromNamespaces") is not None:
+        rule = replace(rule, from_namespaces=_namespace_list(f"{where}.fromNamespaces", data["fromNamespaces"],
+                                                             ("*",)))
+    if data.get("kinds") is not None:
+        kinds = _typed(f"{where}.kinds", data["kinds"], list, "a list of kinds")
+        rule = replace(rule, kinds=tuple(_kind_pattern(f"{where}.kinds[{j}]", k) for j, k in enumerate(kinds)))
+    if data.get("toNamespaces") is not None:
+        rule = replace(rule, to_namespaces=_namespace_list(f"{where}.toNamespaces", data["toNamespaces"],
+                                                           (SAME_NAMESPACE, "*")))
+    return replace(rule, cluster_scoped=_opt(where, data, "clusterScoped", bool, "true or false", False))
+
+
+def _parse_delivery(data: Any) -> DeliveryConfig:
+    if data is None:
+        return DeliveryConfig()
+    _typed("delivery", data, dict, "a mapping")
+    _check_keys("delivery", data, ["policy", "allowAdopt"])
+    rules = data.get("policy")
+    if rules is not None:
+        _typed("delivery.policy", rules, list, "a list of rules ({} is the default policy's rule)")
+    return DeliveryConfig(
+        policy=tuple(_parse_rule(i, r) for i, r in enumerate(rules or [])),
+        allow_adopt=_opt("delivery", data, "allowAdopt", bool, "true or false", False),
+    )
+
+
 def parse_config(data: Any, base: Path, *, source: Path | None = None, check_files: bool = True) -> Config:
     """Validate an already-parsed YAML document. `base` anchors relative paths (the config file's directory)."""
     if data is None:
         raise ConfigError("the configuration is empty", hint="it needs at least `clusters:` with one cluster")
     _typed("top level", data, dict, "a mapping with a `clusters:` key")
-    _check_keys("top level", data, ["clusters", "resources", "store", "server", "sync", "lease"])
+    _check_keys("top level", data, ["clusters", "resources", "store", "server", "sync", "lease", "delivery"])
     clusters_raw = data.get("clusters")
     if clusters_raw is None:
         raise ConfigError("clusters: is required", hint="list at least one cluster: `clusters: [{metadata: {...}}]`")
@@ -568,6 +668,7 @@ def parse_config(data: Any, base: Path, *, source: Path | None = None, check_fil
         server=_parse_server(data.get("server"), base),
         sync=_parse_sync(data.get("sync")),
         lease=_parse_lease(data.get("lease")),
+        delivery=_parse_delivery(data.get("delivery")),
         source=source,
     )
 

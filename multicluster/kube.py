@@ -251,8 +251,10 @@ class ClusterClient:
         body: Any = None,
         content_type: str = JSON,
         timeout: float | None = None,
+        impersonate: Mapping[str, str] | None = None,
     ) -> bytes:
-        """One request; returns the raw body of a 2xx answer, raises KubeAPIError/ClusterError otherwise."""
+        """One request; returns the raw body of a 2xx answer, raises KubeAPIError/ClusterError otherwise.
+        `impersonate`: Impersonate-* headers (the request is authorized as that user, see delivery/policy.py)."""
         await self.connect()
         assert self._session is not None
         data: bytes | None = None
@@ -265,7 +267,8 @@ class ClusterClient:
                 self.host + path,
                 params=q,
                 data=data,
-                headers=await self._headers(content_type if data is not None else None),
+                headers={**await self._headers(content_type if data is not None else None),
+                         **{k: v for k, v in (impersonate or {}).items() if k.startswith("Impersonate-")}},
                 timeout=aiohttp.ClientTimeout(total=timeout or self.request_timeout),
                 allow_redirects=False,
                 server_hostname=self._server_hostname,

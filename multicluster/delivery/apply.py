@@ -7,8 +7,12 @@ Server-side apply with our field manager and WITHOUT force. A 409 conflict is th
 - any field belongs to another *Apply* manager (another controller or a person using server-side apply on
   purpose): reported as phase Conflict and left alone.
 An object that exists and is not ours (no managed-by label, or owned by another MultiClusterResource) is never
-applied to; the CR annotation `multicluster.practice.com/adopt: "true"` takes over unmanaged objects (never those
-of another MultiClusterResource: two CRs would then fight over one object).
+applied to; the CR annotation `multicluster.practice.com/adopt: "true"` takes over unmanaged objects when the
+operator allows it (`delivery.allowAdopt`; never those of another MultiClusterResource: two CRs would then fight over
+one object). An adopted copy carries `multicluster.practice.com/adopted: "true"`: it is released (our marks removed),
+not deleted, when its MultiClusterResource lets go of it.
+Every request goes through a `Member`: the daemon's client of that cluster, optionally impersonating the service
+account the CR names (`spec.serviceAccountName`), so the member's own RBAC decides what the CR may write.
 A namespace missing in the member cluster is reported (phase NamespaceMissing), not created: creating namespaces
 as a side effect would leave the question of who deletes them; deliver a Namespace with its own CR instead.
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,14 +33,54 @@ from multicluster.errors import (
     KubeAPIError,
     NotFound,
 )
-from multicluster.kube import APPLY_PATCH, ClusterClient
+from multicluster.kube import APPLY_PATCH, MERGE_PATCH, ClusterClient
 
 from .events import NORMAL, WARNING
-from .model import ClusterResult, CRKey, Phase, Target
+from .model import (
+    ADOPTED_ANNOTATION,
+    CLUSTER_ANNOTATION,
+    FIELD_MANAGER,
+    MANAGED_BY_LABEL,
+    OWNER_ANNOTATION,
+    OWNER_UID_ANNOTATION,
+    ClusterResult,
+    CRKey,
+    Phase,
+    Target,
+)
 from .status import health, now_rfc3339
 from .watches import owner_of
 
 _MANAGER = re.compile(r'conflicts? with "([^"]+)"')
+
+
+class Member:
+    """One member cluster as one MultiClusterResource writes to it: as the daemon, or impersonating a service
+    account (then every read and write below is authorized by the member as that account)."""
+
+    def __init__(self, client: ClusterClient, impersonate: Mapping[str, str] | None = None) -> None:
+        self.client = client
+        self.name = client.name
+        self.impersonate = dict(impersonate) if impersonate else None
+
+    async def get(self, path: str, *, timeout: float | None = None) -> dict[str, Any]:
+        return await self.client.request("GET", path, timeout=timeout, impersonate=self.impersonate)
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        return await self.client.request(method, path, impersonate=self.impersonate, **kwargs)
+
+    def as_whom(self) -> str:
+        user = (self.impersonate or {}).get("Impersonate-User")
+        return f" as {user}" if user else ""
+
+
+def is_adopted(obj: dict[str, Any] | None) -> bool:
+    return str((((obj or {}).get("metadata") or {}).get("annotations") or {}).get(ADOPTED_ANNOTATION)) == "true"
+
+
+def _mark_adopted(desired: dict[str, Any]) -> dict[str, Any]:
+    md = desired.get("metadata") or {}
+    return {**desired, "metadata": {**md, "annotations": {**(md.get("annotations") or {}), ADOPTED_ANNOTATION: "true"}}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +158,8 @@ def _is_uid_mismatch(exc: KubeAPIError) -> bool:
     return isinstance(exc, Invalid) and "metadata.uid" in text
 
 
-async def deliver(client: ClusterClient, owner: Owner, desired: dict[str, Any], target: Target, *,
-                  timeout: float, known: tuple[str, str] | None = None,
+async def deliver(client: Member, owner: Owner, desired: dict[str, Any], target: Target, *,
+                  timeout: float, known: tuple[str, str] | None = None, adopted: bool = False,
                   gate: asyncio.Future[Any] | None = None) -> tuple[ClusterResult, dict[str, Any] | None]:
     """Apply `desired` as `target` in the client's cluster. Returns the result and the object as now stored.
 
@@ -122,11 +167,13 @@ async def deliver(client: ClusterClient, owner: Owner, desired: dict[str, Any], 
     uid goes into the applied object as a precondition (the API server answers 422/409 if the object was
     replaced meanwhile, and we fall back to reading it). `gate` is awaited before anything is written: the
     finalizer patch, so no copy can exist before the CR's cleanup is guaranteed. ClusterError propagates: the
-    caller owns the per-cluster circuit breaker.
+    caller owns the per-cluster circuit breaker. `adopted`: the known copy carries the adopted mark (kept).
     """
     res = ClusterResult(client.name, Phase.APPLIED, target=None)
     if known is not None:
         pinned = {**desired, "metadata": {**desired["metadata"], "uid": known[0]}}
+        if adopted:
+            pinned = _mark_adopted(pinned)
         try:
             return await _apply(client, owner, pinned, target, res, exists=True, before_rv=known[1],
                                 adopting=False, timeout=timeout, gate=gate)
@@ -137,7 +184,11 @@ async def deliver(client: ClusterClient, owner: Owner, desired: dict[str, Any], 
     except NotFound:
         live = None
     except Forbidden as exc:
-        return _fail(res, Phase.FORBIDDEN, f"cannot read {target.describe()}: {_msg(exc)}", retry=True), None
+        return _fail(res, Phase.FORBIDDEN, f"cannot read {target.describe()}{client.as_whom()}: {_msg(exc)}",
+                     retry=True), None
+    adopting = live is not None and owner_of(live) != owner.key
+    if adopting or is_adopted(live):
+        desired = _mark_adopted(desired)
     if live is not None:
         ok, why = ownership(live, owner)
         if not ok:
@@ -147,12 +198,12 @@ async def deliver(client: ClusterClient, owner: Owner, desired: dict[str, Any], 
                          retry=True), None
     try:
         return await _apply(client, owner, desired, target, res, exists=live is not None, before_rv=_rv(live),
-                            adopting=live is not None and owner_of(live) != owner.key, timeout=timeout, gate=gate)
+                            adopting=adopting, timeout=timeout, gate=gate)
     except _UidMismatch:  # cannot happen without a uid in the body; keep the type checker and readers calm
         return _fail(res, Phase.FAILED, f"{target.describe()} was replaced while applying", retry=True), None
 
 
-async def _apply(client: ClusterClient, owner: Owner, body: dict[str, Any], target: Target, res: ClusterResult, *,
+async def _apply(client: Member, owner: Owner, body: dict[str, Any], target: Target, res: ClusterResult, *,
                  exists: bool, before_rv: str, adopting: bool, timeout: float,
                  gate: asyncio.Future[Any] | None) -> tuple[ClusterResult, dict[str, Any] | None]:
     cluster = client.name
@@ -191,8 +242,8 @@ async def _apply(client: ClusterClient, owner: Owner, body: dict[str, Any], targ
             raise _UidMismatch from exc
         return _fail(res, Phase.INVALID, f"rejected {target.describe()}: {_msg(exc)}"), None
     except Forbidden as exc:
-        return _fail(res, Phase.FORBIDDEN, f"not allowed to apply {target.describe()}: {_msg(exc)}",
-                     retry=True), None
+        return _fail(res, Phase.FORBIDDEN, f"not allowed to apply {target.describe()}{client.as_whom()}: "
+                                           f"{_msg(exc)}", retry=True), None
     except KubeAPIError as exc:
         return _fail(res, Phase.FAILED, f"applying {target.describe()} failed: {_msg(exc)}", retry=True), None
     res.target = target
@@ -215,8 +266,10 @@ def _fail(res: ClusterResult, phase: Phase, message: str, *, retry: bool = False
     return res
 
 
-async def remove(client: ClusterClient, owner: CRKey, target: Target, *, timeout: float) -> str:
-    """Delete our copy; returns what happened. NotFound is success; an object that is not ours is left alone.
+async def remove(client: Member, owner: CRKey, target: Target, *, timeout: float,
+                 field_manager: str = FIELD_MANAGER) -> str:
+    """Delete our copy; returns what happened. NotFound is success; an object that is not ours is left alone;
+    an adopted one is released: our label, annotations and field ownership are removed and the object stays.
 
     KubeAPIError/ClusterError propagate so the caller can retry (or give up after the cleanup timeout).
     """
@@ -228,6 +281,8 @@ async def remove(client: ClusterClient, owner: CRKey, target: Target, *, timeout
     if owner_of(live) != owner:
         return "left in place: not managed by this MultiClusterResource"
     uid = (live.get("metadata") or {}).get("uid")
+    if is_adopted(live):
+        return await _release(client, live, path, timeout=timeout, field_manager=field_manager)
     try:
         await client.request("DELETE", path, body={"apiVersion": "v1", "kind": "DeleteOptions",
                                                    "propagationPolicy": "Background",
@@ -236,3 +291,21 @@ async def remove(client: ClusterClient, owner: CRKey, target: Target, *, timeout
         return "already gone"
     return "deleted"
 
+
+
+async def _release(client: Member, live: dict[str, Any], path: str, *, timeout: float, field_manager: str) -> str:
+    """Give an adopted object back: it keeps its content, loses our marks and our manager's field ownership (so
+    whoever applies it next is not in conflict with us). The uid pins the object we read."""
+    md = live.get("metadata") or {}
+    managers = [m for m in md.get("managedFields") or [] if isinstance(m, dict)
+                and (m.get("manager"), m.get("operation")) != (field_manager, "Apply")]
+    marks = (OWNER_ANNOTATION, OWNER_UID_ANNOTATION, CLUSTER_ANNOTATION, ADOPTED_ANNOTATION)
+    body = {"metadata": {"uid": md.get("uid"), "labels": {MANAGED_BY_LABEL: None},
+                         "annotations": dict.fromkeys(marks),
+                         "managedFields": managers or [{}]}}  # [{}] is the API's way to clear the list
+    try:
+        await client.request("PATCH", path, params={"fieldManager": f"{field_manager}-release"}, body=body,
+                             content_type=MERGE_PATCH, timeout=timeout)
+    except NotFound:
+        return "already gone"
+    return "released"

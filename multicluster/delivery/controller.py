@@ -16,6 +16,12 @@ at most `cleanup_timeout` (then a Warning Event says what was left behind); rena
 changes remove the old copies (only ours: NotFound is success, foreign objects are never deleted).
 CRs in other clusters are never looked at: only the master is watched.
 
+Authorization (policy.py): every per-cluster object is checked against the delivery policy (`delivery.policy`,
+default: namespaced, unrestricted kinds, the CR's own namespace only) after rendering and before any write; a
+refusal is phase Denied, the `Denied` condition and a Warning Event naming the rule. `adopt` needs
+`delivery.allowAdopt`. `spec.serviceAccountName` makes every read and write of copies impersonate
+`system:serviceaccount:<cr-namespace>:<name>` in the member, whose RBAC then decides (apply.Member).
+
 What keeps it cheap: a memo per (CR, cluster) of the last apply lets a reconcile skip members whose copy is
 unchanged since (the watch index says so), so a steady state costs no requests; the echoes of our own writes
 (finalizer/status patches coming back as CR events, applies coming back as copy events) are recognised and not
@@ -28,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,7 +42,15 @@ from typing import Any
 
 from multicluster import crds, metrics
 from multicluster.config import Config
-from multicluster.errors import ClusterError, ConfigError, KubeAPIError, MulticlusterError, NotFound, ReconcileError
+from multicluster.errors import (
+    ClusterError,
+    ConfigError,
+    Forbidden,
+    KubeAPIError,
+    MulticlusterError,
+    NotFound,
+    ReconcileError,
+)
 from multicluster.gvr import GVR, APIResource
 from multicluster.informer import Informer, InformerOptions
 from multicluster.kube import MERGE_PATCH, ClusterClient
@@ -44,7 +59,7 @@ from multicluster.tasks import Supervisor
 from multicluster.wire import WireObject
 from multicluster.workqueue import WorkQueue
 
-from . import apply
+from . import apply, policy
 from .events import NORMAL, WARNING, EventRecorder
 from .install import install_crds
 from .model import ADOPT_ANNOTATION, FINALIZER, PERMANENT, ClusterResult, CRKey, DeliveryOptions, Phase, Target
@@ -66,6 +81,7 @@ log = logging.getLogger(__name__)
 
 DONE: float | None = None  # reconcile outcome: finished; otherwise seconds until the latest useful retry
 RETRY = math.inf
+_SA_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 
 @dataclass(slots=True)
@@ -132,6 +148,7 @@ class Controller:
         self.clients = clients
         self.supervisor = supervisor
         self.opts = options or DeliveryOptions()
+        self.policy = config.delivery
         self.queue: WorkQueue[CRKey] = WorkQueue(Backoff(initial=0.5, cap=30.0))
         self.crs: dict[CRKey, dict[str, Any]] = {}
         self.index = DeliveredIndex()
@@ -345,12 +362,23 @@ class Controller:
             r.events.append((WARNING, str(phase), f"cluster {cluster}: {message}"))
             return r
 
+        def deny(d: policy.Denial) -> ClusterResult:
+            r = fail(Phase.DENIED, f"{d.reason}: {d.message}")
+            r.denied_by = d.reason
+            return r
+
         client = self.clients.get(cluster)
         if client is None:
             return fail(Phase.UNKNOWN_CLUSTER, "not configured in this daemon "
                                                f"(known clusters: {', '.join(sorted(self.clients))})")
         if template_error is not None:
             return fail(Phase.INVALID_TEMPLATE, template_error.message)
+        if owner.adopt and not self.policy.allow_adopt:
+            return deny(policy.adopt_denial())
+        member = self._member(client, cr)
+        if member is None:
+            return fail(Phase.INVALID_TEMPLATE, f"spec.serviceAccountName {spec.get('serviceAccountName')!r} is not "
+                                                "a service account name")
         down = self._breaker_open(cluster)
         if down is not None:
             return fail(Phase.UNREACHABLE, down)
@@ -367,6 +395,9 @@ class Controller:
             return fail(Phase.UNREACHABLE, exc.reason)
         except KubeAPIError as exc:
             return fail(Phase.FAILED, f"discovery failed: {exc.body.get('message') or exc.message}")
+        denial = policy.check(self.policy, self._request(owner, resource, target))
+        if denial is not None:
+            return deny(denial)
         self.watches.ensure(cluster, resource)
 
         want = digest(desired)
@@ -385,7 +416,8 @@ class Controller:
             known = (copy.uid, copy.rv) if copy is not None and copy.owner == owner.key and copy.uid \
                 and self.watches.watching(cluster, resource.gvr) else None
             try:
-                result, stored = await apply.deliver(client, owner, desired, target, known=known, gate=gate,
+                result, stored = await apply.deliver(member, owner, desired, target, known=known, gate=gate,
+                                                     adopted=copy is not None and copy.adopted,
                                                      timeout=self.opts.request_timeout)
             except ClusterError as exc:
                 self._trip(cluster, exc)
@@ -398,8 +430,28 @@ class Controller:
             self._memo.setdefault(owner.key, {})[cluster] = _Memo(
                 want, target, content_digest(stored), result.uid, time.monotonic(), result.last_applied,
                 (result.health, result.health_message))
-        await self._remove_stale(client, owner, cluster, resource.gvr, target, recorded, result)
+        await self._remove_stale(member, owner, cluster, resource.gvr, target, recorded, result)
         return result
+
+    def _member(self, client: ClusterClient, cr: dict[str, Any]) -> apply.Member | None:
+        """The client this CR writes through: impersonating spec.serviceAccountName when set (None: invalid)."""
+        spec = cr.get("spec") if isinstance(cr.get("spec"), dict) else {}
+        sa = (spec or {}).get("serviceAccountName")
+        if sa is None or sa == "":
+            return apply.Member(client)
+        if not isinstance(sa, str) or not _SA_NAME.match(sa):
+            return None
+        ns = str((cr.get("metadata") or {}).get("namespace") or "")
+        return apply.Member(client, policy.impersonation(ns, sa))
+
+    def _remover(self, client: ClusterClient, cr: dict[str, Any]) -> apply.Member:
+        # An invalid serviceAccountName never delivered anything as a service account; what this CR's owner
+        # annotation marks was written by the daemon, so the daemon removes it.
+        return self._member(client, cr) or apply.Member(client)
+
+    @staticmethod
+    def _request(owner: apply.Owner, resource: APIResource, target: Target) -> policy.Request:
+        return policy.Request(owner.key[0], resource.gvr.group, resource.kind, resource.namespaced, target.namespace)
 
     async def _render(self, client: ClusterClient, spec: dict[str, Any], owner: apply.Owner,
                       cluster: str) -> tuple[dict[str, Any], Target, APIResource]:
@@ -438,7 +490,7 @@ class Controller:
                                  reason="UnknownKind")
         return found
 
-    async def _remove_stale(self, client: ClusterClient, owner: apply.Owner, cluster: str, gvr: GVR,
+    async def _remove_stale(self, client: apply.Member, owner: apply.Owner, cluster: str, gvr: GVR,
                             target: Target, recorded: Target | None, result: ClusterResult) -> None:
         """After a rename or kind change: remove the copies of this CR in `cluster` other than `target`."""
         victims: list[Target] = []
@@ -455,14 +507,15 @@ class Controller:
             victims.append(Target(g.api_version, "", g.resource, ns, name))
         for v in _unique(victims):
             try:
-                what = await apply.remove(client, owner.key, v, timeout=self.opts.request_timeout)
+                what = await apply.remove(client, owner.key, v, timeout=self.opts.request_timeout,
+                                          field_manager=self.opts.field_manager)
             except (ClusterError, KubeAPIError) as exc:
                 result.retry = True
                 result.events.append((WARNING, "RemoveFailed", f"cluster {cluster}: removing the old copy "
                                                                f"{_desc(v)} failed: {_why(exc)}"))
                 continue
-            if what == "deleted":
-                result.events.append((NORMAL, "Removed", f"cluster {cluster}: old copy {_desc(v)} deleted"))
+            if what in ("deleted", "released"):
+                result.events.append((NORMAL, _REASON[what], f"cluster {cluster}: old copy {_desc(v)} {what}"))
 
     async def _remove_unplaced(self, cr: dict[str, Any], owner: apply.Owner, cluster: str,
                                recorded: Target | None) -> ClusterResult | None:
@@ -479,10 +532,11 @@ class Controller:
             if down is not None:
                 raise ClusterError(cluster, down)
             for v in _unique(victims):
-                what = await apply.remove(client, owner.key, v, timeout=self.opts.request_timeout)
-                if what == "deleted":
-                    self.events.record(cr, NORMAL, "Removed",
-                                           f"cluster {cluster} left the placement: {_desc(v)} deleted")
+                what = await apply.remove(self._remover(client, cr), owner.key, v,
+                                          timeout=self.opts.request_timeout, field_manager=self.opts.field_manager)
+                if what in ("deleted", "released"):
+                    self.events.record(cr, NORMAL, _REASON[what],
+                                       f"cluster {cluster} left the placement: {_desc(v)} {what}")
         except (ClusterError, KubeAPIError) as exc:
             if isinstance(exc, ClusterError):
                 self._trip(cluster, exc)
@@ -532,6 +586,7 @@ class Controller:
         # A placed cluster we cannot reach may hold a copy nobody recorded (crash before the status write):
         # it counts as failing, so deletion waits for it up to cleanup_timeout instead of forgetting it.
         blocked: dict[str, str] = {}
+        guesses: dict[str, set[str]] = {}
         for cluster in placed:
             victims.setdefault(cluster, [])
             client = self.clients.get(cluster)
@@ -541,14 +596,17 @@ class Controller:
                 blocked[cluster] = down
                 continue
             try:
-                _, target, _ = await self._render(client, spec, owner, cluster)
-                victims[cluster].append(target)
+                _, target, resource = await self._render(client, spec, owner, cluster)
+                if policy.check(self.policy, self._request(owner, resource, target)) is None:
+                    if all(t.path() != target.path() for t in victims[cluster]):
+                        guesses.setdefault(cluster, set()).add(target.path())
+                    victims[cluster].append(target)
             except ClusterError as exc:
                 self._trip(cluster, exc)
                 blocked[cluster] = exc.reason
             except MulticlusterError:
                 continue  # the template cannot be rendered there, so it was never delivered as such
-        outcomes = await asyncio.gather(*(self._cleanup_cluster(cr, key, c, ts, blocked.get(c))
+        outcomes = await asyncio.gather(*(self._cleanup_cluster(cr, key, c, ts, blocked.get(c), guesses.get(c, set()))
                                           for c, ts in victims.items()))
         waiting = [(c, left, why) for c, left, why in outcomes if left is not None]
         if waiting:
@@ -565,8 +623,10 @@ class Controller:
         return DONE
 
     async def _cleanup_cluster(self, cr: dict[str, Any], key: CRKey, cluster: str, targets: list[Target],
-                               blocked: str | None) -> tuple[str, float | None, str]:
-        """Remove every copy in one cluster. Returns (cluster, seconds left before giving up or None, why)."""
+                               blocked: str | None, guesses: set[str]) -> tuple[str, float | None, str]:
+        """Remove every copy in one cluster. Returns (cluster, seconds left before giving up or None, why).
+        `guesses`: paths known only from rendering the template (no record of a delivery): a service account that
+        may not even read them there cannot have delivered them, so Forbidden is not a failure for those."""
         targets = _unique(targets)
         client = self.clients.get(cluster)
         if client is None:
@@ -579,9 +639,17 @@ class Controller:
             down = blocked or self._breaker_open(cluster)
             if down is not None:
                 raise ClusterError(cluster, down)
+            member = self._remover(client, cr)
             for t in targets:
-                if await apply.remove(client, key, t, timeout=self.opts.request_timeout) == "deleted":
-                    self.events.record(cr, NORMAL, "Removed", f"cluster {cluster}: {_desc(t)} deleted")
+                try:
+                    what = await apply.remove(member, key, t, timeout=self.opts.request_timeout,
+                                              field_manager=self.opts.field_manager)
+                except Forbidden:
+                    if t.path() in guesses:
+                        continue
+                    raise
+                if what in ("deleted", "released"):
+                    self.events.record(cr, NORMAL, _REASON[what], f"cluster {cluster}: {_desc(t)} {what}")
         except (ClusterError, KubeAPIError) as exc:
             if isinstance(exc, ClusterError):
                 self._trip(cluster, exc)
@@ -646,6 +714,9 @@ class Controller:
         b.until = time.monotonic() + min(30.0, 0.5 * 2 ** (b.failures - 1))
         b.error = exc.reason
         self._breakers[cluster] = b
+
+
+_REASON = {"deleted": "Removed", "released": "Released"}
 
 
 def _rv(obj: dict[str, Any]) -> int:

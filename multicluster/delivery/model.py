@@ -20,6 +20,9 @@ OWNER_ANNOTATION = f"{PREFIX}/owner"  # "<namespace>/<name>" of the MultiCluster
 OWNER_UID_ANNOTATION = f"{PREFIX}/owner-uid"
 CLUSTER_ANNOTATION = f"{PREFIX}/cluster"  # the config name of the cluster the copy was delivered to
 ADOPT_ANNOTATION = f"{PREFIX}/adopt"  # on the CR: "true" takes over pre-existing objects not managed by us
+# On a copy: it existed before its MultiClusterResource took it over, so it is released (our marks removed), not
+# deleted, when the MultiClusterResource lets go of it.
+ADOPTED_ANNOTATION = f"{PREFIX}/adopted"
 FINALIZER = f"{PREFIX}/cleanup"
 FIELD_MANAGER = "multicluster"
 
@@ -62,6 +65,7 @@ class Phase(StrEnum):
     INVALID_TEMPLATE = "InvalidTemplate"
     UNKNOWN_KIND = "UnknownKind"
     UNKNOWN_CLUSTER = "UnknownCluster"
+    DENIED = "Denied"  # the delivery policy refuses it (delivery/policy.py); nothing was written
     UNREACHABLE = "Unreachable"
     FORBIDDEN = "Forbidden"
     FAILED = "Failed"
@@ -69,7 +73,8 @@ class Phase(StrEnum):
 
 
 # Failures that only a change of the CR (or the config) can fix: no point retrying with backoff.
-PERMANENT = frozenset({Phase.INVALID, Phase.INVALID_PATCH, Phase.INVALID_TEMPLATE, Phase.UNKNOWN_CLUSTER})
+PERMANENT = frozenset({Phase.INVALID, Phase.INVALID_PATCH, Phase.INVALID_TEMPLATE, Phase.UNKNOWN_CLUSTER,
+                       Phase.DENIED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +138,7 @@ class ClusterResult:
     health_message: str = ""
     retry: bool = False  # worth retrying with backoff
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
+    denied_by: str = ""  # phase Denied: the policy rule that refused it (the Denied condition's reason)
 
     @property
     def applied(self) -> bool:

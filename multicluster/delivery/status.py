@@ -8,7 +8,7 @@ Status layout (also what `kubectl get rr` and `kubectl-multicluster get rr` prin
       applied: "2/2"                            # APPLIED column: placed clusters holding the current template
       ready: "1/2"                              # READY column: placed clusters whose copy is healthy
       message: "cluster2: Progressing: 0/2 replicas available"
-      conditions: [{type: Applied, ...}, {type: Ready, ...}]
+      conditions: [{type: Applied, ...}, {type: Ready, ...}, {type: Denied, ...}]  # Denied once policy refused
       clusters:
         - {name, applied, ready, phase, message, lastAppliedTime, health, healthMessage,
            target: {apiVersion, kind, resource, namespace, name, uid}}
@@ -167,19 +167,28 @@ def build_status(
     ready_reason = "Ready" if ready_ok else ("NotApplied" if not applied_ok else "NotReady")
     ready_msg = "; ".join(ready_msgs) or ("all copies healthy" if ready_ok else "not all copies applied")
 
+    denied = [r for r in in_place if r.phase == Phase.DENIED]
+    rules = {r.denied_by for r in denied}
+    denied_reason = "Allowed" if not denied else rules.pop() if len(rules) == 1 else "Denied"
+    denied_msg = "; ".join(f"{r.cluster}: {r.message}" for r in denied) or "the delivery policy allows every copy"
+
     order = {name: i for i, name in enumerate(placed)}
     entries = [_entry(r, prev_entries.get(r.cluster)) for r in
                sorted(results, key=lambda r: (order.get(r.cluster, len(order)), r.cluster))]
+    conditions = [
+        _condition_entry("Applied", applied_ok, applied_reason, applied_msg, generation, prev_conds.get("Applied")),
+        _condition_entry("Ready", ready_ok, ready_reason, ready_msg, generation, prev_conds.get("Ready")),
+    ]
+    if denied or "Denied" in prev_conds:  # shown from the first refusal on (then False once nothing is refused)
+        conditions.append(_condition_entry("Denied", bool(denied), denied_reason, denied_msg, generation,
+                                           prev_conds.get("Denied")))
     return {
         "observedGeneration": generation,
         "targetClusters": ",".join(placed),
         "applied": f"{len(in_place) - len(not_applied)}/{len(placed)}",
         "ready": f"{sum(1 for r in in_place if r.ready)}/{len(placed)}",
         "message": ("; ".join(msgs + ready_msgs))[:_MAX_MESSAGE],
-        "conditions": [
-            _condition_entry("Applied", applied_ok, applied_reason, applied_msg, generation, prev_conds.get("Applied")),
-            _condition_entry("Ready", ready_ok, ready_reason, ready_msg, generation, prev_conds.get("Ready")),
-        ],
+        "conditions": conditions,
         "clusters": entries,
     }
 

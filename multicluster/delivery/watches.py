@@ -24,7 +24,7 @@ from multicluster.kube import ClusterClient
 from multicluster.tasks import Supervisor
 from multicluster.wire import WireObject
 
-from .model import MANAGED_BY_LABEL, MANAGED_BY_VALUE, MANAGED_SELECTOR, OWNER_ANNOTATION, CRKey
+from .model import ADOPTED_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, MANAGED_SELECTOR, OWNER_ANNOTATION, CRKey
 from .patches import digest
 from .status import health
 
@@ -43,6 +43,7 @@ class Copy:
     health: str
     health_message: str
     rv: str = field(default="", compare=False)  # newest seen; not part of "did it change" (status bumps it too)
+    adopted: bool = False  # carries the adopted mark: released, not deleted, when its owner lets go
 
 
 def content_digest(obj: dict[str, Any]) -> str:
@@ -72,7 +73,9 @@ def describe_copy(obj: dict[str, Any]) -> Copy | None:
         return None
     h, msg = health(obj)
     md = obj.get("metadata") or {}
-    return Copy(owner, content_digest(obj), str(md.get("uid") or ""), h, msg, str(md.get("resourceVersion") or ""))
+    adopted = str((md.get("annotations") or {}).get(ADOPTED_ANNOTATION)) == "true"
+    return Copy(owner, content_digest(obj), str(md.get("uid") or ""), h, msg, str(md.get("resourceVersion") or ""),
+                adopted)
 
 
 class DeliveredIndex:

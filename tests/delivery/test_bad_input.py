@@ -89,7 +89,8 @@ async def test_unknown_kind_and_invalid_template(make_env: MakeEnv) -> None:
 
 
 async def test_member_validation_and_missing_namespace(make_env: MakeEnv, unique: str) -> None:
-    env = await make_env()
+    # Another namespace than the CR's own needs an operator rule (the default policy refuses it).
+    env = await make_env(delivery={"policy": [{"toNamespaces": ["*"]}]})
     missing = f"missing-{unique}"
     customize = [
         {"name": "cluster2", "action": [{"op": "replace", "path": "/metadata/namespace", "value": [missing]}]},

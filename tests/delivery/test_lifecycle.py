@@ -126,7 +126,7 @@ async def test_drift_hand_edit_and_delete_corrected(make_env: MakeEnv) -> None:
 
 
 async def test_foreign_object_not_overwritten_unless_adopted(make_env: MakeEnv) -> None:
-    env = await make_env()
+    env = await make_env(delivery={"allowAdopt": True})
     c2 = env.client("cluster2")
     foreign = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "taken", "namespace": env.ns},
                "data": {"k": "theirs"}}
