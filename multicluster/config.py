@@ -104,6 +104,10 @@ class ServerConfig:
     health_port: int | None = None  # --HealthPort: /healthz and /readyz also served alone on this port
 
 
+KIB = 1024
+MIB = 1024 * KIB
+
+
 @dataclass(frozen=True, slots=True)
 class SyncConfig:
     page_size: int = 500
@@ -113,6 +117,14 @@ class SyncConfig:
     store_secrets: bool = False
     queue_size: int = 2_000  # pending writes; bounds memory during initial syncs (full → watches pause)
     rediscover_seconds: float = 60.0  # how often discovery is re-read (new CRDs start syncing)
+    # What one member cluster may make the daemon hold or open. A member is another team's API server (or an
+    # attacker's, once joined): none of these may grow with what it sends.
+    max_list_page_bytes: int = 32 * MIB  # any response body; a list page over it is asked again in smaller pages
+    max_watch_line_bytes: int = 16 * MIB  # one watch event (etcd keeps objects under ~1.5 MiB)
+    max_object_bytes: int = 4 * MIB  # larger objects are skipped and counted (MySQL's max_allowed_packet: 16+ MiB)
+    max_types_per_cluster: int = 500  # informers (and metric label sets) per cluster
+    max_connections_per_cluster: int = 32  # concurrent non-watch requests; each watch holds one more
+    list_timeout_seconds: float = 120.0  # one list page, connection to last byte (a dribbling body ends here)
 
 
 @dataclass(frozen=True, slots=True)
@@ -534,8 +546,23 @@ def _parse_sync(data: Any) -> SyncConfig:
             "storeSecrets",
             "queueSize",
             "rediscoverSeconds",
+            "maxListPageBytes",
+            "maxWatchLineBytes",
+            "maxObjectBytes",
+            "maxTypesPerCluster",
+            "maxConnectionsPerCluster",
+            "listTimeoutSeconds",
         ],
     )
+    d = SyncConfig()
+    max_page = _bytes_opt(data, "maxListPageBytes", d.max_list_page_bytes)
+    max_object = _bytes_opt(data, "maxObjectBytes", d.max_object_bytes)
+    if max_object > max_page:
+        raise ConfigError(
+            f"sync.maxObjectBytes ({max_object}) is larger than sync.maxListPageBytes ({max_page}): an object "
+            "that may be stored could never be listed",
+            hint="raise sync.maxListPageBytes or lower sync.maxObjectBytes",
+        )
     return SyncConfig(
         page_size=int(_positive("sync.pageSize", _opt(where, data, "pageSize", int, "an integer", 500))),
         resync_seconds=float(_opt(where, data, "resyncSeconds", (int, float), "seconds (0 = never)", 600.0)),
@@ -548,7 +575,25 @@ def _parse_sync(data: Any) -> SyncConfig:
         rediscover_seconds=float(
             _positive("sync.rediscoverSeconds", _opt(where, data, "rediscoverSeconds", (int, float), "seconds", 60.0))
         ),
+        max_list_page_bytes=max_page,
+        max_watch_line_bytes=_bytes_opt(data, "maxWatchLineBytes", d.max_watch_line_bytes),
+        max_object_bytes=max_object,
+        max_types_per_cluster=int(_positive("sync.maxTypesPerCluster", _opt(
+            where, data, "maxTypesPerCluster", int, "an integer", d.max_types_per_cluster))),
+        max_connections_per_cluster=int(_positive("sync.maxConnectionsPerCluster", _opt(
+            where, data, "maxConnectionsPerCluster", int, "an integer", d.max_connections_per_cluster))),
+        list_timeout_seconds=float(_positive("sync.listTimeoutSeconds", _opt(
+            where, data, "listTimeoutSeconds", (int, float), "seconds", d.list_timeout_seconds))),
     )
+
+
+def _bytes_opt(data: Mapping[str, Any], key: str, default: int) -> int:
+    """A byte count of the sync section: at least 1 KiB (anything smaller refuses every real object)."""
+    value = int(_opt("sync", data, key, int, "a number of bytes", default))
+    if value < KIB:
+        raise ConfigError(f"sync.{key}: must be at least {KIB} bytes, got {value}",
+                          hint=f"the default is {default} ({default // MIB} MiB)")
+    return value
 
 
 def _parse_lease(data: Any) -> LeaseConfig:

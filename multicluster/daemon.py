@@ -118,11 +118,19 @@ class Daemon:
     def sync_states(self) -> list[SyncState]:
         return list(self.tracker.states.values())
 
+    # A store that refuses writes for this long makes every cluster's data stale (a blip of a few failed
+    # batches, retried, does not).
+    writer_stale_after = 30.0
+
     def clusters(self) -> list[ClusterView]:
         out = []
+        failing = self.supervisor.failing()
+        writer_fault = self.writer.stale_reason(self.writer_stale_after) if self.writer is not None else ""
         for name, sync in self.syncs.items():
             h = self.tracker.cluster(name)
-            states = [st for (c, _g), st in self.tracker.states.items() if c == name]
+            cluster_fault, type_faults = sync.stale_reasons(failing)
+            states = [st if st.gvr not in type_faults else replace(st, status="error", error=type_faults[st.gvr])
+                      for (c, _g), st in self.tracker.states.items() if c == name]
             local = {st.gvr for st in states}
             states += [st for st in self._remote_states if st.cluster == name and st.gvr not in local]
             synced = [st.synced_at for st in states if st.synced_at]
@@ -139,6 +147,9 @@ class Daemon:
                     syncs=tuple(states),
                     version=h.version,
                     platform=h.platform,
+                    stale_reason=writer_fault or cluster_fault,
+                    left_out=frozenset(h.left_out),
+                    skipped={g: v for (c, g), v in self.tracker.skipped.items() if c == name},
                 )
             )
         return out
@@ -153,7 +164,7 @@ class Daemon:
     def add_member(self, cluster: ClusterConfig) -> None:
         """Start syncing a cluster (from the config file, a join, or a reload)."""
         name = cluster.name
-        client = ClusterClient(cluster)
+        client = ClusterClient(cluster, limits=self.config.sync)
         self.clients[name] = client
         sync = ClusterSync(
             cluster,

@@ -13,6 +13,10 @@ Kubernetes semantics handled here:
 - the server ends every watch after `timeoutSeconds`; we resume from the last RV seen (bookmark or event);
 - connection errors, 5xx and 429 back off exponentially with jitter, honouring Retry-After;
 - a periodic relist (resync) is the safety net against anything missed.
+
+Objects over `max_object_bytes` are skipped (a stored older version is deleted, so queries never serve it as
+current), counted, and reported to the sink with the reason; a list page over the client's byte limit is asked
+again in smaller pages (a page size is only a hint to the server, and the continue token stays valid).
 """
 
 from __future__ import annotations
@@ -25,10 +29,13 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import orjson
+
 from multicluster import metrics, wire
+from multicluster.config import SyncConfig
 from multicluster.errors import ClusterError, Forbidden, Gone, KubeAPIError, NotFound, kube_error
 from multicluster.gvr import APIResource
-from multicluster.kube import ClusterClient
+from multicluster.kube import ClusterClient, TooLarge
 from multicluster.retry import DEFAULT_BACKOFF, Backoff
 
 log = logging.getLogger(__name__)
@@ -49,6 +56,9 @@ class Sink(Protocol):
     async def failed(self, error: str, *, cluster_fault: bool = True) -> None:
         """The informer cannot make progress right now: the cluster is down (`cluster_fault`), or only this type
         fails (forbidden by RBAC, gone, an aggregated API answering 5xx)."""
+
+    # Optional: `skipped(count, reason)` — how many objects of the type are skipped right now, and why the
+    # latest one was (too large, resourceVersion or name no store can hold). Called when the count changes.
 
 
 MAX_RV = 2**63 - 1  # the stores keep resourceVersions in a signed 64-bit column; etcd revisions fit
@@ -72,6 +82,9 @@ def parse_rv(rv: str) -> int | None:
     return n if n <= MAX_RV else None
 
 
+_DEFAULTS = SyncConfig()
+
+
 @dataclass
 class InformerOptions:
     page_size: int = 500
@@ -82,6 +95,8 @@ class InformerOptions:
     label_selector: str | None = None
     # Hand every listed object to the sink on a relist, even unchanged ones (controllers want periodic resync).
     emit_unchanged: bool = False
+    max_object_bytes: int = _DEFAULTS.max_object_bytes
+    list_timeout: float = _DEFAULTS.list_timeout_seconds
 
 
 class Informer:
@@ -104,6 +119,9 @@ class Informer:
         self.last_list = 0.0
         self.label = f"[{client.name}] {resource.gvr.api_version} {resource.gvr.resource}"
         self.rejected = 0  # objects skipped because no store could hold them (see _reject)
+        self.skipped: dict[Key, str] = {}  # objects skipped right now, with the reason
+        self._reported = 0  # len(skipped) the sink last heard of
+        self._page_size = self.opts.page_size
         self.denied = False  # the last list was refused with 403/404: settled, as far as readiness goes
         self._gvr = str(resource.gvr)
 
@@ -144,7 +162,9 @@ class Informer:
                     log.warning("%s: %s; retrying in %.1fs", self.label, exc, delay)
                 else:
                     log.debug("%s: %s; retrying in %.1fs", self.label, exc, delay)
-                await self.sink.failed(str(exc), cluster_fault=isinstance(exc, ClusterError))
+                # A response over a byte limit is this type's fault; the cluster answers the rest.
+                await self.sink.failed(str(exc), cluster_fault=isinstance(exc, ClusterError)
+                                       and not isinstance(exc, TooLarge))
                 await asyncio.sleep(delay)
                 # Without an RV we never listed successfully; with one, resume the watch from it.
                 if not self.rv:
@@ -163,6 +183,8 @@ class Informer:
         changed = 0
         last_progress = t0
         metrics.RELISTS.labels(self.client.name, self._gvr, reason).inc()
+        self._page_size = self.opts.page_size
+        skipped: dict[Key, str] = {}
         # The next page is requested as soon as this one's continue token is known, so the API server produces
         # it while this one is being stored (one page ahead, so memory stays at two pages per list).
         ahead: asyncio.Task[bytes] | None = None
@@ -175,6 +197,7 @@ class Informer:
                     log.info("%s: list continue token expired; restarting the list", self.label)
                     ahead = None
                     seen.clear()
+                    skipped.clear()
                     cont, count = None, 0
                     continue
                 ahead = None
@@ -186,7 +209,7 @@ class Informer:
                 cont = page.cont or None
                 if cont:
                     ahead = asyncio.ensure_future(self._page(path, cont))
-                n = await self._hand_on(page.items, seen)
+                n = await self._hand_on(page.items, seen, skipped)
                 count += len(page.items)
                 changed += n
                 if time.monotonic() - last_progress > 5:
@@ -198,6 +221,8 @@ class Informer:
             if ahead is not None:
                 ahead.cancel()
                 ahead.add_done_callback(lambda t: t.cancelled() or t.exception())
+        self.skipped = skipped
+        await self._report_skipped()
         gone = [k for k in self.index if k not in seen]
         list_rv_int = rv_int(list_rv)
         for ns, name in gone:
@@ -223,20 +248,29 @@ class Informer:
         )
 
     async def _page(self, path: str, cont: str | None) -> bytes:
-        params: dict[str, Any] = {"limit": self.opts.page_size}
-        if cont:
-            params["continue"] = cont
-        if self.opts.label_selector:
-            params["labelSelector"] = self.opts.label_selector
-        return await self.client.request_bytes("GET", path, params=params, timeout=120)
+        while True:
+            params: dict[str, Any] = {"limit": self._page_size}
+            if cont:
+                params["continue"] = cont
+            if self.opts.label_selector:
+                params["labelSelector"] = self.opts.label_selector
+            try:
+                return await self.client.request_bytes("GET", path, params=params, timeout=self.opts.list_timeout)
+            except TooLarge as exc:
+                if self._page_size <= 1:
+                    raise
+                # Big objects: ask for the rest of this list in pages a tenth the size, down to one object.
+                self._page_size = max(1, self._page_size // 10)
+                log.warning("%s: %s; listing in pages of %d", self.label, exc.message, self._page_size)
 
-    async def _hand_on(self, items: list[bytes], seen: set[Key]) -> int:
+    async def _hand_on(self, items: list[bytes], seen: set[Key], skipped: dict[Key, str]) -> int:
         """Record every listed object in the index and hand the new or changed ones to the sink."""
         gvr, kind = self.resource.gvr, self.resource.kind
         # Optional: the whole page's changes in one call, each with whether the index had never seen it.
         many = getattr(self.sink, "upsert_many", None)
         out: list[tuple[wire.WireObject, int, bool]] = []
         changed = 0
+        max_bytes = self.opts.max_object_bytes
         for i, item in enumerate(items):
             if i % 100 == 99:
                 await asyncio.sleep(0)  # let the writer's completions in between long pages
@@ -245,9 +279,14 @@ class Informer:
             except ValueError as exc:
                 raise ClusterError(self.client.name, f"unreadable object in the list of {gvr}: {exc}") from exc
             key = (obj.namespace, obj.name)
+            if len(item) > max_bytes:
+                # Not in `seen`: a stored older version is deleted with the list's vanished objects.
+                skipped[key] = self._too_large(obj.namespace, obj.name, len(item))
+                continue
             parsed = parse_rv(obj.resource_version)
             if parsed is None or not obj.name:
-                self._reject(obj.namespace, obj.name, f"resourceVersion {obj.resource_version[:40]!r} or name invalid")
+                skipped[key] = self._reject(
+                    obj.namespace, obj.name, f"resourceVersion {obj.resource_version[:40]!r} or name invalid")
                 continue
             rv = parsed
             seen.add(key)
@@ -283,21 +322,19 @@ class Informer:
         if self.opts.label_selector:
             params["labelSelector"] = self.opts.label_selector
         path = self.resource.gvr.path(self.opts.namespace)
-        events = self.client.watch(path, params, timeout=timeout + 10)
+        lines = self.client.watch_lines(path, params, timeout=timeout + 10)
         try:
-            while True:
+            async for line in lines:
                 try:
-                    raw = await anext(events)
-                except StopAsyncIteration:
-                    return
+                    event = orjson.loads(line)
                 except ValueError as exc:  # a line that is not JSON (orjson's errors are ValueErrors)
                     raise ClusterError(self.client.name, f"unreadable watch event of {self._gvr}: {exc}") from exc
-                await self._event(raw)
+                await self._event(event, len(line))
         finally:
-            if isinstance(events, AsyncGenerator):
-                await events.aclose()  # closes the HTTP response now, not when the generator is collected
+            if isinstance(lines, AsyncGenerator):
+                await lines.aclose()  # closes the HTTP response now, not when the generator is collected
 
-    async def _event(self, event: Any) -> None:
+    async def _event(self, event: Any, size: int = 0) -> None:
         """Apply one watch event; a member that sends something that is not a watch event is a cluster fault
         (relist with backoff, reported), never an exception out of the informer."""
         if not isinstance(event, dict) or not isinstance(event.get("object"), dict):
@@ -336,22 +373,47 @@ class Informer:
             self._reject(str(ns)[:63], str(name)[:253], "namespace or name missing or not a string")
             return
         key, rv = (ns, name), parsed
-        if etype in ("ADDED", "MODIFIED"):
+        if etype != "DELETED" and size > self.opts.max_object_bytes:
+            self.skipped[key] = self._too_large(ns, name, size)
+            await self._report_skipped()
+            if self.index.pop(key, None) is not None:
+                await self.sink.delete(ns, name, rv)  # the stored version is not the object any more
+        elif etype in ("ADDED", "MODIFIED"):
+            if self.skipped.pop(key, None) is not None:
+                await self._report_skipped()
             if self.index.get(key, -1) < rv:
                 self.index[key] = rv
                 await self.sink.upsert(wire.WireObject.from_dict(obj), rv)
         else:
             self.index.pop(key, None)
+            if self.skipped.pop(key, None) is not None:
+                await self._report_skipped()
             await self.sink.delete(key[0], key[1], rv)
         if rv_s:
             self.rv = rv_s
 
-    def _reject(self, namespace: str, name: str, reason: str) -> None:
-        """An object this informer cannot store: skipped, counted, logged (once per informer at warning level)."""
+    def _reject(self, namespace: str, name: str, reason: str) -> str:
+        """An object this informer cannot store: skipped, counted, logged (once per informer at warning level).
+        Returns the reason, for `skipped`."""
         self.rejected += 1
         metrics.OBJECTS_REJECTED.labels(self.client.name, self._gvr).inc()
         level = logging.WARNING if self.rejected == 1 else logging.DEBUG
         log.log(level, "%s: skipping %s/%s: %s", self.label, namespace[:63], name[:253], reason)
+        return reason
+
+    def _too_large(self, namespace: str, name: str, size: int) -> str:
+        metrics.MEMBER_LIMITS.labels(self.client.name, "maxObjectBytes").inc()
+        limit = self.opts.max_object_bytes
+        return self._reject(namespace, name, f"{size:,} bytes, over sync.maxObjectBytes ({limit:,}): not stored")
+
+    async def _report_skipped(self) -> None:
+        if len(self.skipped) == self._reported:
+            return
+        self._reported = len(self.skipped)
+        report = getattr(self.sink, "skipped", None)
+        if report is not None:
+            reason = next(reversed(self.skipped.values()), "")
+            await report(self._reported, reason)
 
 
 SinkFactory = Callable[[APIResource], Awaitable[Sink]]

@@ -10,6 +10,13 @@ allow-list ConnectionSpec of multicluster.kubeconfig instead (inline CA and clie
 
 Errors are translated here, once: HTTP statuses become KubeAPIError subclasses (with the API's own Status message
 and Retry-After), connection failures and timeouts become ClusterError("cluster <name>: <reason>").
+
+Nothing a member sends is read unbounded (the `sync:` limits): a response body is streamed up to
+`maxListPageBytes` (TooLarge past it), a watch line up to `maxWatchLineBytes` (the connection is closed past it).
+Connections: each watch holds one (HTTP/1.1, no multiplexing) and is never queued, since the number of informers
+(`maxTypesPerCluster`) bounds them; every other request first takes one of `maxConnectionsPerCluster` slots, and
+its timeout starts only once it holds one, so lists and discovery never starve behind watches nor time out while
+waiting their turn. A cluster thus opens at most maxTypesPerCluster + maxConnectionsPerCluster connections.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import socket
 import ssl
 import tempfile
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -32,7 +39,8 @@ import orjson
 from kubernetes_asyncio.client import Configuration
 from kubernetes_asyncio.config import kube_config
 
-from multicluster.config import ClusterConfig
+from multicluster import metrics
+from multicluster.config import ClusterConfig, SyncConfig
 from multicluster.errors import ClusterError, ConfigError, KubeAPIError, kube_error
 from multicluster.gvr import APIResource, parse_discovery
 from multicluster.kubeconfig import ConnectionSpec, KubeconfigError, parse_kubeconfig
@@ -56,13 +64,26 @@ def _status_message(body: bytes, status: int) -> tuple[str, str, dict[str, Any]]
     return f"HTTP {status}", "", {}
 
 
+class TooLarge(ClusterError):
+    """A member sent more bytes than a `sync:` limit allows; `limit` is the option's name."""
+
+    def __init__(self, cluster: str, what: str, limit: str, size: int) -> None:
+        super().__init__(cluster, f"{what} exceeds sync.{limit} ({size:,} bytes); not read further",
+                         hint=f"raise sync.{limit} if the cluster really serves responses this large")
+        self.limit = limit
+        self.size = size
+
+
 class ClusterClient:
     """HTTP access to one cluster's API server."""
 
-    def __init__(self, cluster: ClusterConfig, *, request_timeout: float = 30.0) -> None:
+    def __init__(self, cluster: ClusterConfig, *, request_timeout: float = 30.0,
+                 limits: SyncConfig | None = None) -> None:
         self.cluster = cluster
         self.name = cluster.name
         self.request_timeout = request_timeout
+        self.limits = limits or SyncConfig()
+        self._slots = asyncio.Semaphore(self.limits.max_connections_per_cluster)
         self.host = ""
         self._cfg: Configuration | None = None
         self._token: str | None = None  # bearer token of an uploaded kubeconfig (trusted clusters use _cfg)
@@ -261,24 +282,46 @@ class ClusterClient:
         if body is not None:
             data = body if isinstance(body, bytes) else orjson.dumps(body)
         q = {k: _param(v) for k, v in (params or {}).items() if v is not None}
+        headers = await self._headers(content_type if data is not None else None)
+        headers.update({k: v for k, v in (impersonate or {}).items() if k.startswith("Impersonate-")})
         try:
-            async with self._session.request(
+            async with self._slots, self._session.request(
                 method,
                 self.host + path,
                 params=q,
                 data=data,
-                headers={**await self._headers(content_type if data is not None else None),
-                         **{k: v for k, v in (impersonate or {}).items() if k.startswith("Impersonate-")}},
+                headers=headers,
                 timeout=aiohttp.ClientTimeout(total=timeout or self.request_timeout),
                 allow_redirects=False,
                 server_hostname=self._server_hostname,
             ) as resp:
-                raw = await resp.read()
+                raw = await self._body(resp, path)
                 if resp.status >= 300:
                     raise self._error(resp.status, raw, resp.headers.get("Retry-After"))
                 return raw
         except (aiohttp.ClientError, TimeoutError, OSError, ssl.SSLError) as exc:
             raise ClusterError(self.name, _describe(exc, self.host)) from exc
+
+    async def _body(self, resp: aiohttp.ClientResponse, path: str) -> bytes:
+        """The whole body, read as it streams in and never past sync.maxListPageBytes (TooLarge, connection
+        closed). Chunks are joined once at the end, as aiohttp's own read() does."""
+        limit = self.limits.max_list_page_bytes
+        if resp.content_length is not None and resp.content_length > limit:
+            resp.close()
+            raise self._too_large(f"the answer to GET {path[:200]}", "maxListPageBytes", resp.content_length)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_any():
+            size += len(chunk)
+            if size > limit:
+                resp.close()
+                raise self._too_large(f"the answer to GET {path[:200]}", "maxListPageBytes", size)
+            chunks.append(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _too_large(self, what: str, limit: str, size: int) -> TooLarge:
+        metrics.MEMBER_LIMITS.labels(self.name, limit).inc()
+        return TooLarge(self.name, what, limit, size)
 
     async def request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         raw = await self.request_bytes(method, path, **kwargs)
@@ -299,10 +342,21 @@ class ClusterClient:
         return kube_error(status, message, reason=reason, cluster=self.name, body=body, retry_after=ra)
 
     async def watch(self, path: str, params: Mapping[str, Any], *, timeout: float) -> AsyncIterator[dict[str, Any]]:
-        """Stream watch events (one JSON object per line) until the server closes the stream.
+        """Stream watch events (one JSON object per line, parsed) until the server closes the stream."""
+        lines = self.watch_lines(path, params, timeout=timeout)
+        try:
+            async for line in lines:
+                yield orjson.loads(line)
+        finally:
+            await lines.aclose()
+
+    async def watch_lines(self, path: str, params: Mapping[str, Any], *,
+                          timeout: float) -> AsyncGenerator[bytes, None]:
+        """Stream a watch's lines (one JSON event each, not parsed) until the server closes the stream.
 
         `timeout` bounds silence between events (the server's timeoutSeconds plus slack), so a frozen API
-        server or a dead TCP connection is noticed instead of hanging forever.
+        server or a dead TCP connection is noticed instead of hanging forever. A line longer than
+        sync.maxWatchLineBytes ends the watch with TooLarge (the connection is closed, not drained).
         """
         await self.connect()
         assert self._session is not None
@@ -318,19 +372,18 @@ class ClusterClient:
                 server_hostname=self._server_hostname,
             ) as resp:
                 if resp.status >= 300:
-                    raise self._error(resp.status, await resp.read(), resp.headers.get("Retry-After"))
-                buf = b""
+                    raise self._error(resp.status, await self._body(resp, path), resp.headers.get("Retry-After"))
+                lines = Lines(self.limits.max_watch_line_bytes)
                 async for chunk in resp.content.iter_any():
-                    buf += chunk
-                    while True:
-                        nl = buf.find(b"\n")
-                        if nl < 0:
-                            break
-                        line, buf = buf[:nl], buf[nl + 1 :]
-                        if line.strip():
-                            yield orjson.loads(line)
-                if buf.strip():
-                    yield orjson.loads(buf)
+                    try:
+                        for line in lines.feed(chunk):
+                            yield line
+                    except LineTooLong as exc:
+                        resp.close()
+                        raise self._too_large(f"a watch line of {path[:200]}", "maxWatchLineBytes", exc.size) from None
+                last = lines.rest()
+                if last:
+                    yield last
         except (aiohttp.ClientError, TimeoutError, OSError, ssl.SSLError) as exc:
             raise ClusterError(self.name, _describe(exc, self.host)) from exc
 
@@ -368,10 +421,62 @@ class ClusterClient:
             return out
 
 
+class LineTooLong(ValueError):
+    def __init__(self, size: int) -> None:
+        super().__init__(f"line of {size} bytes")
+        self.size = size
+
+
+class Lines:
+    """Splits a stream into newline-terminated lines, holding at most `limit` bytes of an unfinished line.
+
+    Linear: a line that spans chunks is gathered in one bytearray (appends are amortised O(1)), and a chunk is
+    searched once from where the last line ended. Lines that arrive whole in a chunk (the usual case) are sliced
+    out of it without touching the buffer. Blank lines are skipped."""
+
+    __slots__ = ("_buf", "_limit")
+
+    def __init__(self, limit: int) -> None:
+        self._buf = bytearray()
+        self._limit = limit
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        out: list[bytes] = []
+        buf, limit = self._buf, self._limit
+        start = 0
+        nl = chunk.find(b"\n")
+        while nl >= 0:
+            if buf:
+                if len(buf) + nl - start > limit:
+                    raise LineTooLong(len(buf) + nl - start)
+                buf += chunk[start:nl]
+                line = bytes(buf)
+                buf.clear()
+            else:
+                if nl - start > limit:
+                    raise LineTooLong(nl - start)
+                line = chunk[start:nl]
+            if line.strip():
+                out.append(line)
+            start = nl + 1
+            nl = chunk.find(b"\n", start)
+        if start < len(chunk):
+            if len(buf) + len(chunk) - start > limit:
+                raise LineTooLong(len(buf) + len(chunk) - start)
+            buf += chunk[start:] if start else chunk
+        return out
+
+    def rest(self) -> bytes:
+        """What followed the last newline, if it is not blank (a stream may end without one)."""
+        line = bytes(self._buf)
+        self._buf.clear()
+        return line if line.strip() else b""
+
+
 def _session(ctx: ssl.SSLContext | bool) -> aiohttp.ClientSession:
     # No pool limit: every informer's watch holds a connection for as long as it runs (HTTP/1.1, no
-    # multiplexing), so a cluster serving more types than the limit would leave lists, discovery and probes
-    # waiting for a connection until they time out. The number of informers bounds the connections anyway.
+    # multiplexing) and must not wait for one; other requests are bounded by ClusterClient's slots instead (see
+    # the module docstring), which also keeps their timeouts from counting the wait.
     connector = aiohttp.TCPConnector(ssl=ctx, limit=0, enable_cleanup_closed=True)
     # trust_env=False: a proxy must never sit between us and loopback/in-cluster API servers. Requests do not
     # follow redirects (an API server never sends one for our paths): a redirect must not carry the credentials

@@ -66,3 +66,10 @@ OBJECTS_REJECTED = Counter(
     ["cluster", "gvr"],
     registry=REGISTRY,
 )
+MEMBER_LIMITS = Counter(
+    "multicluster_member_limits_total",
+    "Times a member cluster hit a sync: limit (maxListPageBytes, maxWatchLineBytes, maxObjectBytes, "
+    "maxTypesPerCluster)",
+    ["cluster", "limit"],
+    registry=REGISTRY,
+)

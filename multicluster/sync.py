@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +25,7 @@ from multicluster.kube import ClusterClient
 from multicluster.retry import Backoff
 from multicluster.store.base import ApplyResult, Delete, Mutation, Row, Store, SyncState
 from multicluster.store.sqlite import SQLiteStore
-from multicluster.tasks import Supervisor
+from multicluster.tasks import Supervisor, TaskFailure
 from multicluster.wire import WireObject
 from multicluster.workqueue import CoalescingQueue, ShardedQueue
 
@@ -86,6 +86,8 @@ class ClusterHealth:
     version: str = ""
     platform: str = ""
     status: str = "Unknown"  # from the membership health probe: Ready | NotReady | Unreachable | Unknown
+    # Types the cluster serves and selects but that are not synced: past sync.maxTypesPerCluster.
+    left_out: tuple[GVR, ...] = ()
 
 
 @dataclass
@@ -96,6 +98,8 @@ class Tracker:
     health: dict[str, ClusterHealth] = field(default_factory=dict)
     dirty: set[tuple[str, GVR]] = field(default_factory=set)
     removed: set[tuple[str, GVR]] = field(default_factory=set)
+    # Objects skipped right now (too large, or no store can hold them) and the latest reason, per cluster x GVR.
+    skipped: dict[tuple[str, GVR], tuple[int, str]] = field(default_factory=dict)
 
     def cluster(self, name: str) -> ClusterHealth:
         return self.health.setdefault(name, ClusterHealth(name))
@@ -123,6 +127,8 @@ class Tracker:
             del self.states[key]
             self.dirty.discard(key)
             self.removed.add(key)
+        for key in [k for k in self.skipped if k[0] == cluster and (gvr is None or k[1] == gvr)]:
+            del self.skipped[key]
         if gvr is None:
             self.health.pop(cluster, None)
 
@@ -193,6 +199,12 @@ class StoreSink:
         if cluster_fault:
             self.tracker.fail(self.cluster, error)
 
+    async def skipped(self, count: int, reason: str) -> None:
+        if count:
+            self.tracker.skipped[(self.cluster, self.gvr)] = (count, reason)
+        else:
+            self.tracker.skipped.pop((self.cluster, self.gvr), None)
+
 
 class Writer:
     """Drains the write queue into the store in batches; never drops a mutation on a transient error."""
@@ -216,9 +228,28 @@ class Writer:
         self.written = 0
         self.deleted = 0
         self.skipped = 0
-        self.healthy = True
+        self.last_error = ""  # the latest failed write, for the freshness report
+        self._unhealthy_since = 0.0
         self._idle: list[asyncio.Event] = []
         self._locks: list[asyncio.Lock] = []
+
+    @property
+    def healthy(self) -> bool:
+        return not self._unhealthy_since
+
+    @healthy.setter
+    def healthy(self, ok: bool) -> None:
+        if ok:
+            self._unhealthy_since = 0.0
+        elif not self._unhealthy_since:
+            self._unhealthy_since = time.monotonic()
+
+    def stale_reason(self, after: float) -> str:
+        """Why no cluster's data is current: writes have failed for more than `after` seconds ("" otherwise)."""
+        if not self._unhealthy_since or time.monotonic() - self._unhealthy_since < after:
+            return ""
+        return (f"the store has not accepted writes for {time.monotonic() - self._unhealthy_since:.0f}s "
+                f"({self.last_error})")
 
     async def run(self) -> None:
         shards = self.queue.shards if isinstance(self.queue, ShardedQueue) else [self.queue]
@@ -328,6 +359,7 @@ class Writer:
                 transient = isinstance(exc, StoreError) and exc.transient
                 metrics.STORE_ERRORS.inc()
                 self.healthy = False
+                self.last_error = f"{type(exc).__name__}: {exc}"[:300]
                 if not transient and len(mutations) > 1:
                     # Isolate the bad mutation instead of failing the whole batch forever.
                     mid = len(mutations) // 2
@@ -535,9 +567,42 @@ class ClusterSync:
             self._unresolved = {s for s in include if s not in usable}
             return selected(resources, usable, exclude)
 
+    def capped(self, wanted: list[APIResource]) -> dict[GVR, APIResource]:
+        """At most sync.maxTypesPerCluster of the wanted types: those already syncing first, then in GVR order
+        (core first). The rest are left out and reported, so a member advertising thousands of types cannot
+        make thousands of informers."""
+        cap = self.config.sync.max_types_per_cluster
+        health = self.tracker.cluster(self.cluster.name)
+        if len(wanted) <= cap:
+            health.left_out = ()
+            return {r.gvr: r for r in wanted}
+        ordered = [r for r in wanted if r.gvr in self.informers] + [r for r in wanted if r.gvr not in self.informers]
+        left_out = tuple(r.gvr for r in ordered[cap:])
+        if len(left_out) != len(health.left_out):
+            metrics.MEMBER_LIMITS.labels(self.cluster.name, "maxTypesPerCluster").inc()
+            log.warning("[%s] the cluster serves %d selected types, over sync.maxTypesPerCluster (%d): %d are not "
+                        "synced (%s...); raise the limit or narrow resources.include/exclude", self.cluster.name,
+                        len(wanted), cap, len(left_out), ", ".join(str(g) for g in left_out[:5]))
+        health.left_out = left_out
+        return {r.gvr: r for r in ordered[:cap]}
+
+    def stale_reasons(self, failing: Mapping[str, TaskFailure]) -> tuple[str, dict[GVR, str]]:
+        """Why this cluster's data (first) or some types' data (second) may not be current although the last
+        list succeeded: its supervised tasks keep crashing."""
+        cluster = ""
+        crash = failing.get(f"cluster/{self.cluster.name}")
+        if crash is not None:
+            cluster = f"its discovery task keeps crashing ({crash.crashes}x, last: {crash.error})"
+        types: dict[GVR, str] = {}
+        for gvr in self.informers:
+            crash = failing.get(self.prefix + str(gvr))
+            if crash is not None:
+                types[gvr] = f"its informer keeps crashing ({crash.crashes}x, last: {crash.error})"
+        return cluster, types
+
     async def _reconcile_informers(self, resources: list[APIResource]) -> None:
         try:
-            wanted = {r.gvr: r for r in self.wanted(resources)}
+            wanted = self.capped(self.wanted(resources))
         except GVRError as exc:
             raise MulticlusterError(f"cluster {self.cluster.name}: {exc}", hint=exc.hint) from exc
         self.resources = resources
@@ -570,6 +635,8 @@ class ClusterSync:
                     page_size=self.config.sync.page_size,
                     watch_timeout=self.config.sync.watch_timeout_seconds,
                     resync_seconds=self.config.sync.resync_seconds,
+                    max_object_bytes=self.config.sync.max_object_bytes,
+                    list_timeout=self.config.sync.list_timeout_seconds,
                 ),
             )
             self.informers[gvr] = inf

@@ -12,7 +12,7 @@ the error), and which could not contribute at all (`missing`: unknown name, or n
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -34,6 +34,11 @@ class ClusterView:
     syncs: Sequence[SyncState] = field(default=())  # one per synced GVR
     version: str = ""  # server gitVersion, e.g. v1.37.2 ("" = not known yet)
     platform: str = ""  # e.g. linux/amd64
+    # Why none of this cluster's data may be current although its lists succeeded (the store refuses writes,
+    # its sync task keeps crashing); "" when nothing is known to be wrong.
+    stale_reason: str = ""
+    left_out: frozenset[GVR] = frozenset()  # served types not synced (past sync.maxTypesPerCluster)
+    skipped: Mapping[GVR, tuple[int, str]] = field(default_factory=dict)  # objects not stored now, and why
 
     def sync_for(self, gvr: GVR) -> SyncState | None:
         return next((s for s in self.syncs if s.gvr == gvr), None)
@@ -67,7 +72,9 @@ def freshness(views: Sequence[ClusterView], gvr: GVR, requested: Sequence[str] =
     - fresh:   reachable, and this GVR's initial sync completed and is not in error (a cluster that is ready but
                does not serve the GVR at all answers "none" truthfully, so it is fresh too)
     - stale:   data exists but may be old: cluster unreachable, or the GVR's sync is in error/stopped
-    - missing: requested but unknown, or this GVR (or the whole cluster) never finished a sync
+    - missing: requested but unknown, or this GVR (or the whole cluster) never finished a sync, or the cluster
+               serves it but does not sync it (past sync.maxTypesPerCluster)
+    A cluster with a `stale_reason` (writes failing, tasks crashing) is never fresh.
     """
     by_name = {v.name: v for v in views}
     names = list(dict.fromkeys(requested)) if requested else [v.name for v in views]
@@ -80,6 +87,13 @@ def freshness(views: Sequence[ClusterView], gvr: GVR, requested: Sequence[str] =
             missing.append(name)
             continue
         state = view.sync_for(gvr)
+        if gvr in view.left_out:
+            missing.append(name)
+            continue
+        if view.stale_reason and (view.last_sync or (state is not None and state.synced_at)):
+            stale.append(_stale(name, (state.synced_at if state is not None else 0) or view.last_sync,
+                                view.stale_reason))
+            continue
         if state is None:
             if view.reachable and view.ready:
                 fresh.append(name)

@@ -255,11 +255,19 @@ _SCHEMAS: dict[str, Any] = {
             "name": {"type": "string"}, "isMaster": {"type": "boolean"}, "host": {"type": "string"},
             "version": {"type": "string"}, "platform": {"type": "string"}, "reachable": {"type": "boolean"},
             "ready": {"type": "boolean"}, "lastSync": {"type": ["number", "null"]}, "error": {"type": "string"},
+            "staleReason": {"type": "string", "description": "why none of its data may be current (store refusing "
+                            "writes, tasks crashing); queries report it stale"},
+            "typesLeftOut": {"type": "object", "description": "served types not synced (sync.maxTypesPerCluster)",
+                             "properties": {"count": {"type": "integer"},
+                                            "gvrs": {"type": "array", "items": {"type": "string"}}}},
             "objects": {"type": "integer"},
             "resources": {"type": "array", "items": {"type": "object", "properties": {
                 "gvr": {"type": "string"}, "status": {"type": "string"},
                 "resourceVersion": {"type": "integer"}, "syncedAt": {"type": ["number", "null"]},
-                "error": {"type": "string"}, "objects": {"type": "integer"}}}},
+                "error": {"type": "string"}, "objects": {"type": "integer"},
+                "skipped": {"type": "integer", "description": "objects not stored (over sync.maxObjectBytes, or "
+                            "no store can hold them)"},
+                "skippedReason": {"type": "string"}}}},
         }}},
     }},
     "NotReady": {"allOf": [{"$ref": "#/components/schemas/Error"}, {"type": "object", "properties": {

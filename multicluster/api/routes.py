@@ -261,6 +261,9 @@ def _cluster_json(view: ClusterView, counts: dict[str, int]) -> dict[str, Any]:
             "syncedAt": s.synced_at or None,
             "error": s.error,
             "objects": counts.get(str(s.gvr), s.objects),
+            # Objects the cluster serves that are not stored (over sync.maxObjectBytes, unstorable), and why.
+            "skipped": view.skipped.get(s.gvr, (0, ""))[0],
+            "skippedReason": view.skipped.get(s.gvr, (0, ""))[1],
         })
     return {
         "name": view.name,
@@ -272,6 +275,8 @@ def _cluster_json(view: ClusterView, counts: dict[str, int]) -> dict[str, Any]:
         "ready": view.ready,
         "lastSync": view.last_sync,
         "error": view.error,
+        "staleReason": view.stale_reason,
+        "typesLeftOut": {"count": len(view.left_out), "gvrs": sorted(str(g) for g in view.left_out)[:50]},
         "objects": sum(counts.values()),
         "resources": resources,
     }

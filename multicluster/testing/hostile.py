@@ -22,29 +22,47 @@ from multicluster.testing.harness import free_port
 
 TOKEN = "hostile-member-token"  # a test server's credential, not a secret
 
-SCENARIOS = ("bad-json", "non-object", "bad-rv", "error-event", "forbidden-type")
+SCENARIOS = ("bad-json", "non-object", "bad-rv", "error-event", "forbidden-type",
+             # Size and time attacks. Each starts only once the server is armed (at once unless `armed=False`):
+             # until then the member is well-behaved, so a daemon can get ready and be measured first.
+             "endless-line",  # a watch line without a newline, `attack_bytes` long
+             "giant-page",  # a list body of `attack_bytes` that never closes its items array
+             "giant-object",  # a 6 MiB ConfigMap in the list and another in the watch
+             "big-items",  # 10 ConfigMaps of 300 KiB, honouring limit/continue (a page of 500 is 3 MiB)
+             "many-types",  # discovery advertises `types` resource types
+             "slow-body")  # a list body that dribbles a byte every 0.2 s and never ends
+MIB = 1024 * 1024
+HOSTILE_GROUP = "hostile.example.com"
 
 
-def configmap(name: str, rv: str, namespace: str = "default") -> dict[str, Any]:
+def configmap(name: str, rv: str, namespace: str = "default", size: int = 1) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": name, "namespace": namespace, "resourceVersion": rv, "uid": f"uid-{name}",
                      "creationTimestamp": "2026-01-01T00:00:00Z"},
-        "data": {"k": "v"},
+        "data": {"k": "v" * size},
     }
 
 
 class HostileServer:
     """`scenario` picks the misbehaviour; `requests` records every path asked for (the attack's evidence)."""
 
-    def __init__(self, scenario: str) -> None:
+    def __init__(self, scenario: str, *, armed: bool = True, attack_bytes: int = 200 * MIB,
+                 types: int = 3000) -> None:
         if scenario not in SCENARIOS:
             raise ValueError(f"unknown scenario {scenario!r}; one of {', '.join(SCENARIOS)}")
         self.scenario = scenario
         self.port = free_port()
         self.requests: list[str] = []
         self.watches = 0
+        self.attack_bytes = attack_bytes
+        self.types = types
+        self.sent = 0  # bytes of attack payload written so far
+        self.largest = 0  # the most attack bytes one response got out before the client hung up
+        self.armed = threading.Event()
+        if armed:
+            self.armed.set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -93,6 +111,8 @@ class HostileServer:
         app.router.add_get("/api", self._api)
         app.router.add_get("/api/v1", self._api_v1)
         app.router.add_get("/apis", self._apis)
+        app.router.add_get(f"/apis/{HOSTILE_GROUP}/v1", self._hostile_group)
+        app.router.add_get(f"/apis/{HOSTILE_GROUP}/v1/{{resource}}", self._hostile_type)
         app.router.add_get("/api/v1/configmaps", self._configmaps)
         app.router.add_get("/api/v1/secrets", self._secrets)
         app.middlewares.append(self._record)
@@ -134,12 +154,36 @@ class HostileServer:
         })
 
     async def _apis(self, _: web.Request) -> web.Response:
-        return web.json_response({"kind": "APIGroupList", "groups": []})
+        if self.scenario != "many-types" or not self.armed.is_set():
+            return web.json_response({"kind": "APIGroupList", "groups": []})
+        gv = {"groupVersion": f"{HOSTILE_GROUP}/v1", "version": "v1"}
+        return web.json_response({"kind": "APIGroupList", "groups": [
+            {"name": HOSTILE_GROUP, "versions": [gv], "preferredVersion": gv}]})
+
+    async def _hostile_group(self, _: web.Request) -> web.Response:
+        return web.json_response({"kind": "APIResourceList", "groupVersion": f"{HOSTILE_GROUP}/v1", "resources": [
+            {"name": f"things{i}", "singularName": f"thing{i}", "namespaced": True, "kind": f"Thing{i}",
+             "verbs": ["get", "list", "watch"]} for i in range(self.types)]})
+
+    async def _hostile_type(self, request: web.Request) -> web.StreamResponse:
+        if request.query.get("watch") in ("true", "1"):
+            return await self._quiet_watch(request)
+        return web.json_response({"kind": "List", "apiVersion": f"{HOSTILE_GROUP}/v1",
+                                  "metadata": {"resourceVersion": "10"}, "items": []})
 
     async def _configmaps(self, request: web.Request) -> web.StreamResponse:
         if request.query.get("watch") in ("true", "1"):
             return await self._watch(request)
+        armed = self.armed.is_set()
+        if armed and self.scenario == "giant-page":
+            return await self._giant_page(request)
+        if armed and self.scenario == "slow-body":
+            return await self._slow_body(request)
+        if self.scenario == "big-items":
+            return self._paged(request, [configmap(f"big{i}", str(5 + i), size=300 * 1024) for i in range(10)])
         items = [configmap("ok", "5")]
+        if armed and self.scenario == "giant-object":
+            items.append(configmap("giant", "6", size=6 * MIB))
         if self.scenario == "bad-rv":
             items += [configmap("huge", str(2**70)), configmap("negative", "-3"), configmap("word", "abc")]
         return web.json_response({"kind": "ConfigMapList", "apiVersion": "v1",
@@ -163,12 +207,76 @@ class HostileServer:
         return web.json_response({"kind": "SecretList", "apiVersion": "v1", "metadata": {"resourceVersion": "10"},
                                   "items": []})
 
+    def _paged(self, request: web.Request, items: list[dict[str, Any]]) -> web.Response:
+        """A list that honours `limit` and `continue` (the continue token is the offset)."""
+        start = int(request.query.get("continue") or 0)
+        limit = int(request.query.get("limit") or len(items)) or len(items)
+        end = start + limit
+        meta = {"resourceVersion": "20", **({"continue": str(end)} if end < len(items) else {})}
+        return web.json_response({"kind": "ConfigMapList", "apiVersion": "v1", "metadata": meta,
+                                  "items": items[start:end]})
+
+    async def _giant_page(self, request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await resp.prepare(request)
+        await resp.write(b'{"kind":"ConfigMapList","apiVersion":"v1","metadata":{"resourceVersion":"10"},"items":[')
+        item = orjson.dumps(configmap("filler", "7", size=64 * 1024)) + b","
+        return await self._flood(resp, item)
+
+    async def _flood(self, resp: web.StreamResponse, piece: bytes) -> web.StreamResponse:
+        """Write `piece` until `attack_bytes` are sent or the client hangs up."""
+        sent = 0
+        try:
+            while sent < self.attack_bytes:
+                await resp.write(piece)
+                sent += len(piece)
+                self.sent += len(piece)
+        except (ConnectionError, RuntimeError):
+            pass  # the client closed the connection: what it should do
+        self.largest = max(self.largest, sent)
+        return resp
+
+    async def _slow_body(self, request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await resp.prepare(request)
+        try:
+            await resp.write(b'{"kind":"ConfigMapList","items":[')
+            while True:
+                await asyncio.sleep(0.2)
+                await resp.write(b" ")
+                self.sent += 1
+        except (ConnectionError, RuntimeError):
+            pass
+        return resp
+
+    async def _quiet_watch(self, request: web.Request) -> web.StreamResponse:
+        """A healthy watch with nothing to say, closed after a second (the client then watches again)."""
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await resp.prepare(request)
+        await asyncio.sleep(1.0)
+        return resp
+
     async def _watch(self, request: web.Request) -> web.StreamResponse:
         self.watches += 1
+        armed = self.armed.is_set()
+        if not armed and self.scenario in ("endless-line", "giant-page", "giant-object", "slow-body", "many-types"):
+            return await self._quiet_watch(request)
         resp = web.StreamResponse(headers={"Content-Type": "application/json"})
         await resp.prepare(request)
         lines: list[bytes] = []
-        if self.scenario == "bad-json":
+        gone = orjson.dumps({"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired",
+                                                         "message": "too old resource version"}})
+        if self.scenario == "endless-line":
+            await resp.write(b'{"type":"ADDED","object":{"metadata":{"name":"endless","annotations":{"a":"')
+            return await self._flood(resp, b"x" * (64 * 1024))
+        if self.scenario in ("giant-page", "slow-body"):
+            lines = [gone]  # relist, into the attack
+        elif self.scenario == "giant-object":
+            big = configmap("giant-watch", "12", size=6 * MIB)
+            lines = [orjson.dumps({"type": "ADDED", "object": big}), gone]
+        elif self.scenario in ("big-items", "many-types"):
+            await asyncio.sleep(1.0)
+        elif self.scenario == "bad-json":
             lines = [orjson.dumps({"type": "ADDED", "object": configmap("from-watch", "11")}), b"{not json at all"]
         elif self.scenario == "non-object":
             lines = [b"[1, 2, 3]"]

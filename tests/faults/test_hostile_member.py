@@ -51,7 +51,7 @@ def _rejected(cluster: str) -> float:
 @pytest.fixture
 async def with_hostile(request: pytest.FixtureRequest, harness: Harness,
                        tmp_path: Path) -> AsyncIterator[tuple[Daemon, HostileServer, str]]:
-    scenario: str = request.param
+    scenario, sync = request.param if isinstance(request.param, tuple) else (request.param, {})
     hostile = HostileServer(scenario).start()
     doc = yaml.safe_load(harness.write_config().read_text())
     doc["clusters"].append({"metadata": {"clusterName": "hostile", "configPath": str(hostile.kubeconfig(
@@ -60,8 +60,9 @@ async def with_hostile(request: pytest.FixtureRequest, harness: Harness,
     path.write_text(yaml.safe_dump(doc))
     port = free_port()
     include = ("configmaps", "secrets") if scenario == "forbidden-type" else ("configmaps",)
-    cfg = replace(load_config(path), include=include, store=sqlite_store(tmp_path),
-                  server=ServerConfig(port=port))
+    cfg = load_config(path)
+    cfg = replace(cfg, include=include, store=sqlite_store(tmp_path), server=ServerConfig(port=port),
+                  sync=replace(cfg.sync, **sync))
     d = Daemon(cfg)
     await d.start(controller=False)
     try:
@@ -148,3 +149,58 @@ async def test_a_type_rbac_forbids_is_reported_for_that_type_only(
     assert await d.wait_ready(20), "a forbidden type must not hold readiness until the start-up grace is over"
     body = await _get(f"{url}/v1/resources?gvr=configmaps&cluster=hostile")
     assert body["clusters"]["fresh"] == ["hostile"], body["clusters"]
+
+
+def _limit_hits(cluster: str, limit: str) -> float:
+    return sum(s.value for m in metrics.MEMBER_LIMITS.collect() for s in m.samples
+               if s.name.endswith("_total") and s.labels == {"cluster": cluster, "limit": limit})
+
+
+async def _hostile_resource(url: str, gvr: str = "v1/configmaps") -> dict[str, Any]:
+    for c in (await _get(f"{url}/v1/clusters"))["clusters"]:
+        if c["name"] == "hostile":
+            return next((r for r in c["resources"] if r["gvr"] == gvr), {})
+    return {}
+
+
+@pytest.mark.parametrize("with_hostile", [("big-items", {"max_list_page_bytes": 1024 * 1024,
+                                                         "max_object_bytes": 512 * 1024})], indirect=True)
+async def test_a_list_page_over_the_byte_limit_is_asked_again_in_smaller_pages(
+    with_hostile: tuple[Daemon, HostileServer, str], harness: Harness
+) -> None:
+    """A page was read whole whatever its size. Ten 300 KiB objects in a page of 500 are 3 MiB, over a 1 MiB
+    maxListPageBytes: the informer asks for pages of 50, 5, then 1, and stores every object."""
+    d, hostile, url = with_hostile
+    before = _limit_hits("hostile", "maxListPageBytes")
+    await _real_clusters_served(url, harness)
+
+    async def listed() -> bool:
+        body = await _get(f"{url}/v1/resources?gvr=configmaps&cluster=hostile")
+        return {o["object"]["metadata"]["name"] for o in body["items"]} == {f"big{i}" for i in range(10)}
+    await _until(listed)
+    assert any("limit=1&" in r or r.endswith("limit=1") for r in hostile.requests), hostile.requests
+    assert _limit_hits("hostile", "maxListPageBytes") >= before + 3
+    body = await _get(f"{url}/v1/resources?gvr=configmaps&cluster=hostile")
+    assert body["clusters"]["fresh"] == ["hostile"], body["clusters"]
+    assert not d.supervisor.failing(), d.supervisor.failing()
+
+
+@pytest.mark.parametrize("with_hostile", ["giant-object"], indirect=True)
+async def test_an_object_over_max_object_bytes_is_skipped_counted_and_reported(
+    with_hostile: tuple[Daemon, HostileServer, str], harness: Harness
+) -> None:
+    """A 6 MiB object went to the store (on MySQL past max_allowed_packet: retried forever as transient). Now it
+    is skipped, from a list and from a watch, counted, and shown for its type in /v1/clusters."""
+    d, _, url = with_hostile
+    before = _limit_hits("hostile", "maxObjectBytes")
+    await _real_clusters_served(url, harness)
+
+    async def reported() -> dict[str, Any]:
+        r = await _hostile_resource(url)
+        return r if r.get("skipped") else {}
+    resource = await _until(reported)
+    assert "maxObjectBytes" in resource["skippedReason"], resource
+    await _until(lambda: asyncio.sleep(0, _limit_hits("hostile", "maxObjectBytes") >= before + 2))
+    body = await _get(f"{url}/v1/resources?gvr=configmaps&cluster=hostile")
+    assert {o["object"]["metadata"]["name"] for o in body["items"]} == {"ok"}
+    assert not d.supervisor.failing(), d.supervisor.failing()
