@@ -9,15 +9,16 @@ Resource spellings are passed to the server untouched (pods, po, v1.pods, core.v
 v1.apps.deployments, apps/v1/deployments, deploy, cm, ...): the daemon resolves them against the clusters' own
 discovery, so the plugin and the API can never disagree about a spelling (the seed's CLI/server mismatch).
 
-Other commands (apply, delete, get, join, unjoin) live in their own modules, each exposing `register(app)`;
-main() imports the ones listed in EXTENSIONS that exist. They are skipped for `list` and `describe`, whose
-start-up would otherwise pay for kubernetes_asyncio (~0.5 s) without using it.
+Other commands (apply, create, delete, get, edit, join, unjoin) live in their own modules, each exposing
+`register(app)`; main() imports the ones listed in EXTENSIONS that exist. They are skipped for `list`,
+`describe` and `completion`, whose start-up would otherwise pay for kubernetes_asyncio (~0.5 s) without using it.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -34,8 +35,10 @@ from plugin import printers
 from plugin.client import PAGE_SIZE, Client, find_endpoint
 from plugin.crd_columns import CRDColumns
 
-EXTENSIONS = ("plugin.manifest_cmds", "plugin.join_cmds")
-BUILTIN = frozenset({"list", "describe"})
+EXTENSIONS = ("plugin.manifest_cmds", "plugin.edit_cmd", "plugin.join_cmds")
+BUILTIN = frozenset({"list", "describe", "completion"})
+PROG = "kubectl-multicluster"
+COMPLETE_VAR = "_KUBECTL_MULTICLUSTER_COMPLETE"  # what typer reads to answer a completion request
 
 app = typer.Typer(
     name="kubectl-multicluster",
@@ -267,6 +270,19 @@ def describe_cmd(
             _stderr().print("No resources found.")
 
 
+@app.command("completion")
+def completion_cmd(
+    shell: Annotated[str, typer.Argument(help="bash, zsh or fish", metavar="SHELL", show_default=False)],
+) -> None:
+    """Print a shell completion script: source <(kubectl-multicluster completion bash)."""
+    from typer._completion_shared import get_completion_script  # typer has no public name for it
+
+    with reported():
+        if shell not in ("bash", "zsh", "fish"):
+            raise UsageError(f'completion: unsupported shell "{shell}"', hint="use bash, zsh or fish")
+        sys.stdout.write(get_completion_script(prog_name=PROG, complete_var=COMPLETE_VAR, shell=shell) + "\n")
+
+
 def load_extensions(argv: list[str]) -> None:
     """Register the commands of other modules, unless argv names one of ours."""
     command = next((a for a in argv if not a.startswith("-")), None)
@@ -283,8 +299,13 @@ def load_extensions(argv: list[str]) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     load_extensions(sys.argv[1:] if argv is None else argv)
+    if os.environ.get(COMPLETE_VAR):
+        # A completion request from the script `completion` printed: typer answers it once its shells are known.
+        from typer._completion_classes import completion_init
+
+        completion_init()
     try:
-        app(args=argv, prog_name="kubectl-multicluster")
+        app(args=argv, prog_name=PROG, complete_var=COMPLETE_VAR)
     except KeyboardInterrupt:
         sys.exit(130)
     except BrokenPipeError:

@@ -1,4 +1,4 @@
-"""`kubectl-multicluster apply|delete -f FILE|DIR` and `get rr|cl`: manifests against the MASTER cluster.
+"""`kubectl-multicluster apply|create|delete|get`: manifests and objects against the MASTER cluster.
 
 Unlike `list`/`describe` (which ask the daemon's API), these talk to the master cluster's API server directly,
 like the seed did (its apply/delete were kubectl's own commands bound to `masterClusterKubeConfigPath`): creating
@@ -9,10 +9,14 @@ happens to be current is how CRs end up in the wrong place.
 
 - apply: server-side apply (field manager `kubectl-multicluster`), multi-document YAML/JSON, `kind: List`,
   directories (`-R` to recurse), `-` for stdin. Prints `<type>/<name> created|configured|unchanged`.
-- delete: deletes every object named in the files; by default waits until they are gone — for a
-  MultiClusterResource that is after the controller removed its copies from every cluster (its finalizer).
-- get rr|mcr|multiclusterresources [NAME], get cl|multiclusters: columns are the CRD's own printer columns (the
-  packaged CRD), so the output matches `kubectl get rr` exactly. `-o wide|yaml|json|name`, `-n`, `-A`.
+- create -f: creates every object in the files; one that exists already is an error (kubectl create's rule).
+- delete -f FILE, delete TYPE NAME..., delete TYPE/NAME..., delete TYPE -l SELECTOR, delete TYPE --all: by
+  default waits until the objects are gone — for a MultiClusterResource that is after the controller removed its
+  copies from every cluster (its finalizer). TYPE is any spelling the master serves (rr, mcr,
+  multiclusterresources, multiclusterresources.mulitcluster.practice.com, cm, ...).
+- get TYPE [NAME...] [-l SELECTOR]: for rr|mcr|multiclusterresources and cl|multiclusters the columns are the
+  CRD's own printer columns (the packaged CRD), so the output matches `kubectl get rr` exactly; other types show
+  NAME and AGE. `-o wide|yaml|json|name`, `-n`, `-A`.
 
 Every failure is one red `error:` line (plus `hint:`), exit code 1; other documents are still processed.
 """
@@ -35,18 +39,16 @@ from rich.console import Console
 from rich.markup import escape
 
 from multicluster import crds
+from multicluster import gvr as gvrmod
 from multicluster.cliconfig import config_path, load_cli_config
 from multicluster.config import ClusterConfig
-from multicluster.errors import ConfigError, Conflict, KubeAPIError, MulticlusterError, NotFound
+from multicluster.errors import ConfigError, Conflict, GVRError, KubeAPIError, MulticlusterError, NotFound
 from multicluster.gvr import APIResource
 from multicluster.kube import APPLY_PATCH, ClusterClient
 from plugin.printers import human_duration, jsonpath, parse_time
 
 FIELD_MANAGER = "kubectl-multicluster"
 _EXTENSIONS = (".yaml", ".yml", ".json")
-_RR = {"rr", "mcr", "multiclusterresource", "multiclusterresources",
-       f"multiclusterresources.{crds.GROUP}", f"multiclusterresource.{crds.GROUP}"}
-_CL = {"cl", "multicluster", "multiclusters", f"multiclusters.{crds.GROUP}", f"multicluster.{crds.GROUP}"}
 
 
 class ManifestError(MulticlusterError):
@@ -253,54 +255,161 @@ async def _apply(docs: list[Doc], *, kubeconfig: str | None, context: str | None
     return failures
 
 
-# --------------------------------------------------------------------------------------------- delete
+# --------------------------------------------------------------------------------------------- create
 
 
-async def _delete(docs: list[Doc], *, kubeconfig: str | None, context: str | None, namespace: str | None,
-                  ignore_not_found: bool, wait: bool, timeout: float) -> int:
+async def _create(docs: list[Doc], *, kubeconfig: str | None, context: str | None, namespace: str | None,
+                  dry_run: bool) -> int:
     client = await _connect(kubeconfig, context)
     failures = 0
-    pending: list[Located] = []
     try:
         for doc in docs:
             try:
                 loc = await _locate(client, doc, namespace)
-                try:
-                    await client.request("DELETE", loc.path)
-                except NotFound:
-                    if not ignore_not_found:
-                        failures += 1
-                        _report(ManifestError(f'{_type_name(loc.resource)} "{loc.name}" not found'
-                                              + (f' in namespace "{loc.namespace}"' if loc.namespace else "")))
-                    continue
-                _out(f'{_type_name(loc.resource)} "{loc.name}" deleted')
-                pending.append(loc)
+                params = {"dryRun": "All"} if dry_run else None
+                collection = loc.resource.gvr.path(loc.namespace if loc.resource.namespaced else None)
+                await client.request("POST", collection, params=params, body=doc.obj)
+                _out(f"{loc.ref} created{' (server dry run)' if dry_run else ''}")
+            except Conflict as exc:
+                failures += 1
+                _report(ManifestError(f"{doc.source}: {_server_message(exc)}",
+                                      hint="create makes new objects only; use apply to update an existing one"))
             except KubeAPIError as exc:
                 failures += 1
                 _report(ManifestError(f"{doc.source}: {_server_message(exc)}"))
             except MulticlusterError as exc:
                 failures += 1
                 _report(exc)
-        deadline = time.monotonic() + timeout
-        while wait and pending:
-            still = []
+    finally:
+        await client.close()
+    return failures
+
+
+# --------------------------------------------------------------------------------------------- delete
+
+
+async def resolve_type(client: ClusterClient, text: str) -> APIResource:
+    """The resource a kubectl spelling names on the master (rr, mcr, cm, deployments.apps, apps/v1/deployments)."""
+    try:
+        return gvrmod.resolve(text, await client.discover(), require_list_watch=False)
+    except GVRError:
+        try:
+            return gvrmod.resolve(text, await client.discover(refresh=True), require_list_watch=False)
+        except GVRError as exc:
+            raise ManifestError(f'the master cluster doesn\'t have a resource type "{text}"',
+                                hint=exc.hint) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """What `delete`/`get` name on the command line: a type and names, or a type and a selector (or --all)."""
+
+    resource: str | None
+    names: tuple[str, ...] = ()
+    selector: str | None = None
+    all: bool = False
+
+
+def selection(args: list[str], selector: str | None, all_: bool) -> Selection:
+    """kubectl's TYPE NAME... and TYPE/NAME... forms."""
+    if not args:
+        return Selection(None, (), selector, all_)
+    if "/" in args[0] and len(args[0].split("/")) == 2 and all("/" in a for a in args):
+        types = {a.split("/", 1)[0] for a in args}
+        if len(types) > 1:
+            raise ManifestError("TYPE/NAME arguments of different types", hint="give one type per command")
+        names = tuple(a.split("/", 1)[1] for a in args)
+        if any(not n for n in names):
+            raise ManifestError(f'"{args[0]}" names no object', hint="use TYPE/NAME, e.g. rr/web")
+        return Selection(types.pop(), names, selector, all_)
+    return Selection(args[0], tuple(args[1:]), selector, all_)
+
+
+async def _named(client: ClusterClient, sel: Selection, namespace: str | None,
+                 all_namespaces: bool) -> tuple[APIResource, list[Located]]:
+    """The objects a Selection names (listing the master for a selector or --all)."""
+    assert sel.resource is not None
+    r = await resolve_type(client, sel.resource)
+    ns = (namespace or "default") if r.namespaced else ""
+    if sel.names:
+        return r, [Located(r, ns, n) for n in sel.names]
+    params = {"labelSelector": sel.selector} if sel.selector else None
+    try:
+        listed = await client.get(r.gvr.path(None if all_namespaces or not ns else ns), params=params)
+    except KubeAPIError as exc:
+        raise ManifestError(_server_message(exc)) from exc
+    out = []
+    for it in listed.get("items") or []:
+        md = it.get("metadata") or {}
+        out.append(Located(r, str(md.get("namespace") or ""), str(md.get("name"))))
+    return r, out
+
+
+async def _delete_one(client: ClusterClient, loc: Located, ignore_not_found: bool) -> bool:
+    """DELETE one object; True when it is on its way out (to be waited for)."""
+    try:
+        await client.request("DELETE", loc.path)
+    except NotFound:
+        if not ignore_not_found:
+            raise ManifestError(f'{_type_name(loc.resource)} "{loc.name}" not found'
+                                + (f' in namespace "{loc.namespace}"' if loc.namespace else "")) from None
+        return False
+    _out(f'{_type_name(loc.resource)} "{loc.name}" deleted')
+    return True
+
+
+async def _wait_gone(client: ClusterClient, pending: list[Located], timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    while pending:
+        still = []
+        for loc in pending:
+            try:
+                await client.get(loc.path)
+                still.append(loc)
+            except NotFound:
+                pass
+        pending = still
+        if pending and time.monotonic() > deadline:
             for loc in pending:
-                try:
-                    await client.get(loc.path)
-                    still.append(loc)
-                except NotFound:
-                    pass
-            pending = still
-            if pending and time.monotonic() > deadline:
-                failures += len(pending)
-                for loc in pending:
-                    _report(ManifestError(
-                        f"timed out after {timeout:.0f}s waiting for {loc.ref} to be deleted",
-                        hint="a MultiClusterResource goes away once its copies are removed from every cluster; "
-                             f"see: kubectl describe {_type_name(loc.resource)} {loc.name} -n {loc.namespace}"))
-                break
-            if pending:
-                await asyncio.sleep(0.25)
+                _report(ManifestError(
+                    f"timed out after {timeout:.0f}s waiting for {loc.ref} to be deleted",
+                    hint="a MultiClusterResource goes away once its copies are removed from every cluster; "
+                         f"see: kubectl describe {_type_name(loc.resource)} {loc.name} -n {loc.namespace}"))
+            return len(pending)
+        if pending:
+            await asyncio.sleep(0.25)
+    return 0
+
+
+async def _delete(docs: list[Doc], sel: Selection, *, kubeconfig: str | None, context: str | None,
+                  namespace: str | None, all_namespaces: bool, ignore_not_found: bool, wait: bool,
+                  timeout: float) -> int:
+    client = await _connect(kubeconfig, context)
+    failures = 0
+    pending: list[Located] = []
+    try:
+        targets: list[tuple[str, Doc | Located]] = []
+        for doc in docs:
+            targets.append((doc.source, doc))
+        if sel.resource is not None:
+            r, named = await _named(client, sel, namespace, all_namespaces)
+            if not named and not sel.names:
+                _err().print("No resources found" + (f" in {namespace or 'default'} namespace."
+                                                     if r.namespaced and not all_namespaces else "."))
+            targets += [(loc.ref, loc) for loc in named]
+        for source, target in targets:
+            try:
+                loc = target if isinstance(target, Located) else await _locate(client, target, namespace)
+                if await _delete_one(client, loc, ignore_not_found):
+                    pending.append(loc)
+            except KubeAPIError as exc:
+                failures += 1
+                _report(ManifestError(f"{source}: {_server_message(exc)}"))
+            except MulticlusterError as exc:
+                failures += 1
+                _report(exc)
+        if wait:
+            failures += await _wait_gone(client, pending, timeout)
     finally:
         await client.close()
     return failures
@@ -342,35 +451,44 @@ def render_table(items: list[dict[str, Any]], kind: str, *, wide: bool = False, 
     return "\n".join("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
 
-async def _get(resource: str, name: str | None, *, kubeconfig: str | None, context: str | None,
-               namespace: str | None, all_namespaces: bool, output: str) -> int:
-    low = resource.lower()
-    if low in _RR:
-        crd = crds.multiclusterresource()
-    elif low in _CL:
-        crd = next(c for c in crds.load() if c.kind == "MultiCluster")
-    else:
-        raise ManifestError(f'get: unknown resource type "{resource}"',
-                            hint="get shows rr (MultiClusterResources) and cl (MultiClusters); "
-                                 "use `list` for everything else")
+def _generic_table(items: list[dict[str, Any]], *, all_namespaces: bool, now: float | None = None) -> str:
+    """NAME AGE (kubectl's columns for a type without printer columns), NAMESPACE first with -A."""
+    now = time.time() if now is None else now
+    head = (["NAMESPACE"] if all_namespaces else []) + ["NAME", "AGE"]
+    rows = [head]
+    for o in items:
+        md = o.get("metadata") or {}
+        t = parse_time(md.get("creationTimestamp"))
+        rows.append(([str(md.get("namespace") or "")] if all_namespaces else [])
+                    + [str(md.get("name") or ""), "<unknown>" if t is None else human_duration(now - t)])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    return "\n".join("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
+async def _get(sel: Selection, *, kubeconfig: str | None, context: str | None, namespace: str | None,
+               all_namespaces: bool, output: str) -> int:
+    if sel.resource is None:
+        raise ManifestError("get: specify a resource type", hint="e.g. get rr, get rr NAME, get cl, get cm -l app=web")
     if output not in ("", "wide", "yaml", "json", "name"):
         raise ManifestError(f'--output "{output}" is not supported', hint="use wide, yaml, json or name")
     client = await _connect(kubeconfig, context)
+    failures = 0
     try:
-        r = next((x for x in await client.discover() if x.gvr.group == crds.GROUP and x.gvr.resource == crd.plural),
-                 None)
-        if r is None:
-            raise ManifestError(f"{crd.name} is not installed on the master cluster",
-                                hint="it is installed when the daemon's controller starts")
-        ns = None if all_namespaces else (namespace or "default")
+        r = await resolve_type(client, sel.resource)
+        ns = None if all_namespaces or not r.namespaced else (namespace or "default")
+        items: list[dict[str, Any]] = []
         try:
-            if name:
-                items = [await client.get(r.gvr.path(ns, name))]
+            if sel.names:
+                for name in sel.names:
+                    try:
+                        items.append(await client.get(r.gvr.path(ns, name)))
+                    except NotFound:
+                        failures += 1
+                        _report(ManifestError(f'{_type_name(r)} "{name}" not found'
+                                              + (f' in namespace "{ns}"' if ns else "")))
             else:
-                items = list((await client.get(r.gvr.path(ns))).get("items") or [])
-        except NotFound as exc:
-            raise ManifestError(f'{_type_name(r)} "{name}" not found'
-                                + (f' in namespace "{ns}"' if ns else "")) from exc
+                params = {"labelSelector": sel.selector} if sel.selector else None
+                items = list((await client.get(r.gvr.path(ns), params=params)).get("items") or [])
         except KubeAPIError as exc:
             raise ManifestError(_server_message(exc)) from exc
     finally:
@@ -378,20 +496,25 @@ async def _get(resource: str, name: str | None, *, kubeconfig: str | None, conte
     for it in items:
         it.setdefault("apiVersion", r.gvr.api_version)
         it.setdefault("kind", r.kind)
+    kind = r.kind if r.gvr.group == crds.GROUP and r.kind in {c.kind for c in crds.load()} else None
     if output == "name":
         for it in items:
             _out(f"{_type_name(r)}/{it['metadata']['name']}")
     elif output in ("yaml", "json"):
-        doc: dict[str, Any] = items[0] if name else {"apiVersion": "v1", "kind": "List", "items": items}
+        doc: dict[str, Any] = (items[0] if len(sel.names) == 1 and items
+                               else {"apiVersion": "v1", "kind": "List", "items": items})
         if output == "json":
             _out(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
         else:
             sys.stdout.write(yaml.safe_dump(doc, sort_keys=False))
     elif not items:
-        _err().print("No resources found" + (f" in {ns} namespace." if ns else "."))
+        if not sel.names:
+            _err().print("No resources found" + (f" in {ns} namespace." if ns else "."))
+    elif kind is not None:
+        _out(render_table(items, kind, wide=output == "wide", all_namespaces=all_namespaces))
     else:
-        _out(render_table(items, crd.kind, wide=output == "wide", all_namespaces=all_namespaces))
-    return 0
+        _out(_generic_table(items, all_namespaces=all_namespaces))
+    return 1 if failures else 0
 
 
 # --------------------------------------------------------------------------------------------- commands
@@ -434,8 +557,37 @@ def apply_cmd(
         raise typer.Exit(1)
 
 
-def delete_cmd(
+def create_cmd(
     filename: Files,
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+    namespace: Namespace = None,
+    recursive: Recursive = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate on the server, change nothing")] = False,
+) -> None:
+    """Create the objects in the files in the master cluster (an existing one is an error: use apply)."""
+    try:
+        docs = read_docs(filename, recursive=recursive)
+    except MulticlusterError as exc:
+        _report(exc)
+        raise typer.Exit(1) from None
+    if _run(_create(docs, kubeconfig=kubeconfig, context=context, namespace=namespace, dry_run=dry_run)):
+        raise typer.Exit(1)
+
+
+TypeArgs = Annotated[list[str] | None, typer.Argument(help="TYPE [NAME...] or TYPE/NAME...", metavar="[TYPE [NAME]...]",
+                                                      show_default=False)]
+Selector = Annotated[str | None, typer.Option("--selector", "-l", help="Label selector, e.g. app=web,tier!=db")]
+AllNamespaces = Annotated[bool, typer.Option("--all-namespaces", "-A", help="Every namespace")]
+
+
+def delete_cmd(
+    args: TypeArgs = None,
+    filename: Annotated[list[str] | None, typer.Option("--filename", "-f", help="File, directory, or - for stdin "
+                                                       "(repeatable)")] = None,
+    selector: Selector = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every object of TYPE in the namespace")] = False,
+    all_namespaces: AllNamespaces = False,
     kubeconfig: Kubeconfig = None,
     context: Context = None,
     namespace: Namespace = None,
@@ -444,36 +596,61 @@ def delete_cmd(
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until the objects are gone")] = True,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait")] = 120.0,
 ) -> None:
-    """Delete the objects named in the files from the master cluster (the controller removes the copies)."""
+    """Delete objects from the master cluster (the controller removes the copies): -f FILE, TYPE NAME...,
+    TYPE/NAME..., TYPE -l SELECTOR or TYPE --all."""
     try:
-        docs = read_docs(filename, recursive=recursive)
+        sel = selection(list(args or []), selector, all_)
+        given = [bool(sel.names), bool(sel.selector), sel.all]
+        if sel.resource is None and not filename:
+            raise ManifestError("nothing to delete",
+                                hint="pass -f FILE, TYPE NAME..., TYPE/NAME..., TYPE -l SELECTOR or TYPE --all")
+        if sel.resource is not None and sum(given) != 1:
+            raise ManifestError(
+                f'delete {sel.resource}: ' + ("name objects, or use -l or --all (one of them)" if any(given) else
+                                               "no name was specified"),
+                hint=f"e.g. delete {sel.resource} NAME, delete {sel.resource} -l app=web or delete "
+                     f"{sel.resource} --all")
+        if sel.resource is None and (sel.selector or sel.all):
+            raise ManifestError("-l and --all need a TYPE", hint="e.g. delete rr -l app=web")
+        docs = read_docs(filename, recursive=recursive) if filename else []
     except MulticlusterError as exc:
         _report(exc)
         raise typer.Exit(1) from None
-    failures = _run(_delete(docs, kubeconfig=kubeconfig, context=context, namespace=namespace,
-                            ignore_not_found=ignore_not_found, wait=wait, timeout=timeout))
+    failures = _run(_delete(docs, sel, kubeconfig=kubeconfig, context=context, namespace=namespace,
+                            all_namespaces=all_namespaces, ignore_not_found=ignore_not_found, wait=wait,
+                            timeout=timeout))
     if failures:
         raise typer.Exit(1)
 
 
 def get_cmd(
-    resource: Annotated[str, typer.Argument(help="rr|mcr|multiclusterresources or cl|multiclusters")],
-    name: Annotated[str | None, typer.Argument(help="One object by name")] = None,
+    args: Annotated[list[str] | None, typer.Argument(
+        help="TYPE [NAME...] or TYPE/NAME...: rr|mcr|multiclusterresources, cl|multiclusters, or any type the "
+             "master serves", metavar="TYPE [NAME]...", show_default=False)] = None,
+    selector: Selector = None,
     kubeconfig: Kubeconfig = None,
     context: Context = None,
     namespace: Annotated[str | None, typer.Option("--namespace", "-n", help="Namespace (default: default)")] = None,
-    all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A")] = False,
+    all_namespaces: AllNamespaces = False,
     output: Annotated[str, typer.Option("--output", "-o", help="wide|yaml|json|name")] = "",
 ) -> None:
-    """Show MultiClusterResources (KIND, CLUSTERS, APPLIED, READY) or MultiClusters from the master cluster."""
-    if _run(_get(resource, name, kubeconfig=kubeconfig, context=context, namespace=namespace,
-                 all_namespaces=all_namespaces, output=output)):
+    """Show MultiClusterResources (KIND, CLUSTERS, APPLIED, READY), MultiClusters or other objects of the master."""
+    try:
+        sel = selection(list(args or []), selector, False)
+        if sel.names and sel.selector:
+            raise ManifestError("get: name objects or use -l, not both")
+    except MulticlusterError as exc:
+        _report(exc)
+        raise typer.Exit(1) from None
+    if _run(_get(sel, kubeconfig=kubeconfig, context=context, namespace=namespace, all_namespaces=all_namespaces,
+                 output=output)):
         raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
-    """Add `apply`, `delete` and `get` to the plugin's typer app."""
+    """Add `apply`, `create`, `delete` and `get` to the plugin's typer app."""
     app.command("apply")(apply_cmd)
+    app.command("create")(create_cmd)
     app.command("delete")(delete_cmd)
     app.command("get")(get_cmd)
 

@@ -202,3 +202,18 @@ def test_run_gets_past_the_deploy_yaml_args() -> None:
     # Every flag parsed; what stops it is the config file this machine does not have.
     assert result.exit_code == 2, result.output
     assert "error: config file /app/file/config.yaml does not exist" in result.output
+
+
+def test_pool_keys_in_the_config_file(tmp_path: Path, config_file: Path) -> None:
+    from multicluster.config import load_config
+
+    base = config_file.read_text()
+    config_file.write_text(base + "store: {type: mysql, poolSize: 6, poolMinSize: 9, connectionMaxLifetime: 0}\n")
+    store = load_config(config_file).store
+    assert (store.pool_size, store.pool_min_size, store.connection_max_lifetime) == (6, 6, 0.0)
+    config_file.write_text(base + "store: {type: mysql, poolMinSize: -1}\n")
+    with pytest.raises(ConfigError, match=r"^store.poolMinSize: must be 0 or more, got -1"):
+        load_config(config_file)
+    config_file.write_text(base + "store: {type: mysql, connectionMaxLifetime: soon}\n")
+    with pytest.raises(ConfigError, match=r"store.connectionMaxLifetime"):
+        load_config(config_file)
