@@ -20,7 +20,9 @@ Format (the seed's keys are kept verbatim; everything else is optional):
     resources: {include: [], exclude: []}   # empty include = every listable+watchable type
     store: {type: sqlite, path: multicluster.db}   # or {type: mysql, host, port, user, password|passwordFile, database}
     server: {bind: 127.0.0.1, port: 31888, token|tokenFile: ..., adminToken|adminTokenFile: ...,
-             allowedOrigins: [], allowedHosts: [], insecureAllowUnauthenticated: false, certDir: ...}
+             allowedOrigins: [], allowedHosts: [], insecureAllowUnauthenticated: false, certDir: ...,
+             maxPageBytes: 16777216, maxCount: 100000, maxSelectorTerms: 100, keepaliveSeconds: 75,
+             headerTimeoutSeconds: 10, bodyTimeoutSeconds: 30}
     sync: {pageSize: 500, resyncSeconds: 600, watchTimeoutSeconds: 300, dropManagedFields: true, storeSecrets: false}
     delivery: {allowAdopt: false, policy: [{fromNamespaces: [team-a], kinds: [apps/Deployment],
                                             toNamespaces: ["<same>"], clusterScoped: false}]}
@@ -102,6 +104,17 @@ class ServerConfig:
     allowed_hosts: tuple[str, ...] = ()  # extra names accepted in the Host header ("*" = no check, unsafe)
     insecure_allow_unauthenticated: bool = False  # let a non-loopback bind run without a token
     health_port: int | None = None  # --HealthPort: /healthz and /readyz also served alone on this port
+    # Bounds on what one request may cost. A page ends early at max_page_bytes (a continue token brings the
+    # rest); count=true counts at most max_count rows; every selector term, `in` value, cluster or namespace
+    # becomes a join or a parameter, so each is limited to max_selector_terms.
+    max_page_bytes: int = 16 * 1024 * 1024
+    max_count: int = 100_000
+    max_selector_terms: int = 100
+    # A slow client (a slowloris sending its headers a byte at a time) holds a socket and a task for as long
+    # as the server lets it: idle keep-alive connections, request heads and request bodies each have a deadline.
+    keepalive_seconds: float = 75.0
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 30.0
 
 
 KIB = 1024
@@ -428,6 +441,12 @@ def _parse_server(data: Any, base: Path) -> ServerConfig:
             "allowedHosts",
             "insecureAllowUnauthenticated",
             "certDir",
+            "maxPageBytes",
+            "maxCount",
+            "maxSelectorTerms",
+            "keepaliveSeconds",
+            "headerTimeoutSeconds",
+            "bodyTimeoutSeconds",
         ],
     )
     token = _opt(where, data, "token", str, "a string", None)
@@ -450,8 +469,40 @@ def _parse_server(data: Any, base: Path) -> ServerConfig:
         insecure_allow_unauthenticated=_opt(where, data, "insecureAllowUnauthenticated", bool, "true or false",
                                             False),
     )
+    server = replace(server, **_server_limits(data))
     check_scopes(server, "server.adminToken")
     return server
+
+
+MAX_SELECTOR_TERMS = 2000  # past this even a balanced SQL expression costs more planning than any query needs
+
+
+def _server_limits(data: Mapping[str, Any]) -> dict[str, Any]:
+    """server.maxPageBytes, maxCount, maxSelectorTerms and the three timeouts, validated."""
+    where = "server"
+    d = ServerConfig()
+    terms = int(_positive("server.maxSelectorTerms", _opt(where, data, "maxSelectorTerms", int, "an integer",
+                                                          d.max_selector_terms)))
+    if terms > MAX_SELECTOR_TERMS:
+        raise ConfigError(f"server.maxSelectorTerms: {terms} is more than {MAX_SELECTOR_TERMS}",
+                          hint="every term is a join in the store's query; no selector needs thousands")
+    page = int(_positive("server.maxPageBytes", _opt(where, data, "maxPageBytes", int, "a number of bytes",
+                                                     d.max_page_bytes)))
+    if page < 1024:
+        raise ConfigError(f"server.maxPageBytes: {page} is less than 1024",
+                          hint="use a few MiB (the default is 16777216); a page always holds at least one object")
+    return {
+        "max_page_bytes": page,
+        "max_count": int(_positive("server.maxCount", _opt(where, data, "maxCount", int, "an integer",
+                                                           d.max_count))),
+        "max_selector_terms": terms,
+        "keepalive_seconds": float(_positive("server.keepaliveSeconds", _opt(
+            where, data, "keepaliveSeconds", (int, float), "seconds", d.keepalive_seconds))),
+        "header_timeout_seconds": float(_positive("server.headerTimeoutSeconds", _opt(
+            where, data, "headerTimeoutSeconds", (int, float), "seconds", d.header_timeout_seconds))),
+        "body_timeout_seconds": float(_positive("server.bodyTimeoutSeconds", _opt(
+            where, data, "bodyTimeoutSeconds", (int, float), "seconds", d.body_timeout_seconds))),
+    }
 
 
 def _names(where: str, value: Any, what: str) -> list[str]:

@@ -366,27 +366,22 @@ class Daemon:
         return self.elector.leader if self.elector is not None else True
 
     async def _start_api(self) -> None:
-        from aiohttp import web
-
         from multicluster.api import Access, build_app
+        from multicluster.api.server import start as start_api_server
         from multicluster.config import check_exposure
 
         server = self.config.server
         for warning in check_exposure(server):  # raises ConfigError for an open API off loopback
             log.warning("%s", warning)
         app = build_app(self, Access.from_server(server))
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
         ssl_ctx = None
         if self.config.server.cert_dir is not None:
             import ssl
 
             ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ssl_ctx.load_cert_chain(self.config.server.cert_dir / "tls.crt", self.config.server.cert_dir / "tls.key")
-        site = web.TCPSite(
-            runner, self.config.server.bind, self.config.server.port, ssl_context=ssl_ctx, reuse_address=True
-        )
-        await site.start()
+        # Limits per request, keep-alive, head and body deadlines (server.*): see multicluster.api.server.
+        runner = await start_api_server(app, server, ssl_ctx)
         self._runner = runner
         scheme = "https" if ssl_ctx else "http"
         self.api_address = f"{scheme}://{self.config.server.bind}:{self.config.server.port}"

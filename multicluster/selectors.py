@@ -275,6 +275,11 @@ def parse_field_selector(text: str | None, param: str = "fieldSelector") -> tupl
     return tuple(out)
 
 
+def term_count(reqs: tuple[Requirement, ...]) -> int:
+    """What a selector costs the store: one per requirement, one per value of an `in`/`notin` set."""
+    return sum(max(1, len(r.values)) for r in reqs)
+
+
 def format_requirements(reqs: tuple[Requirement, ...]) -> str:
     """Back to selector text (canonical spelling), used in continue-token fingerprints and messages."""
     parts: list[str] = []

@@ -5,6 +5,9 @@ This is the API's error boundary (STYLE: translate errors once per boundary). Wh
 as `{"error": ..., "hint": ...}` with a status that tells the client whose fault it was: 4xx for input it can
 fix, 503 for a store outage worth retrying, and 500 with a request id (never a traceback) for our bugs.
 
+It also starts the body's deadline (server.bodyTimeoutSeconds: a body still incomplete then is answered 408) and
+tells the connection's guard that a request head arrived in time (see server.py).
+
 It is also the trust boundary, checked in this order before any handler runs:
 - Host: a web page can make the operator's browser talk to 127.0.0.1 under a DNS name it controls (DNS
   rebinding). Only `localhost`, loopback IPs, the bound address, IP literals when bound to a wildcard address (a
@@ -34,6 +37,7 @@ from aiohttp import web
 from multicluster import metrics
 from multicluster.api.backend import ApiBackend
 from multicluster.api.params import MAX_QUERY_BYTES, check_sizes
+from multicluster.api.server import GUARDS, LIMITS, Limits
 from multicluster.config import ServerConfig
 from multicluster.errors import ClusterError, GVRError, MembershipError, MulticlusterError, QueryError, StoreError
 
@@ -179,12 +183,41 @@ _HTTP_HINTS = {
 
 
 STREAMING: web.RequestKey[bool] = web.RequestKey("streaming", bool)
+_DEFAULT_LIMITS = Limits()
+
+
+class BodyTimeout(TimeoutError):
+    """The request body did not arrive within server.bodyTimeoutSeconds. A TimeoutError, so aiohttp, which reads
+    what is left of an unread body after the answer, gives up on it quietly instead of logging a crash."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the request body did not arrive within {seconds:g} s")
+        self.seconds = seconds
+
+
+def _body_deadline(request: web.Request, seconds: float) -> asyncio.TimerHandle | None:
+    """Fail the handler's reads of a body that is still incomplete `seconds` after the head arrived."""
+    content = request.content
+    if not request.body_exists or content.is_eof():
+        return None
+
+    def expire() -> None:
+        if not content.is_eof():
+            content.set_exception(BodyTimeout(seconds))
+
+    return asyncio.get_running_loop().call_later(seconds, expire)
 
 
 @web.middleware
 async def api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     start = time.perf_counter()
     label = _route_label(request)
+    # The head is complete: its deadline is over, the body's begins (see multicluster.api.server).
+    transport = request.transport
+    guard = request.app.get(GUARDS, {}).get(transport) if transport is not None else None
+    if guard is not None:
+        guard.request_started()
+    deadline = _body_deadline(request, request.app.get(LIMITS, _DEFAULT_LIMITS).body_timeout)
     try:
         refused = _refusal(request, request.app[ACCESS])
         if refused is not None:
@@ -204,10 +237,20 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
             raise
         return _error_for(request, exc)
     finally:
+        if deadline is not None:
+            deadline.cancel()
+        if guard is not None:
+            guard.request_done()
         metrics.QUERY_SECONDS.labels(label).observe(time.perf_counter() - start)
 
 
 def _error_for(request: web.Request, exc: Exception) -> web.StreamResponse:
+    if isinstance(exc, BodyTimeout):
+        log.warning("%s %s: %s; closing the connection", request.method, request.path[:200], exc)
+        resp = error_response(408, str(exc), "send the whole body at once; the server waits "
+                              f"server.bodyTimeoutSeconds ({exc.seconds:g} s) for it")
+        resp.force_close()  # the rest of the body may still be on its way
+        return resp
     if isinstance(exc, web.HTTPException):
         if exc.status < 400:
             raise exc

@@ -37,14 +37,20 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 _ERRORS = {
     "400": {"description": "Invalid parameter: unknown gvr (with close matches), bad selector, bad limit, bad or "
-                           "foreign continue token, oversized parameter. A request line over 64 KiB is refused by "
-                           "the HTTP parser itself, before any route runs, with a text/plain 400",
+                           "foreign continue token, oversized parameter, more selector terms (or `in` values, "
+                           "clusters, namespaces) than server.maxSelectorTerms (default 100). A request line "
+                           "over 64 KiB is refused by the HTTP parser itself, before any route runs, with a "
+                           "text/plain 400",
             "content": {"application/json": {"schema": _ref("Error")}, "text/plain": {"schema": {"type": "string"}}}},
     "401": _json(_ref("Error"), "Missing or wrong bearer token (only when the daemon has a token)"),
     "403": _json(_ref("Error"), "Refused before any route runs: an `Origin` header not in server.allowedOrigins "
                                 "(browsers), or a `Host` this daemon does not answer to (DNS rebinding; see "
                                 "server.allowedHosts); on join/unjoin also the read token where the admin token "
                                 "is required"),
+    "408": _json(_ref("Error"), "The request body did not arrive within server.bodyTimeoutSeconds (default 30 s); "
+                                "the connection is closed. A request head that takes longer than "
+                                "server.headerTimeoutSeconds (default 10 s) gets no answer: the connection is "
+                                "closed, as is one idle for server.keepaliveSeconds (default 75 s)"),
     "414": _json(_ref("Error"), "URL too long"),
     "500": _json(_ref("Error"), "Internal error; the hint carries a request id to find in the daemon log"),
     "503": _json(_ref("Error"), "The store is unavailable; retry"),
@@ -100,15 +106,22 @@ _RESOURCES_PARAMS = [
     _q("name", "Exact object name"),
     _q("namePrefix", "Object names starting with this text (matched literally; % and _ are not wildcards)"),
     _q("nameContains", "Object names containing this text (matched literally)"),
-    _q("labelSelector", "Kubernetes label selector: a=b, a==b, a!=b, a in (x,y), a notin (x), a, !a; comma = AND"),
+    _q("labelSelector", "Kubernetes label selector: a=b, a==b, a!=b, a in (x,y), a notin (x), a, !a; comma = AND. "
+                        "At most server.maxSelectorTerms (default 100) terms, each value of an in/notin set "
+                        "counting as one; the same limit applies to fieldSelector, cluster and namespace"),
     _q("fieldSelector", "Field selector with =, == or != on metadata.name, metadata.namespace, status.phase, "
                         "spec.nodeName; comma = AND"),
     _q("order", "Sort order (every order is total, so pages never overlap)",
        {"type": "string", "enum": ["cluster", "namespace", "name", "created", "-created"], "default": "cluster"}),
-    _q("limit", "Page size", {"type": "integer", "minimum": 1, "maximum": 5000, "default": 500}),
+    _q("limit", "Page size in objects. A page also ends early when its body would pass server.maxPageBytes "
+                "(default 16 MiB; a single larger object still gets a page of its own): `continue` then brings "
+                "the rest, so a client pages until `continue` is null, never until it has `limit` items",
+       {"type": "integer", "minimum": 1, "maximum": 5000, "default": 500}),
     _q("continue", "The `continue` value of the previous page. It is bound to the filters and order it was "
                    "issued for: reusing it with different ones is a 400. limit may change between pages."),
-    _q("count", "Also count the objects after this page (`remaining`)", {"type": "boolean", "default": False}),
+    _q("count", "Also count the objects after this page (`remaining`), up to server.maxCount (default 100,000): "
+                "past it `remaining` is that cap and `remainingCapped` is true",
+       {"type": "boolean", "default": False}),
 ]
 
 
@@ -247,6 +260,8 @@ _SCHEMAS: dict[str, Any] = {
             "cluster": {"type": "string"}, "object": _OBJ}}},
         "continue": {"type": ["string", "null"], "description": "Pass as ?continue= for the next page; null = last"},
         "remaining": {"type": ["integer", "null"], "description": "Objects after this page (with count=true)"},
+        "remainingCapped": {"type": "boolean", "description": "There are more than `remaining` objects after this "
+                            "page: counting stopped at server.maxCount"},
         "clusters": {"$ref": "#/components/schemas/Freshness"},
     }},
     "ClusterList": {"type": "object", "properties": {

@@ -40,6 +40,15 @@ def check_sizes(query: Mapping[str, str]) -> None:
             )
 
 
+def check_terms(name: str, count: int, limit: int) -> None:
+    """Refuse a selector (or list of clusters, namespaces) with more terms than server.maxSelectorTerms: each
+    term is a join or a bound parameter in the store's query."""
+    if count > limit:
+        raise QueryError(f"parameter {name}: {count} terms is more than the limit of {limit}",
+                         hint="narrow the query (a set-based selector like `key in (a,b)` counts one term per "
+                         "value), or raise server.maxSelectorTerms in the daemon's config")
+
+
 def int_param(query: Mapping[str, str], name: str, default: int, *, minimum: int = 0,
               maximum: int | None = None) -> int:
     raw = query.get(name)

@@ -1,10 +1,11 @@
 """Route handlers: the seed-compatible list routes, our paginated /v1/resources, clusters and health.
 
 Objects leave the store as JSON bytes and are spliced into response bodies without being parsed again, so a
-page costs one store query and some byte concatenation. Large seed lists (`limit=0`) are streamed: the handler
-walks the store page by page and writes each page to a chunked response, so memory stays at one page whatever
-the result size. The first page is fetched before the response starts, so a store outage still gets a proper
-503 JSON error instead of a truncated body.
+page costs one store query and one join of byte strings. A page is bounded in bytes as well as rows
+(server.maxPageBytes): the store stops reading at the cap and the continue token resumes after the last row
+sent. Large seed lists (`limit=0`) are streamed: the handler walks the store page by page and writes each page
+to a chunked response, so memory stays at one page whatever the result size. The first page is fetched before
+the response starts, so a store outage still gets a proper 503 JSON error instead of a truncated body.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from multicluster.api.backend import ApiBackend, ClusterView, freshness, gvr_jso
 from multicluster.api.middleware import AUTHORIZED, BACKEND, STREAMING, error_response, json_response
 from multicluster.api.params import (
     bool_param,
+    check_terms,
     decode_continue,
     encode_continue,
     int_param,
@@ -31,12 +33,14 @@ from multicluster.api.params import (
     required,
     str_param,
 )
+from multicluster.api.server import LIMITS, Limits
 from multicluster.errors import QueryError
 from multicluster.gvr import APIResource
 from multicluster.metrics import REGISTRY
 from multicluster.selectors import (
     parse_field_selector,
     parse_label_selector,
+    term_count,
     validate_label_key,
     validate_label_value,
 )
@@ -48,8 +52,14 @@ SEED_DEFAULT_LIMIT = 10  # the seed's default; kept so old API users see the sam
 DEFAULT_LIMIT = 500
 MAX_LIMIT = 5000
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
+ENVELOPE_RESERVE = 4096  # bytes of a /v1/resources page besides its items and head: continue token, counts
+_DEFAULT_LIMITS = Limits()
 
 _Dumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when present
+
+
+def limits(request: web.Request) -> Limits:
+    return request.app.get(LIMITS, _DEFAULT_LIMITS)
 
 
 async def resolve(backend: ApiBackend, spelling: str) -> APIResource:
@@ -112,14 +122,20 @@ async def _seed(request: web.Request, *, wrap: bool) -> web.StreamResponse:
     res = await resolve(backend, required(q, "gvr", "apps/v1/deployments"))
     limit = int_param(q, "limit", SEED_DEFAULT_LIMIT, minimum=0)
     cluster, namespace, name = str_param(q, "cluster"), str_param(q, "namespace"), str_param(q, "name")
+    lim = limits(request)
+    extra = seed_labels(q)
+    labels = extra + parse_label_selector(q.get("labelSelector"))
+    check_terms("labels[...] and labelSelector" if extra else "labelSelector", term_count(labels),
+                lim.max_selector_terms)
     base = Query(
         gvr=res.gvr,
         clusters=(cluster,) if cluster else (),
         namespaces=(namespace,) if namespace else (),
         name=name,
-        labels=seed_labels(q) + parse_label_selector(q.get("labelSelector")),
+        labels=labels,
         order="-created",
         limit=min(limit, STREAM_PAGE) if limit else STREAM_PAGE,
+        max_bytes=lim.max_page_bytes,
     )
     store = backend.store
     page = await store.query(base)
@@ -129,27 +145,27 @@ async def _seed(request: web.Request, *, wrap: bool) -> web.StreamResponse:
     await resp.prepare(request)
     request[STREAMING] = True
     sent = 0
-    buf = bytearray(b"[")
+    buf: list[bytes] = [b"["]
     while True:
         for item in page.items:
             if limit and sent >= limit:
                 break
             if sent:
-                buf += b","
+                buf.append(b",")
             if wrap:
-                buf += b'{"Object":' + item.object + b',"clusterName":' + orjson.dumps(item.cluster) + b"}"
+                buf += (b'{"Object":', item.object, b',"clusterName":', orjson.dumps(item.cluster), b"}")
             else:
-                buf += item.object
+                buf.append(item.object)
             sent += 1
         if page.next_after is None or (limit and sent >= limit):
             break
-        await resp.write(bytes(buf))
+        await resp.write(b"".join(buf))
         buf.clear()
         page = await store.query(
             replace(base, after=page.next_after, limit=min(limit - sent, STREAM_PAGE) if limit else STREAM_PAGE)
         )
-    buf += b"]"
-    await resp.write(bytes(buf))
+    buf.append(b"]")
+    await resp.write(b"".join(buf))
     await resp.write_eof()
     return resp
 
@@ -157,7 +173,7 @@ async def _seed(request: web.Request, *, wrap: bool) -> web.StreamResponse:
 # --------------------------------------------------------------------------------------------------- /v1/resources
 
 
-def build_query(q: Any, res: APIResource) -> tuple[Query, bool]:
+def build_query(q: Any, res: APIResource, lim: Limits = _DEFAULT_LIMITS) -> tuple[Query, bool]:
     """Everything /v1/resources accepts, validated into a store Query (+ whether to count the remainder)."""
     query = Query(
         gvr=res.gvr,
@@ -171,7 +187,12 @@ def build_query(q: Any, res: APIResource) -> tuple[Query, bool]:
         order=order_param(q),
         limit=int_param(q, "limit", DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT),
         count_remaining=bool_param(q, "count"),
+        count_limit=lim.max_count,
+        max_bytes=lim.max_page_bytes,
     )
+    for name, n in (("labelSelector", term_count(query.labels)), ("fieldSelector", term_count(query.fields)),
+                    ("cluster", len(query.clusters)), ("namespace", len(query.namespaces))):
+        check_terms(name, n, lim.max_selector_terms)
     token = q.get("continue")
     if token:
         query = replace(query, after=decode_continue(token, query))
@@ -183,21 +204,25 @@ async def list_resources(request: web.Request) -> web.StreamResponse:
     backend = request.app[BACKEND]
     q = request.query
     res = await resolve(backend, required(q, "gvr", "pods"))
-    query, _ = build_query(q, res)
-    page = await backend.store.query(query)
+    lim = limits(request)
+    query, _ = build_query(q, res, lim)
     block = freshness(backend.clusters(), res.gvr, query.clusters)
+    head = b'{"apiVersion":"' + API_VERSION.encode() + b'","resource":' + orjson.dumps(gvr_json(res)) + \
+        b',"items":['
+    clusters = orjson.dumps(block)
+    # The page's items get what the cap leaves after the rest of the body.
+    query = replace(query, max_bytes=max(1, lim.max_page_bytes - len(head) - len(clusters) - ENVELOPE_RESERVE))
+    page = await backend.store.query(query)
     token = encode_continue(query, page.next_after) if page.next_after is not None else None
-    body = bytearray(b'{"apiVersion":"' + API_VERSION.encode() + b'","resource":')
-    body += orjson.dumps(gvr_json(res))
-    body += b',"items":['
+    parts = [head]
     for i, item in enumerate(page.items):
-        if i:
-            body += b","
-        body += b'{"cluster":' + orjson.dumps(item.cluster) + b',"object":' + item.object + b"}"
-    body += b'],"continue":' + orjson.dumps(token)
-    body += b',"remaining":' + orjson.dumps(page.remaining if query.count_remaining else None)
-    body += b',"clusters":' + orjson.dumps(block) + b"}"
-    return web.Response(body=bytes(body), content_type="application/json", headers=_freshness_headers(block))
+        parts += (b',{"cluster":' if i else b'{"cluster":', orjson.dumps(item.cluster), b',"object":', item.object,
+                  b"}")
+    parts += (b'],"continue":', orjson.dumps(token),
+              b',"remaining":', orjson.dumps(page.remaining if query.count_remaining else None),
+              b',"remainingCapped":', orjson.dumps(page.remaining_capped),
+              b',"clusters":', clusters, b"}")
+    return web.Response(body=b"".join(parts), content_type="application/json", headers=_freshness_headers(block))
 
 
 def _wants_yaml(request: web.Request) -> bool:

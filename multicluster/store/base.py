@@ -89,6 +89,10 @@ class Query:
     limit: int = 500  # 0 = no limit
     after: tuple[str, ...] | None = None  # the sort key of the last row already returned (keyset pagination)
     count_remaining: bool = False
+    count_limit: int = 0  # count_remaining counts at most this many rows (0 = all)
+    # A page ends before the row that would take it past this many bytes, each row counted as its object, its
+    # cluster name and ROW_OVERHEAD (0 = no cap). The first row is always returned, whatever its size.
+    max_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +114,7 @@ class Page:
     items: list[StoredObject]
     next_after: tuple[str, ...] | None  # pass back as Query.after; None = last page
     remaining: int | None = None  # rows after this page, when count_remaining was asked
+    remaining_capped: bool = False  # there are more than `remaining` (count_limit was reached)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +128,9 @@ class SyncState:
     synced_at: float = 0.0  # unix time of the last completed list or seen event
     error: str = ""
     objects: int = 0
+
+
+ROW_OVERHEAD = 64  # bytes a row costs a page beyond its object and cluster name (the API's JSON around them)
 
 
 def sort_key(order: SortOrder, obj: StoredObject) -> tuple[str, ...]:

@@ -229,6 +229,13 @@ class SQLStore(abc.ABC):
     async def fetch(self, text: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """One read statement outside any write transaction."""
 
+    async def fetch_bounded(self, text: str, params: Sequence[Any], max_bytes: int) -> list[tuple[Any, ...]]:
+        """The rows of a select_page() statement, read until their row_cost() passes `max_bytes`: the row that
+        passes it is the last one returned, and never the first (a page holds one row whatever its size, and the
+        next row says whether there is more). Engines that can stream a result override this so that a page
+        of large objects is never held whole."""
+        return await self.fetch(text, params)
+
     @abc.abstractmethod
     async def open(self) -> None: ...
 
@@ -312,22 +319,34 @@ class SQLStore(abc.ABC):
     async def query(self, q: Query) -> Page:
         selective = True
         if self.dialect.name == "mysql" and q.limit and (q.labels or q.fields):
-            counts = [int((await self.fetch(t, p))[0][0]) for t, p in sql.probes(self.dialect, q)]
             # Two or more positive terms: their intersection is usually narrow even when each is broad, and
-            # MariaDB's semi-join plan beats reading the whole type in order to find the few rows in both.
-            selective = len(counts) > 1 or any(n <= sql.SELECTIVE for n in counts)
+            # MariaDB's semi-join plan beats reading the whole type in order to find the few rows in both. So
+            # only a single positive term is probed: one bounded statement, whatever the selector holds.
+            probes = sql.probes(self.dialect, q)
+            selective = len(probes) > 1 or (
+                len(probes) == 1 and int((await self.fetch(*probes[0]))[0][0]) <= sql.SELECTIVE)
         text, params = sql.select_page(self.dialect, q, selective=selective)
-        rows = await self.fetch(text, params)
-        more = bool(q.limit) and len(rows) > q.limit
-        items = [_stored(q.gvr, row) for row in (rows[: q.limit] if more else rows)]
+        rows = await (self.fetch_bounded(text, params, q.max_bytes) if q.max_bytes > 0 else self.fetch(text, params))
+        items: list[StoredObject] = []
+        size, more = 0, False
+        for row in rows:
+            cost = sql.row_cost(row) if q.max_bytes > 0 else 0
+            if (q.limit and len(items) == q.limit) or (items and size + cost > q.max_bytes > 0):
+                more = True  # the page ends here; the continue token resumes at this row
+                break
+            items.append(_stored(q.gvr, row))
+            size += cost
         next_after = sort_key(q.order, items[-1]) if more else None
         remaining: int | None = None
+        capped = False
         if q.count_remaining:
             remaining = 0
             if next_after is not None:
-                text, params = sql.count_after(self.dialect, q, next_after)
+                text, params = sql.count_after(self.dialect, q, next_after, q.count_limit)
                 remaining = int((await self.fetch(text, params))[0][0])
-        return Page(items=items, next_after=next_after, remaining=remaining)
+                if 0 < q.count_limit < remaining:
+                    remaining, capped = q.count_limit, True
+        return Page(items=items, next_after=next_after, remaining=remaining, remaining_capped=capped)
 
     async def get(self, cluster: str, gvr: GVR, namespace: str, name: str) -> StoredObject | None:
         if not sql.fits(Delete(cluster, gvr, namespace, name)):

@@ -163,6 +163,22 @@ class _MySQLTx:
         return True
 
 
+async def _read_bounded(conn: aiomysql.Connection, text: str, params: Sequence[Any], max_bytes: int
+                        ) -> list[tuple[Any, ...]]:
+    """Rows read one at a time from an unbuffered cursor until their bytes pass max_bytes; closing the cursor
+    discards the rest of the result as it arrives, without holding it."""
+    out: list[tuple[Any, ...]] = []
+    size = 0
+    async with conn.cursor(aiomysql.SSCursor) as cur:
+        await cur.execute(_MySQLTx(cur)._render(text, params))
+        while (row := await cur.fetchone()) is not None:
+            out.append(row)
+            size += sql.row_cost(row)
+            if size > max_bytes and len(out) > 1:
+                break
+    return out
+
+
 class _IdBlocks:
     """Row ids for batches of new rows, reserved a block at a time in the id_blocks table.
 
@@ -341,14 +357,23 @@ class MySQLStore(SQLStore):
             await self._release(conn, ok=ok)
 
     async def fetch(self, text: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return await self._read(text, params, 0)
+
+    async def fetch_bounded(self, text: str, params: Sequence[Any], max_bytes: int) -> list[tuple[Any, ...]]:
+        return await self._read(text, params, max_bytes)
+
+    async def _read(self, text: str, params: Sequence[Any], max_bytes: int) -> list[tuple[Any, ...]]:
         pool = self._pool_or_raise()
         for attempt in (1, 2):
             conn: aiomysql.Connection | None = None
             ok = False
             try:
                 conn = await pool.acquire()
-                async with conn.cursor() as cur:
-                    rows = await _MySQLTx(cur).fetch(text, params)
+                if max_bytes > 0:
+                    rows = await _read_bounded(conn, text, params, max_bytes)
+                else:
+                    async with conn.cursor() as cur:
+                        rows = await _MySQLTx(cur).fetch(text, params)
                 await conn.rollback()  # end the read's transaction so it holds no metadata lock
                 ok = True
                 return rows

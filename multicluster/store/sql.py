@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from multicluster.errors import QueryError
 from multicluster.gvr import GVR
-from multicluster.store.base import Delete, Mutation, Query, Requirement, Row, SortOrder
+from multicluster.store.base import ROW_OVERHEAD, Delete, Mutation, Query, Requirement, Row, SortOrder
 
 # Column widths of schema.sql. MySQL in strict mode rejects a value that does not fit, which would fail the
 # whole batch over one odd object, so apply() checks identities first (see `fits`).
@@ -310,7 +310,19 @@ class Where:
         self.terms.append("1 = 0")
 
     def text(self) -> str:
-        return " AND ".join(self.terms) if self.terms else "1 = 1"
+        return _conjunction(self.terms) if self.terms else "1 = 1"
+
+
+_FLAT = 8  # terms ANDed in a row; more are grouped in parentheses, two groups per level
+
+
+def _conjunction(terms: Sequence[str]) -> str:
+    """`a AND b AND ...` as a balanced tree: a parser nests a flat chain one level per term, and SQLite refuses
+    an expression deeper than 1,000 levels (SQLITE_MAX_EXPR_DEPTH). Balanced, n terms nest about log2(n)."""
+    if len(terms) <= _FLAT:
+        return " AND ".join(terms)
+    mid = len(terms) // 2
+    return f"({_conjunction(terms[:mid])}) AND ({_conjunction(terms[mid:])})"
 
 
 def like_escape(s: str) -> str:
@@ -512,10 +524,19 @@ def select_page(d: Dialect, q: Query, *, selective: bool = True) -> tuple[str, l
     return d.sql(text), params
 
 
-def count_after(d: Dialect, q: Query, after: Sequence[str]) -> tuple[str, list[Any]]:
+def count_after(d: Dialect, q: Query, after: Sequence[str], cap: int = 0) -> tuple[str, list[Any]]:
+    """Rows after `after`; with `cap`, at most cap + 1 of them are counted (more than cap: the count is capped)."""
     w = filters(q)
     keyset(w, q.order, after, pinned(q))
+    if cap > 0:
+        return d.sql(f"SELECT COUNT(*) FROM (SELECT 1 FROM resources r WHERE {w.text()} LIMIT ?) t"), \
+            [*w.params, cap + 1]
     return d.sql(f"SELECT COUNT(*) FROM resources r WHERE {w.text()}"), list(w.params)
+
+
+def row_cost(row: Sequence[Any]) -> int:
+    """What a row of select_page() costs a page (Query.max_bytes): its object, its cluster name, ROW_OVERHEAD."""
+    return len(row[6]) + len(row[0]) + ROW_OVERHEAD
 
 
 def select_one(d: Dialect, cluster: str, gvr: GVR, namespace: str, name: str) -> tuple[str, list[Any]]:

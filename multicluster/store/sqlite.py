@@ -67,6 +67,9 @@ class _Jobs:
     async def execute(self, text: str, params: Sequence[Any] = ()) -> int:
         return await self.run(functools.partial(_execute, text=text, params=list(params)))
 
+    async def fetch_bounded(self, text: str, params: Sequence[Any], max_bytes: int) -> list[tuple[Any, ...]]:
+        return await self.run(functools.partial(_fetch_bounded, text=text, params=list(params), max_bytes=max_bytes))
+
 
 class Connection(_Jobs):
     """A sqlite3 connection confined to one thread; every call is handed to that thread and awaited."""
@@ -218,6 +221,23 @@ class WriterProcess(_Jobs):
 
 def _fetch(conn: sqlite3.Connection, text: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     return conn.execute(text, params).fetchall()
+
+
+def _fetch_bounded(conn: sqlite3.Connection, text: str, params: Sequence[Any], max_bytes: int
+                   ) -> list[tuple[Any, ...]]:
+    """Rows one at a time until their bytes pass max_bytes (see SQLStore.fetch_bounded)."""
+    out: list[tuple[Any, ...]] = []
+    size = 0
+    cur = conn.execute(text, params)
+    try:
+        for row in cur:
+            out.append(row)
+            size += sql.row_cost(row)
+            if size > max_bytes and len(out) > 1:
+                break
+    finally:
+        cur.close()
+    return out
 
 
 def _execute(conn: sqlite3.Connection, text: str, params: Sequence[Any]) -> int:
@@ -553,6 +573,12 @@ class SQLiteStore(SQLStore):
     async def fetch(self, text: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         try:
             return await self._conn(reader=True).fetch(text, params)
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+
+    async def fetch_bounded(self, text: str, params: Sequence[Any], max_bytes: int) -> list[tuple[Any, ...]]:
+        try:
+            return await self._conn(reader=True).fetch_bounded(text, params, max_bytes)
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
 

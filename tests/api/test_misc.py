@@ -22,7 +22,8 @@ async def test_clusters_view_with_counts(client: TestClient, dataset: Dataset) -
     assert [c["name"] for c in body["clusters"]] == ["cluster1", "cluster2", "cluster3"]
     for c in body["clusters"]:
         assert set(c) == {"name", "isMaster", "host", "version", "platform", "reachable", "ready", "lastSync",
-                          "error", "objects", "resources"}
+                          "error", "staleReason", "typesLeftOut", "objects", "resources"}
+        assert c["staleReason"] == "" and c["typesLeftOut"] == {"count": 0, "gvrs": []}
         assert c["isMaster"] == (c["name"] == "cluster1")
         assert c["version"] == "v1.37.2" and c["reachable"] and c["ready"]
         total = sum(len(objs) for (cl, _), objs in dataset.objects.items() if cl == c["name"])

@@ -26,11 +26,11 @@ async def _all(client: TestClient, params: list[tuple[str, str]]) -> list[dict[s
 
 async def test_response_shape_and_objects_are_the_stored_bytes(client: TestClient, dataset: Dataset) -> None:
     body = await get_json(client, "/v1/resources", {"gvr": "pods", "limit": "5000"})
-    assert set(body) == {"apiVersion", "resource", "items", "continue", "remaining", "clusters"}
+    assert set(body) == {"apiVersion", "resource", "items", "continue", "remaining", "remainingCapped", "clusters"}
     assert body["apiVersion"] == "multicluster/v1"
     assert body["resource"] == {"gvr": "v1/pods", "group": "", "version": "v1", "resource": "pods", "kind": "Pod",
                                 "namespaced": True, "printerColumns": []}
-    assert body["remaining"] is None
+    assert body["remaining"] is None and body["remainingCapped"] is False
     assert body["clusters"] == {"fresh": ["cluster1", "cluster2", "cluster3"], "stale": [], "missing": []}
     want = {(c, o["metadata"]["namespace"], o["metadata"]["name"]): orjson.loads(to_row(c, PODS, o, 1).object)
             for c, o in dataset.items(PODS)}
