@@ -191,7 +191,8 @@ def test_completion_loads_in_bash(tmp_path: Path) -> None:
     plugin = tmp_path / "kubectl-multicluster"
     plugin.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m plugin.cli "$@"\n')
     plugin.chmod(0o755)
-    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}", "PYTHONPATH": str(Path.cwd())}
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}", "PYTHONPATH": str(repo)}
     script = ("source <(kubectl-multicluster completion bash) && complete -p kubectl-multicluster && "
               "COMP_WORDS=(kubectl-multicluster ed) COMP_CWORD=1 && _kubectl_multicluster_completion "
               "kubectl-multicluster && printf '%s\\n' \"${COMPREPLY[@]}\"")
