@@ -575,7 +575,7 @@ def create_cmd(
         raise typer.Exit(1)
 
 
-TypeArgs = Annotated[list[str] | None, typer.Argument(help="TYPE [NAME...] or TYPE/NAME...", metavar="[TYPE [NAME]...]",
+TypeArgs = Annotated[list[str] | None, typer.Argument(help="TYPE [NAME...] or TYPE/NAME...", metavar="TYPE NAME",
                                                       show_default=False)]
 Selector = Annotated[str | None, typer.Option("--selector", "-l", help="Label selector, e.g. app=web,tier!=db")]
 AllNamespaces = Annotated[bool, typer.Option("--all-namespaces", "-A", help="Every namespace")]
@@ -626,7 +626,7 @@ def delete_cmd(
 def get_cmd(
     args: Annotated[list[str] | None, typer.Argument(
         help="TYPE [NAME...] or TYPE/NAME...: rr|mcr|multiclusterresources, cl|multiclusters, or any type the "
-             "master serves", metavar="TYPE [NAME]...", show_default=False)] = None,
+             "master serves", metavar="TYPE NAME", show_default=False)] = None,
     selector: Selector = None,
     kubeconfig: Kubeconfig = None,
     context: Context = None,
