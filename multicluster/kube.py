@@ -430,9 +430,8 @@ class LineTooLong(ValueError):
 class Lines:
     """Splits a stream into newline-terminated lines, holding at most `limit` bytes of an unfinished line.
 
-    Linear: a line that spans chunks is gathered in one bytearray (appends are amortised O(1)), and a chunk is
-    searched once from where the last line ended. Lines that arrive whole in a chunk (the usual case) are sliced
-    out of it without touching the buffer. Blank lines are skipped."""
+    Linear: the unfinished line is gathered in one bytearray (appends are amortised O(1)), and each chunk is
+    split once, by bytes.split, into the lines it completes. Blank lines are skipped."""
 
     __slots__ = ("_buf", "_limit")
 
@@ -441,30 +440,34 @@ class Lines:
         self._limit = limit
 
     def feed(self, chunk: bytes) -> list[bytes]:
-        out: list[bytes] = []
         buf, limit = self._buf, self._limit
-        start = 0
         nl = chunk.find(b"\n")
-        while nl >= 0:
-            if buf:
-                if len(buf) + nl - start > limit:
-                    raise LineTooLong(len(buf) + nl - start)
-                buf += chunk[start:nl]
-                line = bytes(buf)
-                buf.clear()
-            else:
-                if nl - start > limit:
-                    raise LineTooLong(nl - start)
-                line = chunk[start:nl]
-            if line.strip():
-                out.append(line)
-            start = nl + 1
-            nl = chunk.find(b"\n", start)
-        if start < len(chunk):
-            if len(buf) + len(chunk) - start > limit:
-                raise LineTooLong(len(buf) + len(chunk) - start)
-            buf += chunk[start:] if start else chunk
-        return out
+        if nl == len(chunk) - 1 and not buf and nl <= limit:  # one whole event: the usual chunk of a watch
+            return [chunk[:nl]] if nl and not chunk.isspace() else []
+        if buf:
+            if nl < 0:
+                if len(buf) + len(chunk) > limit:
+                    raise LineTooLong(len(buf) + len(chunk))
+                buf += chunk
+                return []
+            if len(buf) + nl > limit:
+                raise LineTooLong(len(buf) + nl)
+            buf += memoryview(chunk)[:nl]
+            parts = chunk[nl + 1:].split(b"\n")
+            parts.insert(0, bytes(buf))
+            buf.clear()
+        else:
+            parts = chunk.split(b"\n")
+        rest = parts.pop()  # after the last newline: the start of the next line
+        if rest:
+            if len(rest) > limit:
+                raise LineTooLong(len(rest))
+            buf += rest
+        if len(chunk) > limit:
+            longest = max(map(len, parts), default=0)
+            if longest > limit:
+                raise LineTooLong(longest)
+        return [p for p in parts if p and not p.isspace()]
 
     def rest(self) -> bytes:
         """What followed the last newline, if it is not blank (a stream may end without one)."""

@@ -97,10 +97,19 @@ class HostileServer:
     def stop(self) -> None:
         loop = self._loop
         if loop is not None and self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), loop).result(10)
+            asyncio.run_coroutine_threadsafe(self._shutdown(self._runner), loop).result(10)
             loop.call_soon_threadsafe(loop.stop)
         if self._thread is not None:
             self._thread.join(10)
+
+    @staticmethod
+    async def _shutdown(runner: web.AppRunner) -> None:
+        """Stop serving, then end the handlers still sleeping in an attack (so none is destroyed pending)."""
+        await runner.cleanup()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _serve(self) -> None:
         loop = asyncio.new_event_loop()
