@@ -97,6 +97,7 @@ ALLOWED = [
     ("update", "leases", "coordination.k8s.io", NAMESPACE, "", ""),
     ("create", "deployments", "apps", "team-a", "", ""), ("delete", "configmaps", "", "team-a", "", ""),
     ("get", "deployments", "apps", "team-a", "", ""),
+    ("impersonate", "serviceaccounts", "", "team-a", "", ""),  # spec.serviceAccountName (multicluster-impersonate)
 ]
 DENIED = [
     # Secrets are not even readable without rbac-secrets.yaml
@@ -119,7 +120,9 @@ DENIED = [
     ("escalate", "roles", "rbac.authorization.k8s.io", "default", "", ""),
     ("bind", "clusterroles", "rbac.authorization.k8s.io", "", "", ""),
     ("create", "rolebindings", "rbac.authorization.k8s.io", NAMESPACE, "", ""),
-    ("impersonate", "users", "", "", "", ""), ("impersonate", "serviceaccounts", "", "default", "", ""),
+    # impersonation of service accounts only (spec.serviceAccountName); never users or groups
+    ("impersonate", "users", "", "", "", ""), ("impersonate", "groups", "", "", "", ""),
+    ("impersonate", "userextras", "authentication.k8s.io", "", "scopes", ""),
 ]
 
 
