@@ -324,9 +324,11 @@ class Informer:
         path = self.resource.gvr.path(self.opts.namespace)
         lines = self.client.watch_lines(path, params, timeout=timeout + 10)
         try:
+            max_bytes = self.opts.max_object_bytes
             async for line in lines:
                 try:
-                    event = orjson.loads(line)
+                    # An event too large to store is skipped: only its name and type are decoded, never its body.
+                    event = orjson.loads(line) if len(line) <= max_bytes else wire.event_head(line)
                 except ValueError as exc:  # a line that is not JSON (orjson's errors are ValueErrors)
                     raise ClusterError(self.client.name, f"unreadable watch event of {self._gvr}: {exc}") from exc
                 await self._event(event, len(line))

@@ -63,7 +63,23 @@ class _List(msgspec.Struct):
     items: list[msgspec.Raw] | None = None
 
 
+class _HeadMeta(msgspec.Struct):
+    name: Any = None
+    namespace: Any = None
+    resourceVersion: Any = None
+
+
+class _HeadObject(msgspec.Struct):
+    metadata: _HeadMeta | None = None
+
+
+class _Head(msgspec.Struct):
+    type: Any = None
+    object: _HeadObject | None = None
+
+
 _item = msgspec.json.Decoder(_Item)
+_head = msgspec.json.Decoder(_Head)
 _list = msgspec.json.Decoder(_List)
 _MANAGED = b'"managedFields":'
 
@@ -246,3 +262,18 @@ class WireObject:
                 return None
             raw = b"{" + head + raw[1:] if raw[1:2] != b"}" else b"{" + head[:-1] + b"}"
         return raw
+
+
+def event_head(raw: bytes) -> dict[str, Any]:
+    """A watch event with only its type and the object's name, namespace and resourceVersion: for an event too
+    large to store, whose body is then never built. Raises ValueError if it is not a JSON event."""
+    try:
+        head = _head.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ValueError(str(exc)) from None
+    if head.object is None:
+        return {"type": head.type}
+    md = head.object.metadata
+    meta = {} if md is None else {k: v for k, v in (("name", md.name), ("namespace", md.namespace),
+                                                     ("resourceVersion", md.resourceVersion)) if v is not None}
+    return {"type": head.type, "object": {"metadata": meta}}

@@ -127,11 +127,14 @@ async def test_hostile_members_cannot_grow_memory_or_stop_the_real_clusters(
 
         assert p.alive(), f"daemon exited; see {p.log_path}"
         # Each attack offered 200 MiB; the daemon hung up at its limit (16 MiB per line, 32 MiB per page).
-        # (what a response got out: the limit, plus what the sockets' buffers held when the daemon hung up)
-        assert 0 < servers["hostile-line"].largest < 24 * MIB, servers["hostile-line"].largest
-        assert 0 < servers["hostile-page"].largest < 40 * MIB, servers["hostile-page"].largest
+        # (what a response got out: the limit, plus what the kernel's socket buffers took in before the hang-up)
+        assert 0 < servers["hostile-line"].largest < 2 * 16 * MIB, servers["hostile-line"].largest
+        assert 0 < servers["hostile-page"].largest < 2 * 32 * MIB, servers["hostile-page"].largest
         print(f"RSS growth under the attacks: {growth / MIB:.1f} MiB (baseline {baseline / MIB:.0f} MiB)")
-        assert growth < 120 * MIB, f"RSS grew by {growth / MIB:.0f} MiB under the attacks ({reasons})"
+        # All five at once may hold a 16 MiB line, a 32 MiB page and two 6 MiB objects (decoded once each) besides
+        # the 50 informers and 3,000 discovered types: 83-97 MiB measured. The same 20 s on the old code grew RSS by
+        # ~780 MiB (the line and page held whole, the line copied at every chunk).
+        assert growth < 128 * MIB, f"RSS grew by {growth / MIB:.0f} MiB under the attacks ({reasons})"
         assert p.metric("multicluster_informers", 'cluster="hostile-types"') == MAX_TYPES
         assert p.metric("multicluster_task_crashes_total") == 0, p.log_path.read_text()[-3000:]
 

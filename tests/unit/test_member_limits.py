@@ -12,6 +12,7 @@ import pytest
 from multicluster.config import MIB, SyncConfig, parse_config
 from multicluster.errors import ConfigError
 from multicluster.kube import Lines, LineTooLong
+from multicluster.wire import event_head
 
 
 def _sync(tmp_path: Path, sync: dict[str, Any]) -> SyncConfig:
@@ -91,3 +92,14 @@ def test_a_line_exactly_at_the_limit_passes() -> None:
     assert _split(line + b"\n" + line + b"\n", 10_000, limit=4096) == [line, line]
     with pytest.raises(LineTooLong):
         _split(line + b"y\n", 10_000, limit=4096)
+
+
+def test_an_event_too_large_to_store_is_decoded_only_for_its_identity() -> None:
+    raw = orjson.dumps({"type": "MODIFIED", "object": {"metadata": {"name": "big", "namespace": "ns",
+                                                                    "resourceVersion": "42", "labels": {"a": "b"}},
+                                                       "data": {"k": "v" * 100_000}}})
+    assert event_head(raw) == {"type": "MODIFIED", "object": {"metadata": {"name": "big", "namespace": "ns",
+                                                                           "resourceVersion": "42"}}}
+    for bad in (b"{not json", b"[1, 2]", b'{"type": "ADDED", "object": [1]}'):
+        with pytest.raises(ValueError):
+            event_head(bad)
