@@ -325,7 +325,10 @@ class ClusterClient:
 
     async def request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         raw = await self.request_bytes(method, path, **kwargs)
-        out = orjson.loads(raw) if raw else {}
+        try:
+            out = orjson.loads(raw) if raw else {}
+        except ValueError as exc:  # failure_summary() tells callers "not a Kubernetes API server's" from the cause
+            raise ClusterError(self.name, f"the answer to {method} {path[:200]} is not JSON: {exc}") from exc
         return out if isinstance(out, dict) else {"items": out}
 
     async def get(self, path: str, **kwargs: Any) -> dict[str, Any]:
@@ -399,26 +402,36 @@ class ClusterClient:
             if fresh and not refresh:
                 assert self._discovery is not None
                 return self._discovery
-            out: list[APIResource] = []
-            core = await self.get("/api")
-            for v in core.get("versions") or []:
-                out += parse_discovery(str(v), await self.get(f"/api/{v}"), preferred=True)
-            groups = await self.get("/apis")
-            fetches = []
-            for g in groups.get("groups") or []:
-                pref = (g.get("preferredVersion") or {}).get("groupVersion")
-                for v in g.get("versions") or []:
-                    fetches.append((str(v["groupVersion"]), v["groupVersion"] == pref))
-            results = await asyncio.gather(*(self.get(f"/apis/{gv}") for gv, _ in fetches), return_exceptions=True)
-            for (gv, pref), res in zip(fetches, results, strict=True):
-                if isinstance(res, BaseException):
-                    # An aggregated API that is down (e.g. metrics-server) must not break discovery of the rest.
-                    log.warning("cluster %s: discovery of %s failed: %s", self.name, gv, res)
-                    continue
-                out += parse_discovery(gv, res, preferred=pref)
+            try:
+                out = await self._discover()
+            except (AssertionError, AttributeError, KeyError, TypeError, ValueError) as exc:
+                # A member's discovery documents are data: a shape we cannot read is a cluster fault.
+                raise ClusterError(self.name, f"discovery answer is malformed ({type(exc).__name__}: "
+                                              f"{str(exc)[:200]})") from exc
             self._discovery = out
             self._discovery_at = time.monotonic()
             return out
+
+    async def _discover(self) -> list[APIResource]:
+        """One pass over /api and /apis; raises whatever a malformed document makes it raise."""
+        out: list[APIResource] = []
+        core = await self.get("/api")
+        for v in core.get("versions") or []:
+            out += parse_discovery(str(v), await self.get(f"/api/{v}"), preferred=True)
+        groups = await self.get("/apis")
+        fetches = []
+        for g in groups.get("groups") or []:
+            pref = (g.get("preferredVersion") or {}).get("groupVersion")
+            for v in g.get("versions") or []:
+                fetches.append((str(v["groupVersion"]), v["groupVersion"] == pref))
+        results = await asyncio.gather(*(self.get(f"/apis/{gv}") for gv, _ in fetches), return_exceptions=True)
+        for (gv, pref), res in zip(fetches, results, strict=True):
+            if isinstance(res, BaseException):
+                # An aggregated API that is down (e.g. metrics-server) must not break discovery of the rest.
+                log.warning("cluster %s: discovery of %s failed: %s", self.name, gv, res)
+                continue
+            out += parse_discovery(gv, res, preferred=pref)
+        return out
 
 
 class LineTooLong(ValueError):

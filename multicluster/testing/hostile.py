@@ -30,7 +30,8 @@ SCENARIOS = ("bad-json", "non-object", "bad-rv", "error-event", "forbidden-type"
              "giant-object",  # a 6 MiB ConfigMap in the list and another in the watch
              "big-items",  # 10 ConfigMaps of 300 KiB, honouring limit/continue (a page of 500 is 3 MiB)
              "many-types",  # discovery advertises `types` resource types
-             "slow-body")  # a list body that dribbles a byte every 0.2 s and never ends
+             "slow-body",  # a list body that dribbles a byte every 0.2 s and never ends
+             "bad-discovery")  # /apis answers a groups list that is a string, /api/v1 resources that are a map
 MIB = 1024 * 1024
 HOSTILE_GROUP = "hostile.example.com"
 
@@ -163,6 +164,8 @@ class HostileServer:
         })
 
     async def _apis(self, _: web.Request) -> web.Response:
+        if self.scenario == "bad-discovery":
+            return web.json_response({"kind": "APIGroupList", "groups": "all of them"})
         if self.scenario != "many-types" or not self.armed.is_set():
             return web.json_response({"kind": "APIGroupList", "groups": []})
         gv = {"groupVersion": f"{HOSTILE_GROUP}/v1", "version": "v1"}

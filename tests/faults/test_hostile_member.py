@@ -204,3 +204,17 @@ async def test_an_object_over_max_object_bytes_is_skipped_counted_and_reported(
     body = await _get(f"{url}/v1/resources?gvr=configmaps&cluster=hostile")
     assert {o["object"]["metadata"]["name"] for o in body["items"]} == {"ok"}
     assert not d.supervisor.failing(), d.supervisor.failing()
+
+
+@pytest.mark.parametrize("with_hostile", ["bad-discovery"], indirect=True)
+async def test_a_malformed_discovery_document_is_a_cluster_fault(
+    with_hostile: tuple[Daemon, HostileServer, str], harness: Harness
+) -> None:
+    """A discovery document of an unexpected shape raised AttributeError out of the cluster's task (a crash loop
+    the Supervisor reported as the daemon's own failure)."""
+    d, hostile, url = with_hostile
+    await _real_clusters_served(url, harness)
+    reason = await _hostile_error(url)
+    assert "discovery answer is malformed" in reason, reason
+    await _until(lambda: asyncio.sleep(0, sum(r == "/apis" for r in hostile.requests) >= 2))  # retried
+    assert not d.supervisor.failing(), d.supervisor.failing()
