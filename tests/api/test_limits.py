@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import ssl
+import subprocess
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -348,6 +351,38 @@ async def test_an_idle_keepalive_connection_is_closed(backend: Backend) -> None:
         finally:
             c.close()
         assert answer.startswith(b"HTTP/1.1 200") and b'"ok"' in answer
+
+
+def _self_signed(tmp_path: Path) -> ssl.SSLContext:
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(tmp_path / "tls.key"), "-out", str(tmp_path / "tls.crt")],
+                   check=True, capture_output=True)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(tmp_path / "tls.crt", tmp_path / "tls.key")
+    return ctx
+
+
+async def test_the_deadlines_hold_over_tls(backend: Backend, tmp_path: Path) -> None:
+    """With server.certDir the guard sees decrypted bytes: requests are served, a slow head is dropped."""
+    port = free_port()
+    runner = await start(build_app(backend), ServerConfig(port=port, header_timeout_seconds=0.5),
+                         _self_signed(tmp_path))
+    client_ctx = ssl.create_default_context(cafile=str(tmp_path / "tls.crt"))
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_ctx)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        answer = await asyncio.wait_for(reader.read(), 20)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 200")
+        c = _Client(*await asyncio.open_connection("127.0.0.1", port, ssl=client_ctx))
+        try:
+            assert await c.trickle(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 400)
+            assert await c.wait_closed() == b""
+        finally:
+            c.close()
+    finally:
+        await runner.cleanup()
 
 
 async def test_the_daemon_server_serves_requests(backend: Backend) -> None:
