@@ -398,6 +398,7 @@ class Daemon:
         from aiohttp import web
 
         from multicluster.api import ACCESS, BACKEND, Access, routes
+        from multicluster.api import server as api_server
         from multicluster.api.middleware import api_middleware
 
         app = web.Application(middlewares=[api_middleware])
@@ -405,10 +406,8 @@ class Daemon:
         app[ACCESS] = Access.from_server(self.config.server)
         app.router.add_get("/healthz", routes.healthz, allow_head=False)
         app.router.add_get("/readyz", routes.readyz, allow_head=False)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        await web.TCPSite(runner, self.config.server.bind, port, reuse_address=True).start()
-        self._health_runner = runner
+        # The same deadlines as the API port: a probe port is reachable by the same clients.
+        self._health_runner = await api_server.start(app, replace(self.config.server, port=port))
         log.info("health checks also on http://%s:%d (/healthz, /readyz)", self.config.server.bind, port)
 
     async def _start_controller(self) -> None:

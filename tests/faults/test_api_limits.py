@@ -33,6 +33,7 @@ OBJECTS = 150  # per cluster, ~3 KB each: ~450 KB in all, 7+ pages under the cap
 class Api:
     daemon: Daemon
     port: int
+    health_port: int
     ns: str
 
 
@@ -53,13 +54,14 @@ async def api(request: pytest.FixtureRequest, harness: Harness, tmp_path_factory
                                                        "data": {"blob": f"{i:04d}" + "x" * 3000}})
                                 for i in range(OBJECTS)])
     port = free_port()
-    server = ServerConfig(port=port, header_timeout_seconds=0.5, max_page_bytes=PAGE_CAP)
+    health_port = free_port()
+    server = ServerConfig(port=port, header_timeout_seconds=0.5, max_page_bytes=PAGE_CAP, health_port=health_port)
     d = Daemon(replace(daemon_config(harness, store, ("configmaps",)), server=server))
     try:
         await d.start(controller=False)
         assert await d.wait_ready(60)
         await wait_converged(d, harness, [CM])
-        yield Api(d, port, ns)
+        yield Api(d, port, health_port, ns)
     finally:
         await d.shutdown()
         await asyncio.to_thread(rmns, harness, ns)
@@ -100,8 +102,11 @@ async def test_pages_stay_under_the_configured_byte_cap(api: Api, harness: Harne
     assert sorted(seen) == want and pages >= len(want) * 3000 // PAGE_CAP
 
 
-async def test_a_slowloris_client_is_dropped_while_others_are_served(api: Api) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
+@pytest.mark.parametrize("which", ["api", "health"])
+async def test_a_slowloris_client_is_dropped_while_others_are_served(api: Api, which: str) -> None:
+    """On the API port and on the --HealthPort listener alike."""
+    port = api.port if which == "api" else api.health_port
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
     closed = False
     try:
         for b in b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 400:
@@ -117,7 +122,7 @@ async def test_a_slowloris_client_is_dropped_while_others_are_served(api: Api) -
             await asyncio.sleep(0.05)
             # Meanwhile an ordinary client is answered at once.
             if b == ord("X"):
-                async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{api.port}/healthz") as r:
+                async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/healthz") as r:
                     assert r.status == 200
         assert closed, "the server kept a connection whose headers took 20 s"
         with contextlib.suppress(ConnectionError):  # reset instead of closed: dropped all the same
