@@ -8,11 +8,11 @@ import ssl
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import orjson
@@ -160,3 +160,29 @@ def wait_for(cond: Any, timeout: float, what: str, interval: float = 0.05) -> fl
             return time.monotonic() - t0
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+T = TypeVar("T")
+
+
+async def until(check: Callable[[], Awaitable[T]], what: str = "condition", *, timeout: float = 60.0,
+                interval: float = 0.25) -> T:
+    """Poll `check` until it returns something truthy and return that; fail naming `what` and the last value. The
+    timeout only keeps a broken daemon from hanging the test: it is not what the test measures."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last  # type: ignore[no-any-return]
+        await asyncio.sleep(interval)
+    raise AssertionError(f"{what}: not within {timeout}s (last: {last!r})")
+
+
+async def get_json(url: str, *, ok_only: bool = True) -> Any:
+    """GET a daemon route; None for a non-200 answer unless `ok_only` (then the test fails with the body)."""
+    async with aiohttp.ClientSession() as http, http.get(url) as r:
+        if r.status != 200 and not ok_only:
+            return None
+        assert r.status == 200, await r.text()
+        return await r.json()

@@ -5,43 +5,24 @@ its last list succeeded."""
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from multicluster.config import ServerConfig, StoreConfig
 from multicluster.daemon import Daemon
 from multicluster.testing.harness import Harness, free_port
 from multicluster.testing.mariadb import MariaDB
-from tests.faults.helpers import bulk, mkns, opened, rmns
+from tests.faults.helpers import bulk, get_json, mkns, opened, rmns, until
 from tests.sync.helpers import CM, daemon_config, mysql_store, sqlite_store
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 
-async def _get(url: str) -> Any:
-    async with aiohttp.ClientSession() as http, http.get(url) as r:
-        assert r.status == 200, await r.text()
-        return await r.json()
-
-
-async def _until(check: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(0.25)
-    raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
-
-
 async def _freshness(url: str) -> dict[str, Any]:
-    return dict((await _get(f"{url}/v1/resources?gvr=configmaps&limit=1"))["clusters"])
+    return dict((await get_json(f"{url}/v1/resources?gvr=configmaps&limit=1"))["clusters"])
 
 
 async def _crashing() -> None:
@@ -70,12 +51,12 @@ async def test_a_cluster_whose_tasks_keep_crashing_is_stale_with_the_reason(harn
         async def stale() -> dict[str, str]:
             block = await _freshness(url)
             return {s["name"]: s["error"] for s in block["stale"]} if len(block["stale"]) == 2 else {}
-        reasons = await _until(stale)
+        reasons = await until(stale)
         assert "informer keeps crashing" in reasons["cluster2"], reasons
         assert "a bug the informer does not survive" in reasons["cluster2"], reasons
         assert "discovery task keeps crashing" in reasons["cluster3"], reasons
         assert (await _freshness(url))["fresh"] == ["cluster1"]
-        clusters = {c["name"]: c for c in (await _get(f"{url}/v1/clusters"))["clusters"]}
+        clusters = {c["name"]: c for c in (await get_json(f"{url}/v1/clusters"))["clusters"]}
         assert "keeps crashing" in clusters["cluster3"]["staleReason"], clusters["cluster3"]
         cm2 = {r["gvr"]: r for r in clusters["cluster2"]["resources"]}["v1/configmaps"]
         assert cm2["status"] == "error" and "keeps crashing" in cm2["error"], cm2
@@ -119,17 +100,17 @@ async def test_every_cluster_is_stale_while_the_store_refuses_writes(
         async def all_stale() -> dict[str, str]:
             block = await _freshness(url)
             return {s["name"]: s["error"] for s in block["stale"]} if not block["fresh"] else {}
-        reasons = await _until(all_stale)
+        reasons = await until(all_stale)
         assert set(reasons) == set(harness.servers), reasons
         assert all("the store has not accepted writes" in r for r in reasons.values()), reasons
-        clusters = (await _get(f"{url}/v1/clusters"))["clusters"]
+        clusters = (await get_json(f"{url}/v1/clusters"))["clusters"]
         assert all("the store has not accepted writes" in c["staleReason"] for c in clusters), clusters
 
         db.sql(f"GRANT INSERT ON `{database}`.`resources` TO '{user}'@'127.0.0.1'")
 
         async def fresh_again() -> bool:
             return set((await _freshness(url))["fresh"]) == set(harness.servers)
-        await _until(fresh_again, timeout=60)
+        await until(fresh_again, timeout=60)
     finally:
         await d.shutdown()
         db.sql(f"DROP USER IF EXISTS '{user}'@'127.0.0.1'")

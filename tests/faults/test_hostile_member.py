@@ -4,13 +4,11 @@ the real clusters, no task crashes, and the hostile cluster is reported with the
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 import yaml
 
@@ -19,28 +17,10 @@ from multicluster.config import ServerConfig, load_config
 from multicluster.daemon import Daemon
 from multicluster.testing.harness import Harness, free_port
 from multicluster.testing.hostile import HostileServer
+from tests.faults.helpers import get_json, until
 from tests.sync.helpers import sqlite_store
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
-
-
-async def _get(url: str, *, ok_only: bool = True) -> Any:
-    async with aiohttp.ClientSession() as http, http.get(url) as r:
-        if r.status != 200 and not ok_only:
-            return None
-        assert r.status == 200, await r.text()
-        return await r.json()
-
-
-async def _until(check: Any, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(0.25)
-    raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
 
 
 def _rejected(cluster: str) -> float:
@@ -74,20 +54,20 @@ async def with_hostile(request: pytest.FixtureRequest, harness: Harness,
 
 async def _real_clusters_served(url: str, harness: Harness) -> None:
     async def served() -> bool:
-        body = await _get(f"{url}/v1/resources?gvr=configmaps&name=kube-root-ca.crt&namespace=default",
+        body = await get_json(f"{url}/v1/resources?gvr=configmaps&name=kube-root-ca.crt&namespace=default",
                           ok_only=False)
         return body is not None and {o["cluster"] for o in body["items"]} >= set(harness.servers)
-    await _until(served)
+    await until(served)
 
 
 async def _hostile_error(url: str) -> str:
     async def error() -> str:
-        for c in (await _get(f"{url}/v1/clusters"))["clusters"]:
+        for c in (await get_json(f"{url}/v1/clusters"))["clusters"]:
             if c["name"] == "hostile":
                 texts = [c.get("error") or ""] + [r.get("error") or "" for r in c.get("resources", [])]
                 return " | ".join(t for t in texts if t)
         return ""
-    return str(await _until(error))
+    return str(await until(error))
 
 
 @pytest.mark.parametrize("with_hostile", ["bad-json", "non-object", "error-event"], indirect=True)
@@ -102,10 +82,10 @@ async def test_a_member_sending_garbage_on_its_watch_is_a_cluster_fault(
         assert "xxxxx" in reason and len(reason) < 2_000, reason
     else:
         assert "watch event" in reason, reason
-    await _until(lambda: asyncio.sleep(0, hostile.watches >= 2))  # it keeps retrying, with backoff
+    await until(lambda: asyncio.sleep(0, hostile.watches >= 2))  # it keeps retrying, with backoff
     assert not d.supervisor.failing(), d.supervisor.failing()
     # The store still holds what the hostile cluster listed correctly.
-    body = await _get(f"{url}/v1/resources?gvr=configmaps&cluster=hostile")
+    body = await get_json(f"{url}/v1/resources?gvr=configmaps&cluster=hostile")
     assert "ok" in {o["object"]["metadata"]["name"] for o in body["items"]}
 
 
@@ -118,10 +98,10 @@ async def test_resource_versions_no_store_can_hold_are_skipped_and_counted(
     await _real_clusters_served(url, harness)
 
     async def listed() -> bool:
-        body = await _get(f"{url}/v1/resources?gvr=configmaps&cluster=hostile")
+        body = await get_json(f"{url}/v1/resources?gvr=configmaps&cluster=hostile")
         return {o["object"]["metadata"]["name"] for o in body["items"]} == {"ok"}
-    await _until(listed)
-    await _until(lambda: asyncio.sleep(0, _rejected("hostile") >= before + 3))
+    await until(listed)
+    await until(lambda: asyncio.sleep(0, _rejected("hostile") >= before + 3))
     reason = await _hostile_error(url)
     assert "resourceVersion" in reason, reason
     assert not d.supervisor.failing(), d.supervisor.failing()
@@ -136,18 +116,18 @@ async def test_a_type_rbac_forbids_is_reported_for_that_type_only(
     d, _, url = with_hostile
     await _real_clusters_served(url, harness)
 
-    async def forbidden_reported() -> dict[str, Any] | None:
-        for c in (await _get(f"{url}/v1/clusters"))["clusters"]:
+    async def forbidden_reported() -> dict[str, Any]:
+        for c in (await get_json(f"{url}/v1/clusters"))["clusters"]:
             if c["name"] == "hostile":
                 states = {r["gvr"]: r for r in c["resources"]}
                 if "forbidden" in (states.get("v1/secrets") or {}).get("error", ""):
                     return dict(c)
-        return None
-    cluster = await _until(forbidden_reported)
+        return {}
+    cluster = await until(forbidden_reported)
     assert cluster["reachable"] and not cluster["error"], cluster
     assert {r["gvr"]: r["status"] for r in cluster["resources"]}["v1/configmaps"] == "synced"
     assert await d.wait_ready(20), "a forbidden type must not hold readiness until the start-up grace is over"
-    body = await _get(f"{url}/v1/resources?gvr=configmaps&cluster=hostile")
+    body = await get_json(f"{url}/v1/resources?gvr=configmaps&cluster=hostile")
     assert body["clusters"]["fresh"] == ["hostile"], body["clusters"]
 
 
@@ -157,7 +137,7 @@ def _limit_hits(cluster: str, limit: str) -> float:
 
 
 async def _hostile_resource(url: str, gvr: str = "v1/configmaps") -> dict[str, Any]:
-    for c in (await _get(f"{url}/v1/clusters"))["clusters"]:
+    for c in (await get_json(f"{url}/v1/clusters"))["clusters"]:
         if c["name"] == "hostile":
             return next((r for r in c["resources"] if r["gvr"] == gvr), {})
     return {}
@@ -175,12 +155,12 @@ async def test_a_list_page_over_the_byte_limit_is_asked_again_in_smaller_pages(
     await _real_clusters_served(url, harness)
 
     async def listed() -> bool:
-        body = await _get(f"{url}/v1/resources?gvr=configmaps&cluster=hostile")
+        body = await get_json(f"{url}/v1/resources?gvr=configmaps&cluster=hostile")
         return {o["object"]["metadata"]["name"] for o in body["items"]} == {f"big{i}" for i in range(10)}
-    await _until(listed)
+    await until(listed)
     assert any("limit=1&" in r or r.endswith("limit=1") for r in hostile.requests), hostile.requests
     assert _limit_hits("hostile", "maxListPageBytes") >= before + 3
-    body = await _get(f"{url}/v1/resources?gvr=configmaps&cluster=hostile")
+    body = await get_json(f"{url}/v1/resources?gvr=configmaps&cluster=hostile")
     assert body["clusters"]["fresh"] == ["hostile"], body["clusters"]
     assert not d.supervisor.failing(), d.supervisor.failing()
 
@@ -198,10 +178,10 @@ async def test_an_object_over_max_object_bytes_is_skipped_counted_and_reported(
     async def reported() -> dict[str, Any]:
         r = await _hostile_resource(url)
         return r if r.get("skipped") else {}
-    resource = await _until(reported)
+    resource = await until(reported)
     assert "maxObjectBytes" in resource["skippedReason"], resource
-    await _until(lambda: asyncio.sleep(0, _limit_hits("hostile", "maxObjectBytes") >= before + 2))
-    body = await _get(f"{url}/v1/resources?gvr=configmaps&cluster=hostile")
+    await until(lambda: asyncio.sleep(0, _limit_hits("hostile", "maxObjectBytes") >= before + 2))
+    body = await get_json(f"{url}/v1/resources?gvr=configmaps&cluster=hostile")
     assert {o["object"]["metadata"]["name"] for o in body["items"]} == {"ok"}
     assert not d.supervisor.failing(), d.supervisor.failing()
 
@@ -216,5 +196,5 @@ async def test_a_malformed_discovery_document_is_a_cluster_fault(
     await _real_clusters_served(url, harness)
     reason = await _hostile_error(url)
     assert "discovery answer is malformed" in reason, reason
-    await _until(lambda: asyncio.sleep(0, sum(r == "/apis" for r in hostile.requests) >= 2))  # retried
+    await until(lambda: asyncio.sleep(0, sum(r == "/apis" for r in hostile.requests) >= 2))  # retried
     assert not d.supervisor.failing(), d.supervisor.failing()

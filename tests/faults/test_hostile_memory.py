@@ -19,7 +19,7 @@ import pytest
 from multicluster.testing.daemonproc import DaemonProc
 from multicluster.testing.harness import Harness
 from multicluster.testing.hostile import HOSTILE_GROUP, MIB, HostileServer
-from tests.faults.helpers import bulk, http_get, proc_config, sqlite_doc
+from tests.faults.helpers import bulk, http_get, proc_config, sqlite_doc, until
 from tests.sync.helpers import CM
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -71,17 +71,6 @@ def _reasons(c: dict[str, Any]) -> str:
     return " | ".join(t.strip() for t in texts if t.strip())
 
 
-async def _until(check: Any, what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await asyncio.to_thread(check)
-        if last:
-            return last
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"{what}: not within {timeout}s (last: {last!r})")
-
-
 async def test_hostile_members_cannot_grow_memory_or_stop_the_real_clusters(
     harness: Harness, tmp_path: Path, unique: str
 ) -> None:
@@ -111,7 +100,8 @@ async def test_hostile_members_cannot_grow_memory_or_stop_the_real_clusters(
                         and "timed out" in reasons["hostile-slow"]
                         and left_out == TYPES + 1 - MAX_TYPES)
                 return reasons if done else None
-            reasons = await _until(reported, "every hostile cluster reported with the limit it hit")
+            reasons = await until(lambda: asyncio.to_thread(reported),
+                                  "every hostile cluster reported with the limit it hit", interval=0.5)
 
             # The real clusters are served all along: a ConfigMap created during the attacks arrives.
             for c in harness.servers:
@@ -120,7 +110,8 @@ async def test_hostile_members_cannot_grow_memory_or_stop_the_real_clusters(
             def arrived() -> bool:
                 status, body = http_get(p.url + f"/v1/resources?gvr=configmaps&name={name}")
                 return status == 200 and {o["cluster"] for o in orjson.loads(body)["items"]} == set(harness.servers)
-            await _until(arrived, "a ConfigMap created during the attacks in every real cluster")
+            await until(lambda: asyncio.to_thread(arrived),
+                        "a ConfigMap created during the attacks in every real cluster", interval=0.5)
             # Give the attacks time to repeat (each hostile informer retries with backoff).
             await asyncio.sleep(5)
         growth = rss.peak - baseline
