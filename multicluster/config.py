@@ -41,7 +41,7 @@ from typing import Any, Literal
 
 import yaml
 
-from multicluster.errors import ConfigError
+from multicluster.errors import ConfigError, yaml_syntax
 
 DEFAULT_PORT = 31888
 DEFAULT_BIND = "127.0.0.1"
@@ -278,12 +278,8 @@ def check_kubeconfig(where: str, path: Path, context: str | None) -> None:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        # Position and problem only: the YAML library's message quotes the offending line, which may hold a token.
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
         raise ConfigError(
-            f"{where}: {path} is not a kubeconfig (YAML error{at}: {problem})",
+            f"{where}: {path} is not a kubeconfig (YAML error{yaml_syntax(exc)})",
             hint="a kubeconfig is YAML with clusters, users and contexts, as written by `kubectl config view --raw`",
         ) from None
     if not isinstance(data, dict) or not isinstance(data.get("clusters"), list) or not data.get("contexts"):
@@ -781,10 +777,7 @@ def load_config(path: str | Path, *, check_files: bool = True) -> Config:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"config file {p}: YAML syntax error{where}: {problem}") from exc
+        raise ConfigError(f"config file {p}: YAML syntax error{yaml_syntax(exc)}") from exc
     return parse_config(data, p.resolve().parent, source=p.resolve(), check_files=check_files)
 
 

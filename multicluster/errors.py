@@ -154,3 +154,11 @@ class MembershipError(MulticlusterError):
     def __init__(self, message: str, *, status: int = 400, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.http_status = status
+
+
+def yaml_syntax(exc: BaseException) -> str:
+    """` at line L, column C: problem` for a YAML parser error, without the source line the parser's own message
+    quotes (a kubeconfig's line may hold a token); "" parts are left out when the parser gives no position."""
+    mark = getattr(exc, "problem_mark", None)
+    at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{at}: {getattr(exc, 'problem', None) or 'invalid YAML'}"

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from multicluster.errors import MembershipError
+from multicluster.errors import MembershipError, yaml_syntax
 
 _INLINE = (
     "inline the credential: `kubectl config view --minify --flatten --raw` and use a token or client-certificate-data"
@@ -219,12 +219,8 @@ def parse_kubeconfig(text: bytes | str, context: str | None = None) -> Connectio
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        # Position and problem only: the YAML library's message quotes the offending line, which may hold a token.
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
         raise KubeconfigError(
-            f"the upload is not a kubeconfig (YAML error{at}: {problem})", hint=_NOT_A_KUBECONFIG_HINT
+            f"the upload is not a kubeconfig (YAML error{yaml_syntax(exc)})", hint=_NOT_A_KUBECONFIG_HINT
         ) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("clusters"), list) or not doc.get("contexts"):
         raise KubeconfigError(
