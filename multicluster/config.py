@@ -550,6 +550,14 @@ def check_exposure(server: ServerConfig) -> list[str]:
     token (anyone who reaches the port could read every mirrored object and join or unjoin clusters); returns the
     warnings to log at start otherwise."""
     if is_loopback(server.bind):
+        if os.environ.get("KUBERNETES_SERVICE_HOST"):
+            # In a pod, loopback means no Service reaches the API: what the Go original's deploy.yaml args give
+            # (it listened on all addresses, port 8888, without authentication).
+            return [
+                f"the API listens on {server.bind}:{server.port} only, so nothing outside this pod reaches it; "
+                "to serve a Service pass --bind 0.0.0.0 with --token-file (and --address PORT to match its "
+                "targetPort), as manifests/deploy.yaml does"
+            ]
         return []
     warnings = []
     if not server.token:

@@ -104,7 +104,8 @@ def test_overrides_set_tokens_and_hatch(tmp_path: Path) -> None:
         (ServerConfig(bind="0.0.0.0", insecure_allow_unauthenticated=True), False, 2),
     ],
 )
-def test_exposure_rules(server: ServerConfig, refused: bool, warnings: int) -> None:
+def test_exposure_rules(server: ServerConfig, refused: bool, warnings: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     if refused:
         with pytest.raises(ConfigError) as err:
             check_exposure(server)
@@ -112,6 +113,16 @@ def test_exposure_rules(server: ServerConfig, refused: bool, warnings: int) -> N
         assert "--bind" in text and "server.token" in text and "--insecure-allow-unauthenticated" in text
         return
     assert len(check_exposure(server)) == warnings
+
+
+def test_loopback_inside_a_pod_says_nothing_outside_can_reach_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Go original's deploy.yaml starts it without --address or a bind (it listened on :8888 for its Service);
+    with our loopback default the same args give a pod whose API no Service reaches: say so at start."""
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    (warning,) = check_exposure(ServerConfig())
+    assert "127.0.0.1" in warning and "--bind 0.0.0.0" in warning and "--token-file" in warning, warning
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST")
+    assert check_exposure(ServerConfig()) == []
 
 
 # --------------------------------------------------------------------------------------------------- `multicluster run`
