@@ -5,6 +5,8 @@ Routes (details and schemas at GET /openapi.json):
   GET /v1/resources                            paginated query with selectors and per-cluster freshness
   GET /v1/resources/{cluster}/{gvr}/{namespace}/{name}   one object, JSON or YAML
   GET /v1/clusters, /healthz, /readyz, /metrics, /openapi.json
+  GET /apis/clusters.multicluster.practice.com/v1alpha1/clusters/{cluster|_all}/...   the Kubernetes API itself
+                                               (read-only; see multicluster.api.kube and docs/kubernetes-api.md)
 
 The daemon implements ApiBackend (store, token, resolve, clusters, ready) and gives ClusterView snapshots; the
 API never builds SQL (the store binds every value from the Query it is given). Access says who may call it
@@ -17,6 +19,7 @@ from aiohttp import web
 
 from multicluster.api import join, routes
 from multicluster.api.backend import ApiBackend, ClusterView, freshness
+from multicluster.api.kube import handlers as kube
 from multicluster.api.middleware import ACCESS, BACKEND, Access, api_middleware, json_response
 from multicluster.api.openapi import document
 
@@ -51,4 +54,5 @@ def build_app(backend: ApiBackend, access: Access | None = None) -> web.Applicat
     r.add_get("/openapi.json", openapi, allow_head=False)
     r.add_post("/v1/join", join.join)
     r.add_delete("/v1/unjoin", join.unjoin)
+    r.add_route("*", kube.ROUTE, kube.serve)
     return app

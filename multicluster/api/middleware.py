@@ -36,6 +36,7 @@ from aiohttp import web
 
 from multicluster import metrics
 from multicluster.api.backend import ApiBackend
+from multicluster.api.kube.paths import PREFIX as KUBE_PREFIX
 from multicluster.api.params import MAX_QUERY_BYTES, check_sizes
 from multicluster.api.server import GUARDS, LIMITS, Limits
 from multicluster.config import ServerConfig
@@ -221,10 +222,11 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     try:
         refused = _refusal(request, request.app[ACCESS])
         if refused is not None:
-            return refused
+            return _as_status(request, refused)
         if len(request.raw_path) > MAX_QUERY_BYTES:
-            return error_response(414, f"the URL is too long ({len(request.raw_path)} bytes; max {MAX_QUERY_BYTES})",
-                                  "no query needs more than a few KB of parameters")
+            return _as_status(request, error_response(
+                414, f"the URL is too long ({len(request.raw_path)} bytes; max {MAX_QUERY_BYTES})",
+                "no query needs more than a few KB of parameters"))
         check_sizes(request.query)
         return await handler(request)
     except (asyncio.CancelledError, ConnectionResetError):
@@ -235,13 +237,23 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
             # aiohttp drop the connection, so the client sees a truncated (invalid) body, never a short list.
             log.error("%s %s failed mid-stream: %s", request.method, request.path_qs[:200], exc)
             raise
-        return _error_for(request, exc)
+        return _as_status(request, _error_for(request, exc))
     finally:
         if deadline is not None:
             deadline.cancel()
         if guard is not None:
             guard.request_done()
         metrics.QUERY_SECONDS.labels(label).observe(time.perf_counter() - start)
+
+
+def _as_status(request: web.Request, resp: web.StreamResponse) -> web.StreamResponse:
+    """Under the Kubernetes-compatible paths every error is a Kubernetes Status (kubectl prints its message);
+    elsewhere the `{error, hint}` answer stays as it is."""
+    if not request.path.startswith(KUBE_PREFIX):
+        return resp
+    from multicluster.api.kube.status import from_error
+
+    return from_error(resp)
 
 
 def _error_for(request: web.Request, exc: Exception) -> web.StreamResponse:

@@ -1,0 +1,245 @@
+"""Discovery for one scope (a cluster, or all of them): which groups, versions and resources it serves.
+
+A scope serves the union of the types its clusters sync (never a type no cluster in it syncs: a list of it would
+be empty for a reason kubectl could not show). Each type keeps what the clusters' own discovery says about it
+(kind, scope, singular, short names) so `kubectl get po` resolves as it does against a cluster, and its
+categories: the built-in `all` membership below, and a custom resource's `spec.names.categories` read from its
+CustomResourceDefinition when the store holds it. Verbs are `get` and `list`: the API is read-only and serves no
+watches.
+
+Two shapes answer the same data: the per-group documents (/api, /api/v1, /apis, /apis/{g}, /apis/{g}/{v}) and
+aggregated discovery (`Accept: application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList`), which
+current kubectl asks for first and which saves it one request per group version.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from multicluster.api.backend import ApiBackend, ClusterView
+from multicluster.errors import GVRError, MulticlusterError
+from multicluster.gvr import GVR, APIResource
+
+log = logging.getLogger(__name__)
+
+VERBS = ("get", "list")
+CRDS = GVR("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+# The built-in types in the `all` category (what `kubectl get all` lists against a cluster).
+BUILTIN_CATEGORIES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("", "pods"): ("all",),
+    ("", "replicationcontrollers"): ("all",),
+    ("", "services"): ("all",),
+    ("apps", "daemonsets"): ("all",),
+    ("apps", "deployments"): ("all",),
+    ("apps", "replicasets"): ("all",),
+    ("apps", "statefulsets"): ("all",),
+    ("autoscaling", "horizontalpodautoscalers"): ("all",),
+    ("batch", "cronjobs"): ("all",),
+    ("batch", "jobs"): ("all",),
+}
+AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+AGGREGATED_V2BETA1 = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"
+
+
+@dataclass(frozen=True, slots=True)
+class KubeResource:
+    """A type served in a scope: its discovery entry, categories, and a CRD's printer columns (if any)."""
+
+    res: APIResource
+    categories: tuple[str, ...] = ()
+    printer_columns: tuple[dict[str, Any], ...] = ()
+    custom: bool = False  # defined by a CustomResourceDefinition the store holds
+
+    @property
+    def gvr(self) -> GVR:
+        return self.res.gvr
+
+
+async def _resolve(backend: ApiBackend, gvr: GVR) -> APIResource | None:
+    try:
+        res = backend.resolve(str(gvr))
+        if inspect.isawaitable(res):
+            res = await res
+    except GVRError:
+        return None
+    return res if res.gvr == gvr and res.kind else None
+
+
+async def _crd(backend: ApiBackend, clusters: Sequence[str], gvr: GVR) -> dict[str, Any] | None:
+    """The CustomResourceDefinition of `gvr` from the first cluster in scope whose store rows hold it."""
+    if "." not in gvr.group:
+        return None
+    for cluster in clusters:
+        try:
+            obj = await backend.store.get(cluster, CRDS, "", f"{gvr.resource}.{gvr.group}")
+        except MulticlusterError as exc:  # printer columns and categories are cosmetic: never fail discovery
+            log.debug("reading the CRD of %s failed: %s", gvr, exc)
+            return None
+        if obj is not None:
+            data = orjson.loads(obj.object)
+            return data if isinstance(data, dict) else None
+    return None
+
+
+def crd_columns(crd: dict[str, Any], version: str) -> tuple[dict[str, Any], ...]:
+    """The additionalPrinterColumns of one served version of a CRD (apiextensions/v1 keeps them per version)."""
+    spec = crd.get("spec")
+    if not isinstance(spec, dict):
+        return ()
+    for v in spec.get("versions") or []:
+        if isinstance(v, dict) and v.get("name") == version:
+            cols = v.get("additionalPrinterColumns") or []
+            return tuple(c for c in cols if isinstance(c, dict) and c.get("name") and c.get("jsonPath"))
+    return ()
+
+
+async def served(backend: ApiBackend, views: Sequence[ClusterView]) -> list[KubeResource]:
+    """The types the clusters of a scope sync, each with its discovery entry, sorted by group/version/name."""
+    gvrs = sorted({s.gvr for v in views for s in v.syncs})
+    names = [v.name for v in views]
+    out: list[KubeResource] = []
+    for gvr in gvrs:
+        res = await _resolve(backend, gvr)
+        if res is None:
+            continue
+        cats = BUILTIN_CATEGORIES.get((gvr.group, gvr.resource), ())
+        crd = await _crd(backend, names, gvr)
+        cols: tuple[dict[str, Any], ...] = ()
+        if crd is not None:
+            spec_names = (crd.get("spec") or {}).get("names") or {}
+            cats = tuple(str(c) for c in spec_names.get("categories") or () if isinstance(c, str))
+            cols = crd_columns(crd, gvr.version)
+        out.append(KubeResource(res, cats, cols, custom=crd is not None))
+    return out
+
+
+def _entry(k: KubeResource) -> dict[str, Any]:
+    r = k.res
+    e: dict[str, Any] = {"name": r.gvr.resource, "singularName": r.singular or r.kind.lower(),
+                         "namespaced": r.namespaced, "kind": r.kind, "verbs": list(VERBS)}
+    if r.short_names:
+        e["shortNames"] = list(r.short_names)
+    if k.categories:
+        e["categories"] = list(k.categories)
+    return e
+
+
+def resource_list(resources: Sequence[KubeResource], group: str, version: str) -> dict[str, Any] | None:
+    """/api/v1 or /apis/{g}/{v}: an APIResourceList, or None when the scope serves nothing there."""
+    items = [_entry(k) for k in resources if k.gvr.group == group and k.gvr.version == version]
+    if not items:
+        return None
+    gv = f"{group}/{version}" if group else version
+    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": items}
+
+
+def api_versions(resources: Sequence[KubeResource]) -> dict[str, Any]:
+    """/api: the legacy group's versions."""
+    versions = sorted({k.gvr.version for k in resources if not k.gvr.group}) or ["v1"]
+    return {"kind": "APIVersions", "versions": versions,
+            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": ""}]}
+
+
+def _groups(resources: Sequence[KubeResource]) -> dict[str, list[str]]:
+    """group -> versions, the preferred one first."""
+    out: dict[str, list[str]] = {}
+    for k in resources:
+        if not k.gvr.group:
+            continue
+        versions = out.setdefault(k.gvr.group, [])
+        if k.gvr.version not in versions:
+            if k.res.preferred:
+                versions.insert(0, k.gvr.version)
+            else:
+                versions.append(k.gvr.version)
+    return out
+
+
+def _group_doc(name: str, versions: list[str]) -> dict[str, Any]:
+    vs = [{"groupVersion": f"{name}/{v}", "version": v} for v in versions]
+    return {"name": name, "versions": vs, "preferredVersion": vs[0]}
+
+
+def api_groups(resources: Sequence[KubeResource]) -> dict[str, Any]:
+    """/apis: an APIGroupList."""
+    groups = [_group_doc(g, vs) for g, vs in sorted(_groups(resources).items())]
+    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
+
+
+def api_group(resources: Sequence[KubeResource], group: str) -> dict[str, Any] | None:
+    """/apis/{g}: an APIGroup, or None when the scope serves nothing of it."""
+    versions = _groups(resources).get(group)
+    if not versions:
+        return None
+    return {"kind": "APIGroup", "apiVersion": "v1", **_group_doc(group, versions)}
+
+
+def aggregated(resources: Sequence[KubeResource], legacy: bool, api_version: str) -> dict[str, Any]:
+    """An APIGroupDiscoveryList: the legacy group alone (for /api) or every named group (for /apis)."""
+    by_group: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    order: dict[str, list[str]] = {"": sorted({k.gvr.version for k in resources if not k.gvr.group})}
+    order.update(_groups(resources))
+    for k in resources:
+        if bool(k.gvr.group) == legacy:
+            continue
+        r = k.res
+        e: dict[str, Any] = {
+            "resource": r.gvr.resource,
+            "responseKind": {"group": r.gvr.group, "version": r.gvr.version, "kind": r.kind},
+            "scope": "Namespaced" if r.namespaced else "Cluster",
+            "singularResource": r.singular or r.kind.lower(),
+            "verbs": list(VERBS),
+        }
+        if r.short_names:
+            e["shortNames"] = list(r.short_names)
+        if k.categories:
+            e["categories"] = list(k.categories)
+        by_group.setdefault(r.gvr.group, {}).setdefault(r.gvr.version, []).append(e)
+    items = []
+    for group in sorted(by_group):
+        versions = [{"version": v, "resources": by_group[group][v], "freshness": "Current"}
+                    for v in order.get(group, sorted(by_group[group])) if v in by_group[group]]
+        items.append({"metadata": {"name": group, "creationTimestamp": None}, "versions": versions})
+    return {"kind": "APIGroupDiscoveryList", "apiVersion": api_version, "metadata": {}, "items": items}
+
+
+def wants_aggregated(accept: str) -> str | None:
+    """The aggregated-discovery media type the client accepts (v2 preferred), or None for the legacy shape."""
+    for part in accept.split(","):
+        params = {p.strip() for p in part.split(";")}
+        if "as=APIGroupDiscoveryList" in params and "g=apidiscovery.k8s.io" in params:
+            if "v=v2" in params:
+                return AGGREGATED
+            if "v=v2beta1" in params:
+                return AGGREGATED_V2BETA1
+    return None
+
+
+def version_doc(views: Sequence[ClusterView]) -> dict[str, Any]:
+    """/version: the oldest Kubernetes version among the scope's clusters (what every one of them supports)."""
+    known = [v for v in views if v.version.startswith("v")]
+
+    def key(v: ClusterView) -> tuple[int, ...]:
+        nums = v.version[1:].split("-")[0].split(".")
+        return tuple(int(n) if n.isdigit() else 0 for n in nums)
+
+    oldest = min(known, key=key) if known else None
+    git = oldest.version if oldest else "v0.0.0"
+    nums = git[1:].split("-")[0].split(".")
+    return {
+        "major": nums[0] if nums else "0",
+        "minor": nums[1] if len(nums) > 1 else "0",
+        "gitVersion": git,
+        "gitCommit": "",
+        "gitTreeState": "",
+        "buildDate": "",
+        "goVersion": "",
+        "compiler": "",
+        "platform": oldest.platform if oldest else "",
+    }
