@@ -8,6 +8,7 @@ the contexts every kubectl call uses, so the command is exercised by every test.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import ssl
@@ -179,10 +180,8 @@ async def env(harness: Harness, tmp_path_factory: pytest.TempPathFactory) -> Asy
     finally:
         await d.shutdown(5)
         for cluster in harness.servers:
-            try:
+            with contextlib.suppress(Exception):
                 await asyncio.to_thread(harness.request, cluster, "DELETE", f"/api/v1/namespaces/{ns}")
-            except Exception:
-                pass
 
 
 def table(text: str) -> list[list[str]]:
