@@ -25,8 +25,8 @@ from typing import Any
 
 from multicluster.config import load_config
 from multicluster.delivery import MANAGED_BY_LABEL, Controller, DeliveryOptions
-from multicluster.informer import Informer, InformerOptions
 from multicluster.kube import MERGE_PATCH, ClusterClient
+from multicluster.sync.informer import Informer, InformerOptions
 from multicluster.tasks import Supervisor
 from multicluster.testing.harness import Harness
 from multicluster.wire import WireObject

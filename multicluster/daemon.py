@@ -1,7 +1,10 @@
-"""Composition root: config → store → writer → per-cluster informers → delivery controller → HTTP API.
+"""Composition root: config → cluster registry → store and writer → HTTP API → delivery controller; signals and
+shutdown.
 
-Also the ApiBackend the HTTP layer reads from (resolve spellings against live discovery, cluster views, readiness)
-and graceful shutdown: stop accepting requests, stop the watches, flush what is queued, close the store.
+The daemon wires the parts together and owns nothing they own: the registry owns the running clusters, membership
+owns joins, the writer owns the queue's drain, the controller owns delivery. It is also the ApiBackend the HTTP
+layer reads from (spellings resolved against live discovery, cluster views, readiness), an adapter over the
+registry. Shutdown: stop accepting requests, stop the watches, flush what is queued, close the store.
 """
 
 from __future__ import annotations
@@ -11,63 +14,80 @@ import contextlib
 import logging
 import signal
 import time
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from multicluster import gvr as gvrmod
 from multicluster import memory, metrics
 from multicluster.api.backend import ClusterView
-from multicluster.config import ClusterConfig, Config, load_config
+from multicluster.config import Config, load_config
+from multicluster.delivery import Controller
 from multicluster.errors import GVRError, MulticlusterError
 from multicluster.gvr import GVR, APIResource
 from multicluster.kube import ClusterClient
+from multicluster.membership import Membership
+from multicluster.registry import ClusterRegistry
 from multicluster.store import open_store
 from multicluster.store.base import Store, SyncState
-from multicluster.sync import ClusterSync, Tracker, WriteQueue, Writer
+from multicluster.sync.cluster import ClusterSync
+from multicluster.sync.health import Tracker
+from multicluster.sync.writer import WriteQueue, Writer
 from multicluster.tasks import Supervisor
 from multicluster.workqueue import ShardedQueue
 
 if TYPE_CHECKING:
-    from multicluster.leader import LeaderElector, ShardMembership
-    from multicluster.membership import Membership
+    from aiohttp import web
+
+    from multicluster.leader import LeaderElector
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True, slots=True)
-class Removal:
-    """What stopping a cluster did to the shared store."""
-
-    rows: int  # rows purged
-    kept_for: tuple[str, ...] = ()  # other replicas that still sync the cluster (its rows were kept for them)
-
-
 class Daemon:
     def __init__(self, config: Config) -> None:
-        self.config = config
         self.supervisor = Supervisor("daemon")
-        self.tracker = Tracker()
-        # store.writers (default 2) lets a MySQL server take one batch while the daemon prepares the next: an initial
-        # sync on the 2-core harness went from 0.26 to 0.34 of a bare list's rate (4 runs each; 3 and 4 writers were no
-        # better). Before ids came from reserved blocks, concurrent batches contended in InnoDB's AUTO_INCREMENT
-        # lock and made it worse. SQLite always has one writer (its writer process pipelines instead).
+        # store.writers (default 2) lets a MySQL server take one batch while the daemon prepares the next; ids come
+        # from reserved blocks so concurrent batches do not contend on InnoDB's AUTO_INCREMENT lock. SQLite always
+        # has one writer (its writer process pipelines instead).
         writers = config.store.writers if config.store.type == "mysql" else 1
         self.queue: WriteQueue = ShardedQueue(writers, config.sync.queue_size)
-        self.clients: dict[str, ClusterClient] = {}
-        self.syncs: dict[str, ClusterSync] = {}
+        self.registry = ClusterRegistry(config, self.supervisor, self.queue, Tracker())
         self._store: Store | None = None
         self.writer: Writer | None = None
-        self.controller: Any = None
+        self.controller: Controller | None = None
+        self._unsubscribe_controller: Callable[[], None] | None = None
         self.started = time.time()
-        self._runner: Any = None
-        self._health_runner: Any = None  # --HealthPort
+        self._runner: web.AppRunner | None = None
+        self._health_runner: web.AppRunner | None = None  # --HealthPort
         self._stop = asyncio.Event()
         self.membership: Membership | None = None
         self.elector: LeaderElector | None = None
-        self.shards: ShardMembership | None = None
         self._remote_states: list[SyncState] = []
+        self._stored_gvrs: list[GVR] = []
         self._lease_client: ClusterClient | None = None
         self.api_address = ""
+
+    # The registry owns these; the daemon's names stay for callers that hold a Daemon (cli, tests).
+
+    @property
+    def config(self) -> Config:
+        return self.registry.config
+
+    @config.setter
+    def config(self, config: Config) -> None:
+        self.registry.config = config
+
+    @property
+    def syncs(self) -> Mapping[str, ClusterSync]:
+        return self.registry.syncs
+
+    @property
+    def clients(self) -> Mapping[str, ClusterClient]:
+        return self.registry.clients
+
+    @property
+    def tracker(self) -> Tracker:
+        return self.registry.tracker
 
     # ------------------------------------------------------------------ ApiBackend
 
@@ -81,16 +101,9 @@ class Daemon:
     def token(self) -> str | None:
         return self.config.server.token
 
-    def _resources(self) -> list[APIResource]:
-        seen: dict[GVR, APIResource] = {}
-        for s in self.syncs.values():
-            for r in s.resources:
-                seen.setdefault(r.gvr, r)
-        return list(seen.values())
-
     def resolve(self, spelling: str) -> APIResource:
         """Resolve against what the clusters serve; fall back to the GVRs already stored (clusters down)."""
-        resources = self._resources()
+        resources = self.registry.resources()
         try:
             return gvrmod.resolve(spelling, resources)
         except GVRError:
@@ -101,19 +114,12 @@ class Daemon:
         ]
         return gvrmod.resolve(spelling, stored)
 
-    _stored_gvrs: list[GVR] = []
-
     # A cluster that is unreachable at start must not keep every replica out of its Service forever: after this
     # grace period it stops blocking readiness (its data is reported stale/missing per query instead).
     startup_grace = 60.0
 
     def ready(self) -> bool:
-        if not self.syncs:
-            return False
-        grace_over = time.time() - self.started > self.startup_grace
-        return all(
-            s.synced() or (grace_over and not self.tracker.cluster(name).reachable) for name, s in self.syncs.items()
-        )
+        return self.registry.ready(grace_over=time.time() - self.started > self.startup_grace)
 
     def sync_states(self) -> list[SyncState]:
         return list(self.tracker.states.values())
@@ -156,70 +162,6 @@ class Daemon:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def add_cluster(self, name: str) -> None:
-        cluster = self.config.cluster(name)
-        assert cluster is not None
-        self.add_member(cluster)
-
-    def add_member(self, cluster: ClusterConfig) -> None:
-        """Start syncing a cluster (from the config file, a join, or a reload)."""
-        name = cluster.name
-        client = ClusterClient(cluster, limits=self.config.sync)
-        self.clients[name] = client
-        sync = ClusterSync(
-            cluster,
-            self.config,
-            client,
-            self.store,
-            self.queue,
-            self.tracker,
-            self.supervisor,
-            rediscover_seconds=self.config.sync.rediscover_seconds,
-        )
-        self.syncs[name] = sync
-        if self.shards is not None:
-            shards = self.shards
-            sync.owns = lambda c, g: shards.owns(f"{c}/{g}", c)
-            shards.set_clusters(self.syncs)
-        self.supervisor.spawn(f"cluster/{name}", sync.run)
-        self._notify_controller()
-
-    async def remove_member(self, name: str) -> Removal:
-        """Stop a cluster's informers and queued writes, then purge its rows unless another replica still syncs
-        the cluster (lease mode: the rows are shared, and that replica keeps them current).
-
-        Order matters: informers first (nothing new is queued), then pending queue items, then wait for the
-        batch in flight, then delete — so no row of the cluster can be written back after the purge."""
-        sync = self.syncs.pop(name)
-        await self.supervisor.stop(f"cluster/{name}")
-        await sync.stop()
-        self.queue.discard(lambda k: k[0] == name)
-        kept_for: list[str] = []
-        if self.shards is not None:
-            self.shards.set_clusters(self.syncs)
-            kept_for = await self.shards.others_holding(name)
-        rows = 0
-        if kept_for:
-            log.info("cluster %s: rows kept, replicas %s still sync it", name, ", ".join(kept_for))
-        elif self.writer is not None:
-            async with self.writer.paused():
-                rows = await self.store.delete_cluster(name)
-        else:
-            rows = await self.store.delete_cluster(name)
-        self.tracker.drop(name)
-        client = self.clients.pop(name, None)
-        if client is not None:
-            await client.close()
-        self._notify_controller()
-        return Removal(rows, tuple(kept_for))
-
-    def _notify_controller(self) -> None:
-        """Membership changed: the delivery controller re-checks placements (new clusters get their copies)."""
-        if self.controller is not None and hasattr(self.controller, "clusters_changed"):
-            self.supervisor.spawn(
-                f"controller-clusters-changed-{time.monotonic()}", self.controller.clusters_changed, restart=False
-            )
-
     async def reload(self) -> None:
         """SIGHUP: re-read the config file; add/remove clusters and apply resource include/exclude changes."""
         if self.config.source is None:
@@ -233,20 +175,19 @@ class Daemon:
         new_by_name = {c.name: c for c in new.clusters}
         joined = set(self.membership.joined) if self.membership else set()
         self.config = replace(self.config, clusters=new.clusters, include=new.include, exclude=new.exclude)
+        registry = self.registry
         for name in sorted(old_names - new_by_name.keys() - joined):
-            if name in self.syncs:
-                removal = await self.remove_member(name)
+            if name in registry:
+                removal = await registry.remove(name)
                 log.info("reload: cluster %s removed (%d rows purged)", name, removal.rows)
         for name, c in new_by_name.items():
-            if name in self.syncs and self.syncs[name].cluster != c:
-                await self.remove_member(name)
+            if name in registry and registry.syncs[name].cluster != c:
+                await registry.remove(name)
                 log.info("reload: cluster %s changed; restarting its sync", name)
-            if name not in self.syncs:
-                self.add_member(c)
+            if name not in registry:
+                registry.add(c)
                 log.info("reload: cluster %s added", name)
-        for sync in self.syncs.values():
-            sync.config = self.config
-            sync.kick()
+        registry.kick()
         log.info("config reloaded from %s", self.config.source)
 
     async def start(self, *, api: bool = True, controller: bool = True) -> None:
@@ -261,26 +202,25 @@ class Daemon:
             self._stored_gvrs = await self.store.gvrs()
         except Exception:  # a cosmetic fallback only
             self._stored_gvrs = []
-        from multicluster.membership import Membership
-
-        self.membership = Membership(self)
+        self.membership = Membership(self.registry)
         joined = self.membership.load()
         configured = {c.name for c in cfg.clusters} | {c.name for c in joined}
         self.writer = Writer(
             self.store, self.queue, self.tracker, batch_size=cfg.store.batch_size, linger=cfg.store.flush_interval
         )
+        self.registry.attach(self.store, self.writer)
         self.supervisor.spawn("writer", self.writer.run)
         metrics.LEADER.set(0 if cfg.lease.enabled else 1)
         if cfg.lease.enabled:
             await self._start_leases(configured)
         await self._purge_unconfigured(configured)
         for c in cfg.clusters:
-            self.add_cluster(c.name)
+            self.registry.add(c)
         for c in joined:
-            if c.name in self.syncs:
+            if c.name in self.registry:
                 log.warning("joined cluster %s is also in the config file; using the config file's entry", c.name)
                 continue
-            self.add_member(c)
+            self.registry.add(c)
             log.info("restored joined cluster %s", c.name)
         self.supervisor.spawn("membership", self.membership.run)
         if api:
@@ -297,7 +237,8 @@ class Daemon:
         """Rows of clusters no longer configured (nor joined) would otherwise be served forever. In lease mode the
         store is shared: a cluster another live replica syncs (e.g. joined there) keeps its rows."""
         for cluster in sorted({c for c, _g in await self.store.counts()} - configured):
-            others = await self.shards.others_holding(cluster) if self.shards is not None else []
+            shards = self.registry.shards
+            others = await shards.others_holding(cluster) if shards is not None else []
             if others:
                 log.info("rows of cluster %s kept: not configured here, but replicas %s sync it", cluster,
                          ", ".join(others))
@@ -315,17 +256,18 @@ class Daemon:
         self._lease_client = client
         identity = default_identity()
         timing = LeaseTiming()
-        self.shards = ShardMembership(client, cfg.lease.namespace, cfg.lease.name, identity, timing, self._on_shards)
-        self.shards.set_clusters(clusters)  # published with our first renewal, before any informer starts
+        shards = ShardMembership(client, cfg.lease.namespace, cfg.lease.name, identity, timing, self._on_shards)
+        self.registry.shards = shards
+        shards.set_clusters(clusters)  # published with our first renewal, before any informer starts
         try:
             # Learn the current members before starting any informer, so N replicas starting together do not all
             # watch everything for the first round.
-            await self.shards.lock.try_acquire()
-            self.shards.members = sorted({*await self.shards._live(), identity})
+            await shards.lock.try_acquire()
+            shards.members = sorted({*await shards._live(), identity})
         except MulticlusterError as exc:
             log.warning("shard membership not available yet (%s); starting with this replica only", exc)
-        log.info("lease mode: identity %s, shard members %s", identity, ", ".join(self.shards.members))
-        self.supervisor.spawn("shards", self.shards.run)
+        log.info("lease mode: identity %s, shard members %s", identity, ", ".join(shards.members))
+        self.supervisor.spawn("shards", shards.run)
         metrics.LEADER.set(0)
         self.elector = LeaderElector(
             LeaseLock(client, cfg.lease.namespace, cfg.lease.name, identity, timing),
@@ -337,8 +279,7 @@ class Daemon:
         self.supervisor.spawn("sync-state-refresh", self._refresh_remote_states)
 
     async def _on_shards(self, members: list[str]) -> None:
-        for sync in self.syncs.values():
-            sync.kick()
+        self.registry.kick()
 
     async def _lead(self) -> None:
         if self.membership is not None:
@@ -349,8 +290,7 @@ class Daemon:
     async def _unlead(self) -> None:
         if self.membership is not None:
             self.membership.publish = False
-        await self.supervisor.stop("controller")
-        self.controller = None
+        await self._stop_controller()
 
     async def _refresh_remote_states(self) -> None:
         """Other replicas' sync states (persisted by their writers), so any replica can answer freshness."""
@@ -367,6 +307,7 @@ class Daemon:
 
     async def _start_api(self) -> None:
         from multicluster.api import Access, build_app
+        from multicluster.api.join import MEMBERSHIP
         from multicluster.api.server import start as start_api_server
         from multicluster.config import check_exposure
 
@@ -374,6 +315,8 @@ class Daemon:
         for warning in check_exposure(server):  # raises ConfigError for an open API off loopback
             log.warning("%s", warning)
         app = build_app(self, Access.from_server(server))
+        if self.membership is not None:
+            app[MEMBERSHIP] = self.membership
         ssl_ctx = None
         if self.config.server.cert_dir is not None:
             import ssl
@@ -415,15 +358,18 @@ class Daemon:
         if master is None:
             log.info("no cluster has isMaster: true; delivery controller is off (query-only daemon)")
             return
-        import importlib
+        controller = Controller(self.config, self.registry.clients, self.supervisor)
+        self.controller = controller
+        # Membership changed: the controller re-checks placements (new clusters get their copies).
+        self._unsubscribe_controller = self.registry.subscribe(controller.clusters_changed)
+        self.supervisor.spawn("controller", controller.run)
 
-        try:
-            controller_cls = importlib.import_module("multicluster.reconciler").Controller
-        except ImportError:
-            log.info("delivery controller not available in this build")
-            return
-        self.controller = controller_cls(self.config, self.clients, self.supervisor)
-        self.supervisor.spawn("controller", self.controller.run)
+    async def _stop_controller(self) -> None:
+        if self._unsubscribe_controller is not None:
+            self._unsubscribe_controller()
+            self._unsubscribe_controller = None
+        await self.supervisor.stop("controller")
+        self.controller = None
 
     async def wait_ready(self, timeout: float | None = None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -467,10 +413,8 @@ class Daemon:
         if self._health_runner is not None:
             await self._health_runner.cleanup()
             self._health_runner = None
-        for name in list(self.syncs):
-            await self.supervisor.stop(f"cluster/{name}")
-            await self.syncs[name].stop()
-        await self.supervisor.stop("controller")
+        await self.registry.stop_all()
+        await self._stop_controller()
         if self.writer is not None:
             drained = await self.writer.drain(grace)
             if not drained:
@@ -480,8 +424,9 @@ class Daemon:
             except Exception as exc:
                 log.warning("could not save sync state: %s", exc)
         await self.supervisor.stop_all()
-        for c in [*self.clients.values(), *([self._lease_client] if self._lease_client else [])]:
-            await c.close()
+        await self.registry.close()
+        if self._lease_client is not None:
+            await self._lease_client.close()
         if self._store is not None:
             await self._store.close()
         log.info("stopped")

@@ -23,7 +23,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
@@ -31,9 +31,7 @@ from multicluster.config import ClusterConfig
 from multicluster.errors import ClusterError, KubeAPIError, MembershipError, MulticlusterError, NotFound
 from multicluster.kube import APPLY_PATCH, MERGE_PATCH, ClusterClient, failure_summary
 from multicluster.kubeconfig import KubeconfigError, parse_kubeconfig
-
-if TYPE_CHECKING:
-    from multicluster.daemon import Daemon
+from multicluster.registry import ClusterRegistry
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +53,9 @@ class Probe:
 
 class Membership:
     def __init__(
-        self, daemon: Daemon, *, interval: float = 5.0, timeout: float = 3.0, failure_threshold: int = 3
+        self, registry: ClusterRegistry, *, interval: float = 5.0, timeout: float = 3.0, failure_threshold: int = 3
     ) -> None:
-        self.daemon = daemon
+        self.registry = registry
         self.interval = interval
         self.timeout = timeout
         self.failure_threshold = failure_threshold
@@ -65,7 +63,7 @@ class Membership:
         self.joined: dict[str, ClusterConfig] = {}
         self._lock = asyncio.Lock()
         self.publish = True  # only the leader writes MultiCluster objects (lease mode toggles this)
-        src = daemon.config.source
+        src = registry.config.source
         default = (src.parent if src else Path.cwd()) / "multicluster-state"
         self.state_dir = Path(os.environ.get("MULTICLUSTER_STATE_DIR", str(default)))
 
@@ -142,7 +140,7 @@ class Membership:
                     f'"{name}" is not a valid cluster name',
                     hint="use lowercase letters, digits and '-', at most 63 characters",
                 )
-            if name in self.daemon.syncs:
+            if name in self.registry:
                 raise MembershipError(
                     f"cluster {name} is already a member",
                     status=409,
@@ -191,7 +189,7 @@ class Membership:
             cluster = ClusterConfig(name=name, config_path=final, insecure=insecure, trusted=False)
             self.joined[name] = cluster
             self._save()
-            self.daemon.add_member(cluster)
+            self.registry.add(cluster)
             # gitVersion comes from a server the caller chose: echo it only when it looks like a version.
             git_version = version.get("gitVersion")
             shown = git_version if isinstance(git_version, str) and _VERSION.match(git_version) else ""
@@ -205,27 +203,27 @@ class Membership:
 
     async def unjoin(self, name: str) -> dict[str, Any]:
         async with self._lock:
-            master = self.daemon.config.master
+            master = self.registry.config.master
             if master is not None and name == master.name:
                 raise MembershipError(
                     f"cannot unjoin {name}: it is the master cluster",
                     hint="the master holds the MultiClusterResources; change isMaster in config",
                 )
-            if self.daemon.config.cluster(name) is not None:
+            if self.registry.config.cluster(name) is not None:
                 # The operator's file is the source of truth for these: an HTTP caller must not be able to drop
                 # (and purge) a cluster that would silently come back at the next restart.
-                source = self.daemon.config.source
+                source = self.registry.config.source
                 raise MembershipError(
                     f"cannot unjoin {name}: it is listed in {source.name if source else 'the config file'}",
                     status=409,
                     hint="remove it from config.yaml and restart the daemon (or send it SIGHUP to reload); "
                     "only clusters added with POST /v1/join can be unjoined over HTTP",
                 )
-            if name not in self.daemon.syncs:
+            if name not in self.registry:
                 raise MembershipError(
                     f"cluster {name} is not a member", status=404, hint="GET /v1/clusters lists the members"
                 )
-            removal = await self.daemon.remove_member(name)
+            removal = await self.registry.remove(name)
             joined = self.joined.pop(name, None)
             if joined is not None:
                 self._save()
@@ -250,13 +248,13 @@ class Membership:
     async def run(self) -> None:
         """Probe every member forever; keep MultiCluster objects on the master up to date."""
         while True:
-            names = list(self.daemon.syncs)
+            names = list(self.registry.syncs)
             await asyncio.gather(*(self._probe(n) for n in names), return_exceptions=True)
             await self._publish(names)
             await asyncio.sleep(self.interval)
 
     async def _probe(self, name: str) -> None:
-        sync = self.daemon.syncs.get(name)
+        sync = self.registry.syncs.get(name)
         if sync is None:
             return
         p = self.probes.setdefault(name, Probe())
@@ -288,31 +286,24 @@ class Membership:
                 f" ({p.reason})" if p.reason else "",
             )
             p.status, p.last_transition = new, now
-        health = self.daemon.tracker.cluster(name)
+        health = self.registry.tracker.cluster(name)
         if ok:
-            self.daemon.tracker.contact(name)
+            self.registry.tracker.contact(name)
         elif p.status != "Ready":
-            self.daemon.tracker.fail(name, f"cluster {name}: {p.status}: {p.reason}")
+            self.registry.tracker.fail(name, f"cluster {name}: {p.status}: {p.reason}")
         health.status = p.status
 
     # ------------------------------------------------------------------ MultiCluster objects
 
-    def _master_client(self) -> ClusterClient | None:
-        master = self.daemon.config.master
-        if master is None:
-            return None
-        sync = self.daemon.syncs.get(master.name)
-        return sync.client if sync else None
-
     async def _publish(self, names: list[str]) -> None:
-        client = self._master_client()
+        client = self.registry.master_client()
         if client is None or not self.publish:
             return
         for name in names:
-            sync = self.daemon.syncs.get(name)
+            sync = self.registry.syncs.get(name)
             if sync is None:
                 continue
-            h = self.daemon.tracker.cluster(name)
+            h = self.registry.tracker.cluster(name)
             p = self.probes.get(name, Probe())
             body = {
                 "apiVersion": f"{MC_GROUP}/v1alpha1",
@@ -354,7 +345,7 @@ class Membership:
                 log.debug("updating MultiCluster %s failed: %s", name, exc)
 
     async def _delete_multicluster(self, name: str) -> None:
-        client = self._master_client()
+        client = self.registry.master_client()
         if client is None:
             return
         with contextlib.suppress(NotFound, ClusterError, KubeAPIError):

@@ -14,7 +14,7 @@ import orjson
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from multicluster.api.middleware import BACKEND, json_response
+from multicluster.api.middleware import json_response
 from multicluster.api.params import bool_param, str_param
 from multicluster.errors import MembershipError, QueryError
 
@@ -29,11 +29,15 @@ class MembershipBackend(Protocol):
     async def unjoin(self, name: str) -> dict[str, Any]: ...
 
 
+# Set by whoever serves join/unjoin (the daemon: its Membership); an app without it answers these routes 501.
+MEMBERSHIP: web.AppKey[MembershipBackend] = web.AppKey("membership")
+
+
 def _membership(request: web.Request) -> MembershipBackend:
-    m = getattr(request.app[BACKEND], "membership", None)
+    m = request.app.get(MEMBERSHIP)
     if m is None:
         raise web.HTTPNotImplemented(text="cluster membership is not available in this daemon")
-    return m  # type: ignore[no-any-return]
+    return m
 
 
 async def _read_body(request: web.Request) -> tuple[str | None, bytes, bool | None]:

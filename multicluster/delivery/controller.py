@@ -52,9 +52,9 @@ from multicluster.errors import (
     ReconcileError,
 )
 from multicluster.gvr import GVR, APIResource
-from multicluster.informer import Informer, InformerOptions
 from multicluster.kube import MERGE_PATCH, ClusterClient
 from multicluster.retry import Backoff
+from multicluster.sync.informer import Informer, InformerOptions
 from multicluster.tasks import Supervisor
 from multicluster.wire import WireObject
 from multicluster.workqueue import WorkQueue

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from multicluster.gvr import GVR, APIResource
-from multicluster.informer import Informer, InformerOptions
 from multicluster.kube import ClusterClient
+from multicluster.sync.informer import Informer, InformerOptions
 from multicluster.tasks import Supervisor
 from multicluster.wire import WireObject
 

@@ -1,5 +1,8 @@
 """The Store contract: what the informers write and the API reads, independent of the SQL engine.
 
+Optional capabilities are protocols of their own, checked with isinstance by the code that can use them:
+PipelinedStore (start_apply: queue the next batch behind the one being written) is offered by SQLite only.
+
 Two implementations pass the same contract tests: sqlite.py (embedded default) and mysql.py (MySQL/MariaDB via
 aiomysql). The daemon never holds whole objects; rows arrive already serialised (`object` is JSON bytes) and
 leave the same way, so the API can stream them without re-encoding.
@@ -12,9 +15,9 @@ overwriting a newer row.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from multicluster.gvr import GVR
 
@@ -176,3 +179,15 @@ class Store(Protocol):
     async def save_sync_state(self, state: SyncState) -> None: ...
 
     async def sync_states(self) -> list[SyncState]: ...
+
+
+@runtime_checkable
+class PipelinedStore(Protocol):
+    """A store that can queue a batch behind the one being written (the writer pipelines with it)."""
+
+    def start_apply(
+        self, mutations: Sequence[Mutation], after: int | None
+    ) -> tuple[int, Awaitable[ApplyResult]] | None:
+        """Queue `mutations` now and return (its sequence number, its result) at once. `after` chains it to the
+        batch with that number: if that one failed, this one fails too (transiently) instead of overtaking it.
+        None when the store cannot queue right now (a transaction holds it); the caller then uses apply()."""

@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 
 from multicluster.config import StoreConfig
-from multicluster.store import ApplyResult, Delete, Query, Requirement, Row, Store, SyncState, open_store
-from multicluster.store import sqlite as sqlite_engine
+from multicluster.store import ApplyResult, Delete, Query, Requirement, Row, Store, SyncState, open_store, sqlite_writer
 from multicluster.store.engine import SQLStore
 from multicluster.store.sqlite import SQLiteStore
 
@@ -281,17 +280,17 @@ async def test_index_rows_follow_label_changes_in_mixed_batches(
     writer: SQLStore = store
     if isinstance(store, SQLiteStore):
         # The writer's statements are counted in this process: a second store on the file, writer on a thread.
-        monkeypatch.setenv(sqlite_engine.WRITER_ENV, "thread")
+        monkeypatch.setenv(sqlite_writer.WRITER_ENV, "thread")
         writer = SQLiteStore(store.path)
         await writer.open()
-        real = sqlite_engine._execute_many
+        real = sqlite_writer.execute_many
 
         def counting(conn: sqlite3.Connection, text: str, rows: Sequence[Sequence[Any]]) -> None:
             if "resource_labels" in text:
                 label_writes.append(len(rows))
             real(conn, text, rows)
 
-        monkeypatch.setattr(sqlite_engine, "_execute_many", counting)
+        monkeypatch.setattr(sqlite_writer, "execute_many", counting)
     assert await writer.apply(second) == ApplyResult(written=1300)
     if writer is not store:
         await writer.close()
@@ -371,4 +370,4 @@ async def test_new_rows_after_checked_inserts_get_fresh_ids(store: Store) -> Non
 def test_batches_cross_to_the_writer_process_unchanged() -> None:
     batch: list[Row | Delete] = [new(row("a", 3, labels={"x": "1"}, fields={"status.phase": "Running"})),
                                  row("b", 4), Delete("c1", PODS, "ns", "c", 5), Delete("c2", DEPLOYS, "", "d")]
-    assert sqlite_engine.decode(sqlite_engine.encode(batch)) == batch
+    assert sqlite_writer.decode(sqlite_writer.encode(batch)) == batch
