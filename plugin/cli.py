@@ -10,32 +10,29 @@ v1.apps.deployments, apps/v1/deployments, deploy, cm, ...): the daemon resolves 
 discovery, so the plugin and the API can never disagree about a spelling (the seed's CLI/server mismatch).
 
 Other commands (apply, create, delete, get, edit, join, unjoin) live in their own modules, each exposing
-`register(app)`; main() imports the ones listed in EXTENSIONS that exist. They are skipped for `list`,
-`describe` and `completion`, whose start-up would otherwise pay for kubernetes_asyncio (~0.5 s) without using it.
+`register(app)`; load_extensions() imports and registers them by name. They are skipped for `list`, `describe`
+and `completion`, whose start-up would otherwise pay for kubernetes_asyncio (~0.5 s) without using it. Errors
+and warnings are printed by plugin.output.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Annotated, Any, NoReturn
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import orjson
 import typer
 from rich.console import Console
-from rich.markup import escape
 
-from multicluster.errors import MulticlusterError
 from plugin import printers
 from plugin.client import PAGE_SIZE, Client, find_endpoint
 from plugin.crd_columns import CRDColumns
+from plugin.output import UsageError, reported, warn
+from plugin.output import stderr as _stderr
 
-EXTENSIONS = ("plugin.manifest_cmds", "plugin.edit_cmd", "plugin.join_cmds")
 BUILTIN = frozenset({"list", "describe", "completion"})
 PROG = "kubectl-multicluster"
 COMPLETE_VAR = "_KUBECTL_MULTICLUSTER_COMPLETE"  # what typer reads to answer a completion request
@@ -50,35 +47,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-
-class UsageError(MulticlusterError):
-    """Wrong flags or arguments: exit code 2."""
-
-
-def _stderr() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def fail(exc: MulticlusterError) -> NoReturn:
-    err = _stderr()
-    err.print(f"[bold red]error:[/] [red]{escape(exc.message)}[/]")
-    if exc.hint:
-        err.print(f"[dim]hint: {escape(exc.hint)}[/]")
-    raise typer.Exit(2 if isinstance(exc, UsageError) else 1)
-
-
-def warn(message: str) -> None:
-    _stderr().print(f"[yellow]warning: {escape(message)}[/]")
-
-
-@contextmanager
-def reported() -> Iterator[None]:
-    """Turn every project error into one red line and an exit code."""
-    try:
-        yield
-    except MulticlusterError as exc:
-        fail(exc)
 
 
 class Freshness:
@@ -288,12 +256,10 @@ def load_extensions(argv: list[str]) -> None:
     command = next((a for a in argv if not a.startswith("-")), None)
     if command in BUILTIN:
         return
-    for name in EXTENSIONS:
-        if importlib.util.find_spec(name) is None:
-            continue
-        register = getattr(importlib.import_module(name), "register", None)
-        if callable(register):
-            register(app)
+    from plugin import edit_cmd, join_cmds, manifest_cmds
+
+    for module in (manifest_cmds, edit_cmd, join_cmds):
+        module.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

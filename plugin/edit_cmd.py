@@ -22,19 +22,9 @@ import typer
 import yaml
 
 from multicluster.errors import Conflict, KubeAPIError, MulticlusterError, NotFound
-from plugin.manifest_cmds import (
-    Context,
-    Kubeconfig,
-    Located,
-    ManifestError,
-    _connect,
-    _out,
-    _report,
-    _server_message,
-    _type_name,
-    resolve_type,
-    selection,
-)
+from plugin.manifest_cmds import Context, Kubeconfig, Located, ManifestError, selection
+from plugin.master import connect, resolve_type, server_message, type_name
+from plugin.output import out, report
 
 HEADER = (
     "# Please edit the object below. Lines beginning with a '#' will be ignored,\n"
@@ -51,14 +41,14 @@ def editor_command() -> list[str]:
 
 async def _fetch(kubeconfig: str | None, context: str | None, resource: str, name: str,
                  namespace: str | None) -> tuple[Located, dict[str, Any]]:
-    client = await _connect(kubeconfig, context)
+    client = await connect(kubeconfig, context)
     try:
         r = await resolve_type(client, resource)
         loc = Located(r, (namespace or "default") if r.namespaced else "", name)
         try:
             obj = await client.get(loc.path)
         except NotFound:
-            raise ManifestError(f'{_type_name(r)} "{name}" not found'
+            raise ManifestError(f'{type_name(r)} "{name}" not found'
                                 + (f' in namespace "{loc.namespace}"' if loc.namespace else "")) from None
     finally:
         await client.close()
@@ -69,7 +59,7 @@ async def _fetch(kubeconfig: str | None, context: str | None, resource: str, nam
 
 
 async def _put(kubeconfig: str | None, context: str | None, loc: Located, obj: dict[str, Any]) -> None:
-    client = await _connect(kubeconfig, context)
+    client = await connect(kubeconfig, context)
     try:
         await client.request("PUT", loc.path, body=obj)
     finally:
@@ -127,7 +117,7 @@ def edit(resource: str, name: str, *, kubeconfig: str | None, context: str | Non
         edited = _parse(path.read_text(), path)
         if edited is None or edited == original:
             keep = False
-            _out("Edit cancelled, no changes made.")
+            out("Edit cancelled, no changes made.")
             return 0
         if _identity(edited) != _identity(original):
             raise ManifestError("apiVersion, kind, name and namespace cannot be changed by edit",
@@ -137,13 +127,13 @@ def edit(resource: str, name: str, *, kubeconfig: str | None, context: str | Non
             asyncio.run(_put(kubeconfig, context, loc, edited))
         except Conflict as exc:
             raise ManifestError(
-                f'{loc.ref} was changed by someone else while you edited it: {_server_message(exc)}',
+                f'{loc.ref} was changed by someone else while you edited it: {server_message(exc)}',
                 hint=f"your changes are kept in {path}; run edit again (it loads the current version) and redo "
                      "them") from None
         except KubeAPIError as exc:
-            raise ManifestError(f"{loc.ref}: {_server_message(exc)}", hint=f"your changes are kept in {path}") from None
+            raise ManifestError(f"{loc.ref}: {server_message(exc)}", hint=f"your changes are kept in {path}") from None
         keep = False
-        _out(f"{loc.ref} edited")
+        out(f"{loc.ref} edited")
         return 0
     finally:
         if not keep:
@@ -168,7 +158,7 @@ def edit_cmd(
         code = edit(sel.resource, sel.names[0], kubeconfig=kubeconfig, context=context, namespace=namespace,
                     output=output)
     except MulticlusterError as exc:
-        _report(exc)
+        report(exc)
         raise typer.Exit(1) from None
     if code:
         raise typer.Exit(code)

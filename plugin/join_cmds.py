@@ -15,8 +15,8 @@ from typing import Annotated
 import orjson
 import typer
 
-from plugin.cli import fail, reported
 from plugin.client import ApiError, Client, PluginError, find_endpoint
+from plugin.output import fail, reported
 
 _ADMIN_HELP = "daemon admin token (or $MULTICLUSTER_ADMIN_TOKEN, or `adminToken:` in the config file)"
 

@@ -1,11 +1,8 @@
 """`kubectl-multicluster apply|create|delete|get`: manifests and objects against the MASTER cluster.
 
-Unlike `list`/`describe` (which ask the daemon's API), these talk to the master cluster's API server directly,
-like the seed did (its apply/delete were kubectl's own commands bound to `masterClusterKubeConfigPath`): creating
-a MultiClusterResource there is what makes the controller deliver it. The master is found, in order, from
-`--kubeconfig`, or `masterClusterKubeConfigPath` in the CLI config file (~/.multi-cluster-operator/config, moved
-by MULTICLUSTER_CLI_CONFIG). There is deliberately no fallback to ~/.kube/config: applying to whatever cluster
-happens to be current is how CRs end up in the wrong place.
+Unlike `list`/`describe` (which ask the daemon's API), these talk to the master cluster's API server directly
+through plugin.master, like the seed did (its apply/delete were kubectl's own commands bound to
+`masterClusterKubeConfigPath`): creating a MultiClusterResource there is what makes the controller deliver it.
 
 - apply: server-side apply (field manager `kubectl-multicluster`), multi-document YAML/JSON, `kind: List`,
   directories (`-R` to recurse), `-` for stdin. Prints `<type>/<name> created|configured|unchanged`.
@@ -35,42 +32,30 @@ from typing import Annotated, Any
 import orjson
 import typer
 import yaml
-from rich.console import Console
-from rich.markup import escape
 
 from multicluster import crds
-from multicluster import gvr as gvrmod
-from multicluster.cliconfig import config_path, load_cli_config
-from multicluster.config import ClusterConfig
-from multicluster.errors import ConfigError, Conflict, GVRError, KubeAPIError, MulticlusterError, NotFound
-from multicluster.gvr import APIResource
-from multicluster.kube import APPLY_PATCH, ClusterClient
-from plugin.printers import human_duration, jsonpath, parse_time
+from multicluster.errors import Conflict, KubeAPIError, MulticlusterError, NotFound
+from plugin import printers
+from plugin.crd_columns import printer_columns
+from plugin.master import (
+    APPLY_PATCH,
+    APIResource,
+    MasterClient,
+    MasterError,
+    connect,
+    find_kind,
+    resolve_type,
+    server_message,
+    type_name,
+)
+from plugin.output import out, report, stderr
 
 FIELD_MANAGER = "kubectl-multicluster"
 _EXTENSIONS = (".yaml", ".yml", ".json")
 
 
-class ManifestError(MulticlusterError):
+class ManifestError(MasterError):
     """A file, document or flag the plugin cannot use."""
-
-
-# --------------------------------------------------------------------------------------------- output
-
-
-def _err() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def _report(exc: MulticlusterError) -> None:
-    err = _err()
-    err.print(f"[bold red]error:[/] [red]{escape(exc.message)}[/]")
-    if exc.hint:
-        err.print(f"[dim]hint: {escape(exc.hint)}[/]")
-
-
-def _out(line: str) -> None:
-    sys.stdout.write(line + "\n")
 
 
 # --------------------------------------------------------------------------------------------- inputs
@@ -132,44 +117,6 @@ def read_docs(paths: list[str], *, recursive: bool = False) -> list[Doc]:
     return docs
 
 
-def master_kubeconfig(flag: str | None) -> Path:
-    """--kubeconfig, else masterClusterKubeConfigPath from the CLI config file."""
-    if flag:
-        return Path(os.path.expanduser(flag))
-    cfg = load_cli_config()
-    where = config_path()
-    if cfg is None:
-        raise ConfigError(f"no master cluster: {where} does not exist and --kubeconfig was not given",
-                          hint="pass --kubeconfig FILE, or put `masterClusterKubeConfigPath: FILE` in that file")
-    if not cfg.master_kubeconfig:
-        raise ConfigError(f"no master cluster: {where} has no masterClusterKubeConfigPath",
-                          hint="add `masterClusterKubeConfigPath: /path/to/master/kubeconfig`, or pass --kubeconfig")
-    path = Path(os.path.expanduser(cfg.master_kubeconfig))
-    return path if path.is_absolute() else where.parent / path
-
-
-async def _connect(kubeconfig: str | None, context: str | None) -> ClusterClient:
-    path = master_kubeconfig(kubeconfig)
-    if not path.exists():
-        raise ConfigError(f"master kubeconfig {path} does not exist")
-    client = ClusterClient(ClusterConfig(name="master", config_path=path, context=context))
-    await client.connect()
-    return client
-
-
-def _find(resources: list[APIResource], api_version: str, kind: str) -> APIResource | None:
-    group, _, version = api_version.rpartition("/")
-    return next((r for r in resources if r.gvr.group == group and r.gvr.version == version and r.kind == kind), None)
-
-
-def _type_name(r: APIResource) -> str:
-    return f"{r.kind.lower()}.{r.gvr.group}" if r.gvr.group else r.kind.lower()
-
-
-def _server_message(exc: KubeAPIError) -> str:
-    return str(exc.body.get("message") or exc.message)
-
-
 @dataclass(frozen=True, slots=True)
 class Located:
     resource: APIResource
@@ -182,10 +129,10 @@ class Located:
 
     @property
     def ref(self) -> str:
-        return f"{_type_name(self.resource)}/{self.name}"
+        return f"{type_name(self.resource)}/{self.name}"
 
 
-async def _locate(client: ClusterClient, doc: Doc, namespace: str | None) -> Located:
+async def _locate(client: MasterClient, doc: Doc, namespace: str | None) -> Located:
     obj = doc.obj
     api_version, kind = obj.get("apiVersion"), obj.get("kind")
     md = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
@@ -196,7 +143,7 @@ async def _locate(client: ClusterClient, doc: Doc, namespace: str | None) -> Loc
     if not isinstance(name, str) or not name:
         raise ManifestError(f"{doc.source}: metadata.name is required")
     resources = await client.discover()
-    r = _find(resources, api_version, kind) or _find(await client.discover(refresh=True), api_version, kind)
+    r = find_kind(resources, api_version, kind) or find_kind(await client.discover(refresh=True), api_version, kind)
     if r is None:
         hint = None
         if api_version.startswith(crds.GROUP):
@@ -220,7 +167,7 @@ async def _locate(client: ClusterClient, doc: Doc, namespace: str | None) -> Loc
 
 async def _apply(docs: list[Doc], *, kubeconfig: str | None, context: str | None, namespace: str | None,
                  force: bool, dry_run: bool, field_manager: str) -> int:
-    client = await _connect(kubeconfig, context)
+    client = await connect(kubeconfig, context)
     failures = 0
     try:
         for doc in docs:
@@ -239,17 +186,17 @@ async def _apply(docs: list[Doc], *, kubeconfig: str | None, context: str | None
                 rv0 = ((before or {}).get("metadata") or {}).get("resourceVersion")
                 rv1 = (after.get("metadata") or {}).get("resourceVersion")
                 verb = "created" if before is None else "unchanged" if rv0 == rv1 else "configured"
-                _out(f"{loc.ref} {verb}{' (server dry run)' if dry_run else ''}")
+                out(f"{loc.ref} {verb}{' (server dry run)' if dry_run else ''}")
             except Conflict as exc:
                 failures += 1
-                _report(ManifestError(f"{doc.source}: {_server_message(exc)}",
+                report(ManifestError(f"{doc.source}: {server_message(exc)}",
                                       hint="another manager owns these fields; --force-conflicts takes them over"))
             except KubeAPIError as exc:
                 failures += 1
-                _report(ManifestError(f"{doc.source}: {_server_message(exc)}"))
+                report(ManifestError(f"{doc.source}: {server_message(exc)}"))
             except MulticlusterError as exc:
                 failures += 1
-                _report(exc)
+                report(exc)
     finally:
         await client.close()
     return failures
@@ -260,7 +207,7 @@ async def _apply(docs: list[Doc], *, kubeconfig: str | None, context: str | None
 
 async def _create(docs: list[Doc], *, kubeconfig: str | None, context: str | None, namespace: str | None,
                   dry_run: bool) -> int:
-    client = await _connect(kubeconfig, context)
+    client = await connect(kubeconfig, context)
     failures = 0
     try:
         for doc in docs:
@@ -269,35 +216,23 @@ async def _create(docs: list[Doc], *, kubeconfig: str | None, context: str | Non
                 params = {"dryRun": "All"} if dry_run else None
                 collection = loc.resource.gvr.path(loc.namespace if loc.resource.namespaced else None)
                 await client.request("POST", collection, params=params, body=doc.obj)
-                _out(f"{loc.ref} created{' (server dry run)' if dry_run else ''}")
+                out(f"{loc.ref} created{' (server dry run)' if dry_run else ''}")
             except Conflict as exc:
                 failures += 1
-                _report(ManifestError(f"{doc.source}: {_server_message(exc)}",
+                report(ManifestError(f"{doc.source}: {server_message(exc)}",
                                       hint="create makes new objects only; use apply to update an existing one"))
             except KubeAPIError as exc:
                 failures += 1
-                _report(ManifestError(f"{doc.source}: {_server_message(exc)}"))
+                report(ManifestError(f"{doc.source}: {server_message(exc)}"))
             except MulticlusterError as exc:
                 failures += 1
-                _report(exc)
+                report(exc)
     finally:
         await client.close()
     return failures
 
 
 # --------------------------------------------------------------------------------------------- delete
-
-
-async def resolve_type(client: ClusterClient, text: str) -> APIResource:
-    """The resource a kubectl spelling names on the master (rr, mcr, cm, deployments.apps, apps/v1/deployments)."""
-    try:
-        return gvrmod.resolve(text, await client.discover(), require_list_watch=False)
-    except GVRError:
-        try:
-            return gvrmod.resolve(text, await client.discover(refresh=True), require_list_watch=False)
-        except GVRError as exc:
-            raise ManifestError(f'the master cluster doesn\'t have a resource type "{text}"',
-                                hint=exc.hint) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,7 +260,7 @@ def selection(args: list[str], selector: str | None, all_: bool) -> Selection:
     return Selection(args[0], tuple(args[1:]), selector, all_)
 
 
-async def _named(client: ClusterClient, sel: Selection, namespace: str | None,
+async def _named(client: MasterClient, sel: Selection, namespace: str | None,
                  all_namespaces: bool) -> tuple[APIResource, list[Located]]:
     """The objects a Selection names (listing the master for a selector or --all)."""
     assert sel.resource is not None
@@ -337,28 +272,28 @@ async def _named(client: ClusterClient, sel: Selection, namespace: str | None,
     try:
         listed = await client.get(r.gvr.path(None if all_namespaces or not ns else ns), params=params)
     except KubeAPIError as exc:
-        raise ManifestError(_server_message(exc)) from exc
-    out = []
+        raise ManifestError(server_message(exc)) from exc
+    found = []
     for it in listed.get("items") or []:
         md = it.get("metadata") or {}
-        out.append(Located(r, str(md.get("namespace") or ""), str(md.get("name"))))
-    return r, out
+        found.append(Located(r, str(md.get("namespace") or ""), str(md.get("name"))))
+    return r, found
 
 
-async def _delete_one(client: ClusterClient, loc: Located, ignore_not_found: bool) -> bool:
+async def _delete_one(client: MasterClient, loc: Located, ignore_not_found: bool) -> bool:
     """DELETE one object; True when it is on its way out (to be waited for)."""
     try:
         await client.request("DELETE", loc.path)
     except NotFound:
         if not ignore_not_found:
-            raise ManifestError(f'{_type_name(loc.resource)} "{loc.name}" not found'
+            raise ManifestError(f'{type_name(loc.resource)} "{loc.name}" not found'
                                 + (f' in namespace "{loc.namespace}"' if loc.namespace else "")) from None
         return False
-    _out(f'{_type_name(loc.resource)} "{loc.name}" deleted')
+    out(f'{type_name(loc.resource)} "{loc.name}" deleted')
     return True
 
 
-async def _wait_gone(client: ClusterClient, pending: list[Located], timeout: float) -> int:
+async def _wait_gone(client: MasterClient, pending: list[Located], timeout: float) -> int:
     deadline = time.monotonic() + timeout
     while pending:
         still = []
@@ -371,10 +306,10 @@ async def _wait_gone(client: ClusterClient, pending: list[Located], timeout: flo
         pending = still
         if pending and time.monotonic() > deadline:
             for loc in pending:
-                _report(ManifestError(
+                report(ManifestError(
                     f"timed out after {timeout:.0f}s waiting for {loc.ref} to be deleted",
                     hint="a MultiClusterResource goes away once its copies are removed from every cluster; "
-                         f"see: kubectl describe {_type_name(loc.resource)} {loc.name} -n {loc.namespace}"))
+                         f"see: kubectl describe {type_name(loc.resource)} {loc.name} -n {loc.namespace}"))
             return len(pending)
         if pending:
             await asyncio.sleep(0.25)
@@ -384,7 +319,7 @@ async def _wait_gone(client: ClusterClient, pending: list[Located], timeout: flo
 async def _delete(docs: list[Doc], sel: Selection, *, kubeconfig: str | None, context: str | None,
                   namespace: str | None, all_namespaces: bool, ignore_not_found: bool, wait: bool,
                   timeout: float) -> int:
-    client = await _connect(kubeconfig, context)
+    client = await connect(kubeconfig, context)
     failures = 0
     pending: list[Located] = []
     try:
@@ -394,7 +329,7 @@ async def _delete(docs: list[Doc], sel: Selection, *, kubeconfig: str | None, co
         if sel.resource is not None:
             r, named = await _named(client, sel, namespace, all_namespaces)
             if not named and not sel.names:
-                _err().print("No resources found" + (f" in {namespace or 'default'} namespace."
+                stderr().print("No resources found" + (f" in {namespace or 'default'} namespace."
                                                      if r.namespaced and not all_namespaces else "."))
             targets += [(loc.ref, loc) for loc in named]
         for source, target in targets:
@@ -404,10 +339,10 @@ async def _delete(docs: list[Doc], sel: Selection, *, kubeconfig: str | None, co
                     pending.append(loc)
             except KubeAPIError as exc:
                 failures += 1
-                _report(ManifestError(f"{source}: {_server_message(exc)}"))
+                report(ManifestError(f"{source}: {server_message(exc)}"))
             except MulticlusterError as exc:
                 failures += 1
-                _report(exc)
+                report(exc)
         if wait:
             failures += await _wait_gone(client, pending, timeout)
     finally:
@@ -418,51 +353,15 @@ async def _delete(docs: list[Doc], sel: Selection, *, kubeconfig: str | None, co
 # --------------------------------------------------------------------------------------------- get
 
 
-def _columns(kind: str, wide: bool, all_namespaces: bool) -> list[tuple[str, str]]:
-    crd = next(c for c in crds.load() if c.kind == kind)
-    version = crd.body["spec"]["versions"][0]
-    cols = [("NAMESPACE", ".metadata.namespace")] if all_namespaces else []
-    cols.append(("NAME", ".metadata.name"))
-    for col in version.get("additionalPrinterColumns") or []:
-        if int(col.get("priority") or 0) == 0 or wide:
-            cols.append((str(col["name"]).upper(), ("date:" if col.get("type") == "date" else "") + col["jsonPath"]))
-    return cols
-
-
-def _cell(obj: dict[str, Any], spec: str, now: float) -> str:
-    if spec.startswith("date:"):
-        t = parse_time(jsonpath(obj, spec[5:]))
-        return "<unknown>" if t is None else human_duration(now - t)
-    v = jsonpath(obj, spec)
-    if v is None:
-        return ""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return v if isinstance(v, str) else orjson.dumps(v).decode()
-
-
-def render_table(items: list[dict[str, Any]], kind: str, *, wide: bool = False, all_namespaces: bool = False,
+def render_table(items: list[dict[str, Any]], kind: str | None, *, wide: bool = False, all_namespaces: bool = False,
                  now: float | None = None) -> str:
-    """kubectl-style table (left aligned, three spaces between columns) of CRD printer columns."""
-    now = time.time() if now is None else now
-    cols = _columns(kind, wide, all_namespaces)
-    rows = [[h for h, _ in cols]] + [[_cell(o, p, now) for _, p in cols] for o in items]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(cols))]
-    return "\n".join("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
-
-
-def _generic_table(items: list[dict[str, Any]], *, all_namespaces: bool, now: float | None = None) -> str:
-    """NAME AGE (kubectl's columns for a type without printer columns), NAMESPACE first with -A."""
-    now = time.time() if now is None else now
-    head = (["NAMESPACE"] if all_namespaces else []) + ["NAME", "AGE"]
-    rows = [head]
-    for o in items:
-        md = o.get("metadata") or {}
-        t = parse_time(md.get("creationTimestamp"))
-        rows.append(([str(md.get("namespace") or "")] if all_namespaces else [])
-                    + [str(md.get("name") or ""), "<unknown>" if t is None else human_duration(now - t)])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    return "\n".join("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+    """`kubectl get`'s table: the packaged CRD's printer columns for our kinds, NAME and AGE for other types."""
+    cols: tuple[dict[str, Any], ...] = ()
+    if kind is not None:
+        crd = next(c for c in crds.load() if c.kind == kind)
+        cols = printer_columns(crd.body, crd.body["spec"]["versions"][0]["name"])
+    return printers.render_master_table(items, cols, wide=wide, all_namespaces=all_namespaces,
+                                        now=time.time() if now is None else now)
 
 
 async def _get(sel: Selection, *, kubeconfig: str | None, context: str | None, namespace: str | None,
@@ -471,7 +370,7 @@ async def _get(sel: Selection, *, kubeconfig: str | None, context: str | None, n
         raise ManifestError("get: specify a resource type", hint="e.g. get rr, get rr NAME, get cl, get cm -l app=web")
     if output not in ("", "wide", "yaml", "json", "name"):
         raise ManifestError(f'--output "{output}" is not supported', hint="use wide, yaml, json or name")
-    client = await _connect(kubeconfig, context)
+    client = await connect(kubeconfig, context)
     failures = 0
     try:
         r = await resolve_type(client, sel.resource)
@@ -484,13 +383,13 @@ async def _get(sel: Selection, *, kubeconfig: str | None, context: str | None, n
                         items.append(await client.get(r.gvr.path(ns, name)))
                     except NotFound:
                         failures += 1
-                        _report(ManifestError(f'{_type_name(r)} "{name}" not found'
+                        report(ManifestError(f'{type_name(r)} "{name}" not found'
                                               + (f' in namespace "{ns}"' if ns else "")))
             else:
                 params = {"labelSelector": sel.selector} if sel.selector else None
                 items = list((await client.get(r.gvr.path(ns), params=params)).get("items") or [])
         except KubeAPIError as exc:
-            raise ManifestError(_server_message(exc)) from exc
+            raise ManifestError(server_message(exc)) from exc
     finally:
         await client.close()
     for it in items:
@@ -499,21 +398,19 @@ async def _get(sel: Selection, *, kubeconfig: str | None, context: str | None, n
     kind = r.kind if r.gvr.group == crds.GROUP and r.kind in {c.kind for c in crds.load()} else None
     if output == "name":
         for it in items:
-            _out(f"{_type_name(r)}/{it['metadata']['name']}")
+            out(f"{type_name(r)}/{it['metadata']['name']}")
     elif output in ("yaml", "json"):
         doc: dict[str, Any] = (items[0] if len(sel.names) == 1 and items
                                else {"apiVersion": "v1", "kind": "List", "items": items})
         if output == "json":
-            _out(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
+            out(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
         else:
             sys.stdout.write(yaml.safe_dump(doc, sort_keys=False))
     elif not items:
         if not sel.names:
-            _err().print("No resources found" + (f" in {ns} namespace." if ns else "."))
-    elif kind is not None:
-        _out(render_table(items, kind, wide=output == "wide", all_namespaces=all_namespaces))
+            stderr().print("No resources found" + (f" in {ns} namespace." if ns else "."))
     else:
-        _out(_generic_table(items, all_namespaces=all_namespaces))
+        out(render_table(items, kind, wide=output == "wide", all_namespaces=all_namespaces))
     return 1 if failures else 0
 
 
@@ -531,7 +428,7 @@ def _run(coro: Any) -> int:
     try:
         return int(asyncio.run(coro))
     except MulticlusterError as exc:
-        _report(exc)
+        report(exc)
         return 1
 
 
@@ -549,7 +446,7 @@ def apply_cmd(
     try:
         docs = read_docs(filename, recursive=recursive)
     except MulticlusterError as exc:
-        _report(exc)
+        report(exc)
         raise typer.Exit(1) from None
     failures = _run(_apply(docs, kubeconfig=kubeconfig, context=context, namespace=namespace,
                            force=force_conflicts, dry_run=dry_run, field_manager=field_manager))
@@ -569,7 +466,7 @@ def create_cmd(
     try:
         docs = read_docs(filename, recursive=recursive)
     except MulticlusterError as exc:
-        _report(exc)
+        report(exc)
         raise typer.Exit(1) from None
     if _run(_create(docs, kubeconfig=kubeconfig, context=context, namespace=namespace, dry_run=dry_run)):
         raise typer.Exit(1)
@@ -614,7 +511,7 @@ def delete_cmd(
             raise ManifestError("-l and --all need a TYPE", hint="e.g. delete rr -l app=web")
         docs = read_docs(filename, recursive=recursive) if filename else []
     except MulticlusterError as exc:
-        _report(exc)
+        report(exc)
         raise typer.Exit(1) from None
     failures = _run(_delete(docs, sel, kubeconfig=kubeconfig, context=context, namespace=namespace,
                             all_namespaces=all_namespaces, ignore_not_found=ignore_not_found, wait=wait,
@@ -640,7 +537,7 @@ def get_cmd(
         if sel.names and sel.selector:
             raise ManifestError("get: name objects or use -l, not both")
     except MulticlusterError as exc:
-        _report(exc)
+        report(exc)
         raise typer.Exit(1) from None
     if _run(_get(sel, kubeconfig=kubeconfig, context=context, namespace=namespace, all_namespaces=all_namespaces,
                  output=output)):

@@ -14,6 +14,7 @@ subset in plugin.jsonpath).
 
 from __future__ import annotations
 
+import io
 import time
 from calendar import timegm
 from collections.abc import Callable, Iterable, Sequence
@@ -249,7 +250,7 @@ def _mcr_status_count(key: str) -> Cell:
     return cell
 
 
-def _printer_column(col: dict[str, Any]) -> Cell:
+def printer_column(col: dict[str, Any]) -> Cell:
     """One CRD additionalPrinterColumn: the first value its JSONPath selects, formatted by its type the way
     kubectl formats it (date -> age, integer without a fraction); nothing selected -> empty cell."""
     path = str(col.get("jsonPath") or "")
@@ -307,8 +308,21 @@ def columns_for(res: ResourceInfo, wide: bool = False) -> list[tuple[str, Cell]]
             continue
         name = str(col.get("name") or "").upper()
         if name and name != "AGE" and name not in {h for h, _ in cols}:
-            cols.append((name, _printer_column(col)))
+            cols.append((name, printer_column(col)))
     return [*cols, AGE]
+
+
+def render_master_table(items: Sequence[Obj], printer_columns: Sequence[dict[str, Any]], *, wide: bool,
+                        all_namespaces: bool, now: float) -> str:
+    """`kubectl get`'s table of objects read from one cluster (the master): [NAMESPACE] NAME, then the CRD's
+    printer columns in their own order (priority > 0 only with wide), or AGE for a type without any."""
+    cols = ([NAMESPACE] if all_namespaces else []) + [NAME]
+    cols += [(str(col.get("name") or "").upper(), printer_column(col)) for col in printer_columns
+             if wide or _priority(col) == 0] or [AGE]
+    buf = io.StringIO()
+    table = TablePrinter([h for h, _ in cols], buf)
+    table.rows([[fn("", o, now) for _, fn in cols] for o in items])
+    return buf.getvalue().rstrip("\n")
 
 
 def _priority(col: dict[str, Any]) -> int:
