@@ -76,7 +76,7 @@ def _resource_path(group: str, version: str, parts: list[str]) -> Target:
     namespace = ""
     # /namespaces/{ns}/{resource}[/...] is a namespaced path; /namespaces and /namespaces/{name} (and its
     # subresources like /namespaces/{name}/status) are the Namespace resource itself.
-    if group == "" and parts[0] == "namespaces" and len(parts) >= 3 and parts[2] not in ("status", "finalize"):
+    if parts[0] == "namespaces" and len(parts) >= 3 and not (group == "" and parts[2] in ("status", "finalize")):
         namespace, parts = parts[1], parts[2:]
     resource, rest = parts[0], parts[1:]
     if len(rest) > 2:
