@@ -176,7 +176,8 @@ def run(
     db_endpoint: Annotated[
         str | None,
         typer.Option(
-            "--db-endpoint", envvar="MULTICLUSTER_DB_ENDPOINT", help="MySQL HOST:PORT (selects the mysql store)"
+            "--db-endpoint", envvar="MULTICLUSTER_DB_ENDPOINT",
+            help="MySQL HOST:PORT, or the nodes of a cluster as h1:p1,h2:p2,h3:p3 (selects the mysql store)",
         ),
     ] = None,
     db_user: Annotated[str | None, typer.Option("--db-user", envvar="MULTICLUSTER_DB_USER")] = None,

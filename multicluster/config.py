@@ -79,6 +79,9 @@ class StoreConfig:
     path: Path = Path("multicluster.db")
     host: str = "127.0.0.1"
     port: int = 3306
+    # Several nodes of one database cluster (Galera, InnoDB Cluster): the store uses the first that answers and
+    # is synced, and moves to the next when that node dies or leaves the primary component. Empty = (host, port).
+    endpoints: tuple[tuple[str, int], ...] = ()
     user: str = "root"
     password: str = field(default="", repr=False)
     database: str = "resources"
@@ -359,6 +362,7 @@ def _parse_store(data: Any, base: Path) -> StoreConfig:
         "path",
         "host",
         "port",
+        "endpoints",
         "user",
         "password",
         "passwordFile",
@@ -382,11 +386,23 @@ def _parse_store(data: Any, base: Path) -> StoreConfig:
     if password_file:
         password = _read_secret_file("store.passwordFile", _resolve_path(password_file, base))
     pool_size = int(_positive("store.poolSize", _opt(where, data, "poolSize", int, "an integer", 4)))
+    host = _opt(where, data, "host", str, "a host name", "127.0.0.1")
+    port = int(_positive("store.port", _opt(where, data, "port", int, "a port number", 3306)))
+    endpoints: tuple[tuple[str, int], ...] = ()
+    raw_endpoints = data.get("endpoints")
+    if raw_endpoints is not None:
+        if "host" in data or "port" in data:
+            raise ConfigError("store: give either host/port or endpoints, not both",
+                              hint="list every node in store.endpoints, e.g. [db-0:3306, db-1:3306]")
+        endpoints = parse_endpoints("store.endpoints", _typed("store.endpoints", raw_endpoints, list,
+                                                              'a list of "HOST:PORT" strings'))
+        host, port = endpoints[0]
     return StoreConfig(
         type=kind,
         path=_resolve_path(_opt(where, data, "path", str, "a file path", "multicluster.db"), base),
-        host=_opt(where, data, "host", str, "a host name", "127.0.0.1"),
-        port=int(_positive("store.port", _opt(where, data, "port", int, "a port number", 3306))),
+        host=host,
+        port=port,
+        endpoints=endpoints,
         user=_opt(where, data, "user", str, "a user name", "root"),
         password=password,
         database=_opt(where, data, "database", str, "a database name", "resources"),
@@ -401,6 +417,23 @@ def _parse_store(data: Any, base: Path) -> StoreConfig:
             _positive("store.flushInterval", _opt(where, data, "flushInterval", (int, float), "seconds", 0.05))
         ),
     )
+
+
+def parse_endpoints(where: str, items: list[Any]) -> tuple[tuple[str, int], ...]:
+    """`HOST:PORT` strings (IPv6 as [addr]:port) into (host, port) pairs: at least one, no repeats."""
+    out: list[tuple[str, int]] = []
+    for i, item in enumerate(items):
+        host, _, port = (item if isinstance(item, str) else "").strip().rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        if not host or not port.isdigit():
+            raise ConfigError(f'{where}[{i}]: "{item}" is not HOST:PORT', hint="e.g. db-0.db:3306")
+        pair = (host, _port(f"{where}[{i}]", int(port)))
+        if pair in out:
+            raise ConfigError(f'{where}[{i}]: "{item}" is listed twice', hint="list each database node once")
+        out.append(pair)
+    if not out:
+        raise ConfigError(f"{where}: no endpoint given", hint="list at least one HOST:PORT")
+    return tuple(out)
 
 
 def _pool_min_size(where: str, value: int, pool_size: int) -> int:
@@ -853,10 +886,10 @@ def apply_overrides(cfg: Config, ov: Overrides) -> Config:
             raise ConfigError(f'--store: "{ov.store_type}" is not supported', hint='use "sqlite" or "mysql"')
         store = replace(store, type=ov.store_type)  # type: ignore[arg-type]
     if ov.db_endpoint:
-        host, _, port = ov.db_endpoint.rpartition(":")
-        if not host or not port.isdigit():
-            raise ConfigError(f'--db-endpoint: "{ov.db_endpoint}" is not HOST:PORT', hint="e.g. 127.0.0.1:3306")
-        store = replace(store, type="mysql", host=host, port=_port("--db-endpoint", int(port)))
+        # One HOST:PORT, or several (h1:p1,h2:p2,h3:p3): the nodes of a database cluster, tried in this order.
+        endpoints = parse_endpoints("--db-endpoint", ov.db_endpoint.split(","))
+        store = replace(store, type="mysql", host=endpoints[0][0], port=endpoints[0][1],
+                        endpoints=endpoints if len(endpoints) > 1 else ())
     if ov.db_user:
         store = replace(store, user=ov.db_user)
     if ov.db_password is not None:

@@ -73,3 +73,14 @@ MEMBER_LIMITS = Counter(
     ["cluster", "limit"],
     registry=REGISTRY,
 )
+STORE_ENDPOINT = Gauge(
+    "multicluster_store_endpoint",
+    "1 for the database node (HOST:PORT of store.endpoints) the MySQL store writes through, 0 for the others",
+    ["endpoint"],
+    registry=REGISTRY,
+)
+STORE_FAILOVERS = Counter(
+    "multicluster_store_failovers_total",
+    "Times the MySQL store moved to another database node (the one in use died or left the primary component)",
+    registry=REGISTRY,
+)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from multicluster.testing.galera import GaleraCluster
 from multicluster.testing.harness import Harness
 from multicluster.testing.mariadb import MariaDB
 
@@ -67,6 +68,20 @@ def mariadb_server() -> Iterator[MariaDB]:
         _unavailable("MariaDB", exc)
     yield m
     m.stop()
+
+
+@pytest.fixture(scope="session")
+def galera_cluster() -> Iterator[GaleraCluster]:
+    """Three MariaDB Galera nodes on loopback (multicluster.testing.galera), for the multi-primary HA tests."""
+    d = Path(tempfile.mkdtemp(prefix="mc-galera-"))
+    g = GaleraCluster(d, nodes_count=3)
+    try:
+        g.start()
+    except Exception as exc:
+        g.stop()
+        _unavailable("the MariaDB Galera cluster", exc)
+    yield g
+    g.stop()
 
 
 @pytest.fixture

@@ -318,6 +318,8 @@ async def list_clusters(request: web.Request) -> web.StreamResponse:
     return json_response({
         "apiVersion": API_VERSION,
         "clusters": [_cluster_json(v, per.get(v.name, {})) for v in views],
+        # The database node in use when the store is a cluster of them (MySQL store; null otherwise).
+        "store": {"endpoint": getattr(backend.store, "endpoint", None)},
     })
 
 

@@ -7,6 +7,15 @@ two replicas inserting neighbouring new rows do not deadlock each other.
 After an outage the pool drops dead connections and opens new ones on the next call; a failed apply() raises a
 transient StoreError and the caller retries the same batch (apply is idempotent under the RV guard). Reads,
 which are harmless to repeat, retry once by themselves when they hit a connection that died while idle.
+
+Database clusters (store.endpoints, e.g. three Galera nodes): the store uses the first endpoint that answers and,
+on Galera, is synced (wsrep_ready ON, wsrep_local_state 4). An error that says the node is gone or out of the
+primary component (lost connection, 1047 "WSREP has not yet prepared node") makes the next call choose again,
+so the writer's retry of the same batch lands on a live node. Galera certifies a transaction on commit: a
+conflict with another node's write is error 1213 there, transient like a deadlock. A batch whose write set could
+pass wsrep_max_ws_size is applied in parts, each its own transaction (parts are whole identities, and every part
+is idempotent under the RV guard, so a retry after a part landed changes nothing twice). Every table has a
+primary key and is InnoDB; no LOCK TABLES, GET_LOCK or temporary tables (Galera replicates none of them).
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ import logging
 import math
 import re
 import warnings
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -27,8 +36,9 @@ from pymysql.constants import SERVER_STATUS
 
 from multicluster.config import StoreConfig
 from multicluster.errors import StoreError
+from multicluster.metrics import STORE_ENDPOINT, STORE_FAILOVERS
 from multicluster.store import ownership, schema, sql
-from multicluster.store.base import Mutation
+from multicluster.store.base import ApplyResult, Mutation, Row
 from multicluster.store.engine import SQLStore, Tx, all_new
 
 log = logging.getLogger(__name__)
@@ -38,7 +48,8 @@ _TRANSIENT_CODES = frozenset({
     1040,  # too many connections
     1053,  # server shutdown in progress
     1205,  # lock wait timeout
-    1213,  # deadlock
+    1213,  # deadlock; on Galera also a certification conflict with another node's commit
+    1047,  # Galera: "WSREP has not yet prepared node for application use" (not in the primary component)
     1290,  # --read-only (a failover in progress)
     1317,  # query interrupted
     1927,  # MariaDB: connection was killed
@@ -50,6 +61,18 @@ _TRANSIENT_CODES = frozenset({
 })
 # The connection itself is dead (0: aiomysql's "connection already closed").
 _LOST = frozenset({2006, 2013, 2055, 1927, 0})
+# The node is unusable (gone, shutting down, out of the primary component): choose an endpoint again.
+_NODE_DOWN = _LOST | {1047, 1053, 1290, 2002, 2003}
+_ER_LOCK_DEADLOCK = 1213
+_WSREP_SYNCED = "4"
+_PROBE_TIMEOUT = 5  # seconds to connect to a candidate node while choosing one
+# A batch is split when its estimated write set passes this share of wsrep_max_ws_size. A row's write set holds
+# its image and, with MariaDB's binlog_annotate_row_events (on by default), the statement text too, where the
+# object is a hex literal: about three times the object's bytes, plus an allowance for keys, labels and fields
+# (measured: 3 objects of 20 kB fit in 200 kB, 4 do not).
+_WS_SHARE = 0.5
+_OBJECT_FACTOR = 3
+_ROW_OVERHEAD = 2048
 _DB_NAME = re.compile(r"[A-Za-z0-9_$-]{1,64}")
 
 
@@ -206,6 +229,19 @@ class _IdBlocks:
             return range(start, start + n)
 
     async def _reserve(self, n: int) -> int:
+        # Two replicas writing through different Galera nodes both update the counter row: one of them fails
+        # certification (1213) and reserves again, above the block the other one took.
+        for attempt in range(5):
+            try:
+                return await self._reserve_once(n)
+            except StoreError as exc:
+                if attempt == 4 or f"(error {_ER_LOCK_DEADLOCK})" not in str(exc):
+                    raise
+                log.info("%s: id block reservation conflicted with another replica; reserving again",
+                         self._store.where)
+        raise AssertionError("unreachable")
+
+    async def _reserve_once(self, n: int) -> int:
         async with self._store.transaction() as tx:
             # Creates the counter on first use; a no-op update (not INSERT IGNORE, which warns) once it exists.
             await tx.execute("INSERT INTO id_blocks (name, next_id) VALUES ('resources', 1) "
@@ -224,6 +260,17 @@ class MySQLStore(SQLStore):
         self.cfg = cfg
         self._pool: aiomysql.Pool | None = None
         self._ids = _IdBlocks(self)
+        self._endpoints: tuple[tuple[str, int], ...] = cfg.endpoints or ((cfg.host, cfg.port),)
+        self._current = 0  # index into _endpoints of the node _pool connects to
+        self._suspect = False  # the node in use failed: choose again before the next statement
+        self._choosing = asyncio.Lock()
+        self._ws_budget = 0  # bytes per transaction on Galera (a share of wsrep_max_ws_size); 0 = no limit
+
+    @property
+    def endpoint(self) -> str:
+        """HOST:PORT of the database node in use (shown in /v1/clusters and the metrics)."""
+        host, port = self._endpoints[self._current]
+        return f"{host}:{port}"
 
     async def _reserve_ids(self, mutations: Sequence[Mutation]) -> Sequence[int] | None:
         if all_new(mutations):
@@ -233,7 +280,7 @@ class MySQLStore(SQLStore):
     @property
     def where(self) -> str:
         """How messages name the database: never with the password."""
-        return f"mysql store {self.cfg.user}@{self.cfg.host}:{self.cfg.port}/{self.cfg.database}"
+        return f"mysql store {self.cfg.user}@{self.endpoint}/{self.cfg.database}"
 
     def _error(self, exc: BaseException) -> StoreError:
         code = _code(exc)
@@ -243,18 +290,21 @@ class MySQLStore(SQLStore):
         if code == 1045:
             hint = "check store.user and store.password (or --db-user/--db-password)"
         elif code in (2002, 2003):
-            hint = "is the database server running and reachable at store.host:store.port?"
+            hint = ("is the database server running and reachable at store.host:store.port?" if len(self._endpoints)
+                    == 1 else "is any node of store.endpoints running, reachable and synced?")
         elif code == 1049:
             hint = "create the database, or grant the user CREATE so the daemon can"
         return StoreError(f"{self.where}: {detail or type(exc).__name__}"
                           + (f" (error {code})" if code > 0 else ""), transient=transient, hint=hint)
 
-    async def _create_pool(self, db: str | None) -> aiomysql.Pool:
+    async def _create_pool(self, db: str | None, index: int | None = None) -> aiomysql.Pool:
         c = self.cfg
+        host, port = self._endpoints[self._current if index is None else index]
         return await aiomysql.create_pool(
-            host=c.host, port=c.port, user=c.user, password=c.password, db=db,
+            host=host, port=port, user=c.user, password=c.password, db=db,
             minsize=min(c.pool_min_size, c.pool_size), maxsize=c.pool_size, autocommit=False, charset="utf8mb4",
-            connect_timeout=10, pool_recycle=c.connection_max_lifetime if c.connection_max_lifetime > 0 else -1,
+            connect_timeout=10 if len(self._endpoints) == 1 else _PROBE_TIMEOUT,
+            pool_recycle=c.connection_max_lifetime if c.connection_max_lifetime > 0 else -1,
             init_command="SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
         )
 
@@ -263,18 +313,112 @@ class MySQLStore(SQLStore):
             return
         try:
             try:
-                self._pool = await self._create_pool(self.cfg.database)
-                await self._release(await self._pool.acquire(), ok=True)  # fail here, not on first use
+                await self._choose()
             except pymysql.err.OperationalError as exc:
                 if _code(exc) != _ER_BAD_DB or not valid_database_name(self.cfg.database):
                     raise
                 await self.close()
                 await self._create_database()
-                self._pool = await self._create_pool(self.cfg.database)
+                await self._choose()
             await self._apply_schema()
         except _DRIVER_ERRORS as exc:
             await self.close()
             raise self._error(exc) from exc
+
+    async def _usable(self, conn: aiomysql.Connection) -> tuple[bool, int]:
+        """Whether a node may take writes (any server without Galera; a Galera node only while synced), and the
+        write-set budget it imposes (0 = none)."""
+        async with conn.cursor() as cur:
+            await cur.execute("SHOW GLOBAL VARIABLES LIKE 'wsrep%'")
+            variables = {str(k).lower(): str(v) for k, v in await cur.fetchall()}
+            if variables.get("wsrep_on", "OFF").upper() != "ON":
+                return True, 0
+            await cur.execute("SHOW GLOBAL STATUS LIKE 'wsrep%'")
+            status = {str(k).lower(): str(v) for k, v in await cur.fetchall()}
+        await conn.rollback()
+        budget = int(int(variables.get("wsrep_max_ws_size", "0") or 0) * _WS_SHARE)
+        return status.get("wsrep_ready", "").upper() == "ON" and status.get("wsrep_local_state") == _WSREP_SYNCED, \
+            budget
+
+    async def _choose(self) -> None:
+        """Point the pool at the first endpoint that answers and is synced; keep the pool if that is the node
+        in use. Raises the last node's error when none is usable."""
+        last: BaseException | None = None
+        for index, (host, port) in enumerate(self._endpoints):
+            keep = self._pool is not None and index == self._current
+            try:
+                pool = self._pool if keep and self._pool is not None else \
+                    await self._create_pool(self.cfg.database, index)
+            except _DRIVER_ERRORS as exc:
+                if _code(exc) == _ER_BAD_DB:
+                    raise
+                last = exc
+                log.warning("%s: database node %s:%d does not answer: %s", self.where, host, port, exc)
+                continue
+            reason: BaseException | None = None
+            try:
+                conn = await pool.acquire()
+                try:
+                    usable, budget = await self._usable(conn)
+                finally:
+                    await pool.release(conn)
+            except _DRIVER_ERRORS as exc:
+                usable, budget, reason = False, 0, exc
+            if not usable:
+                last = reason or pymysql.err.OperationalError(
+                    1047, f"database node {host}:{port} is not synced with its cluster (wsrep_ready, "
+                          "wsrep_local_state)")
+                log.warning("%s: database node %s:%d is not usable (%s)", self.where, host, port, last)
+                if not keep:
+                    pool.terminate()
+                continue
+            if not keep:
+                moved = self._pool is not None
+                old, self._pool, self._current = self._pool, pool, index
+                if old is not None:
+                    # Connections still out on the old node fail now rather than hang; their callers retry.
+                    old.terminate()
+                if moved:
+                    STORE_FAILOVERS.inc()
+                    log.warning("%s: moved to database node %s:%d", self.where, host, port)
+            self._ws_budget = budget
+            for i, (h, p) in enumerate(self._endpoints):
+                STORE_ENDPOINT.labels(f"{h}:{p}").set(1 if i == index else 0)
+            self._suspect = False
+            return
+        assert last is not None
+        raise last
+
+    async def _live_pool(self) -> aiomysql.Pool:
+        """The pool, after choosing a node again if the one in use failed."""
+        pool = self._pool_or_raise()
+        if not self._suspect:
+            return pool
+        async with self._choosing:
+            if self._suspect:
+                try:
+                    await self._choose()
+                except _DRIVER_ERRORS as exc:
+                    raise self._error(exc) from exc
+        return self._pool_or_raise()
+
+    def _failed(self, pool: aiomysql.Pool, exc: BaseException) -> None:
+        """Note an error; one that says the node is gone makes the next call choose a node again."""
+        if pool is self._pool and (_code(exc) in _NODE_DOWN or not isinstance(exc, pymysql.err.Error)):
+            self._suspect = True
+
+    async def apply(self, mutations: Sequence[Mutation]) -> ApplyResult:
+        """Galera refuses a transaction whose write set passes wsrep_max_ws_size: a batch that could is applied
+        in parts, each under the budget."""
+        parts = list(_split(mutations, self._ws_budget)) if self._ws_budget else [mutations]
+        if len(parts) == 1:
+            return await super().apply(mutations)
+        total = ApplyResult()
+        for part in parts:
+            r = await super().apply(part)
+            total = ApplyResult(written=total.written + r.written, deleted=total.deleted + r.deleted,
+                                skipped=total.skipped + r.skipped)
+        return total
 
     async def _create_database(self) -> None:
         """The configured database is missing: create it (the name was checked against _DB_NAME)."""
@@ -328,9 +472,9 @@ class MySQLStore(SQLStore):
                              hint="call open() before using the store")
         return self._pool
 
-    async def _release(self, conn: aiomysql.Connection, *, ok: bool) -> None:
-        """Return a connection; after a failure close it instead, so the pool never hands out a broken one."""
-        pool = self._pool_or_raise()
+    async def _release(self, pool: aiomysql.Pool, conn: aiomysql.Connection, *, ok: bool) -> None:
+        """Return a connection to its pool; after a failure close it instead, so the pool never hands out a broken
+        one."""
         if not ok:
             try:
                 await conn.rollback()
@@ -340,10 +484,11 @@ class MySQLStore(SQLStore):
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
-        pool = self._pool_or_raise()
+        pool = await self._live_pool()
         try:
             conn = await pool.acquire()
         except _DRIVER_ERRORS as exc:
+            self._failed(pool, exc)
             raise self._error(exc) from exc
         ok = False
         try:
@@ -352,9 +497,10 @@ class MySQLStore(SQLStore):
             await conn.commit()
             ok = True
         except _DRIVER_ERRORS as exc:
+            self._failed(pool, exc)
             raise self._error(exc) from exc
         finally:
-            await self._release(conn, ok=ok)
+            await self._release(pool, conn, ok=ok)
 
     async def fetch(self, text: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return await self._read(text, params, 0)
@@ -363,8 +509,8 @@ class MySQLStore(SQLStore):
         return await self._read(text, params, max_bytes)
 
     async def _read(self, text: str, params: Sequence[Any], max_bytes: int) -> list[tuple[Any, ...]]:
-        pool = self._pool_or_raise()
         for attempt in (1, 2):
+            pool = await self._live_pool()
             conn: aiomysql.Connection | None = None
             ok = False
             try:
@@ -378,11 +524,31 @@ class MySQLStore(SQLStore):
                 ok = True
                 return rows
             except _DRIVER_ERRORS as exc:
-                if attempt == 1 and _code(exc) in _LOST:
+                self._failed(pool, exc)
+                if attempt == 1 and _code(exc) in _NODE_DOWN:
                     log.info("%s: connection lost (%s), retrying the read once", self.where, exc)
                     continue
                 raise self._error(exc) from exc
             finally:
                 if conn is not None:
-                    await self._release(conn, ok=ok)
+                    await self._release(pool, conn, ok=ok)
         raise AssertionError("unreachable")
+
+
+def _split(mutations: Sequence[Mutation], budget: int) -> Iterator[Sequence[Mutation]]:
+    """Parts of a batch whose estimated write sets stay under `budget` bytes; every change of one identity stays
+    in one part (the batch's last change of an object wins, which only the whole run of them can tell)."""
+    runs: dict[tuple[str, str, str, str], list[Mutation]] = {}
+    for m in mutations:
+        runs.setdefault((m.cluster, str(m.gvr), m.namespace, m.name), []).append(m)
+    part: list[Mutation] = []
+    size = 0
+    for run in runs.values():
+        cost = sum(_ROW_OVERHEAD + (_OBJECT_FACTOR * len(m.object) if isinstance(m, Row) else 0) for m in run)
+        if part and size + cost > budget:
+            yield part
+            part, size = [], 0
+        part.extend(run)
+        size += cost
+    if part:
+        yield part
