@@ -374,6 +374,81 @@ def _write_cli_config(cfg: Config, port: int) -> None:
         typer.echo(f"warning: could not write the kubectl-multicluster config: {exc}", err=True)
 
 
+@app.command("kubeconfig")
+def kubeconfig(
+    out: Annotated[Path | None, typer.Option("--out", help="write a new kubeconfig here instead of merging into "
+                                             "$KUBECONFIG (or ~/.kube/config)")] = None,
+    server: Annotated[str | None, typer.Option("--server", help="the daemon's URL (default: from the kubectl-"
+                                               "multicluster config file, else http://localhost:31888)")] = None,
+    token_file: Annotated[Path | None, typer.Option("--token-file", help="read the API token from a file "
+                                                    "(default: MULTICLUSTER_TOKEN, else the config file's)")] = None,
+    certificate_authority: Annotated[Path | None, typer.Option(
+        "--certificate-authority", help="PEM file of the CA that signed the daemon's certificate (server.certDir), "
+        "embedded in the kubeconfig")] = None,
+) -> None:
+    """Add kubectl contexts for the daemon's Kubernetes API: `multicluster` (all clusters) and
+    `multicluster-<cluster>` (one each). Then: kubectl --context multicluster get pods -A"""
+    import urllib.error
+    import urllib.request
+
+    import orjson
+
+    from multicluster import cliconfig
+    from multicluster.api.kube import contexts
+
+    try:
+        cli = cliconfig.load_cli_config()
+    except MulticlusterError as exc:
+        _fail(str(exc), exc.hint)
+    url = (server or (cli.server_url if cli else f"http://localhost:{cliconfig.DEFAULT_PORT}")).rstrip("/")
+    token = _read_flag_file("--token-file", token_file) or os.environ.get("MULTICLUSTER_TOKEN") or \
+        (cli.token if cli else None)
+    ca_data = None
+    if certificate_authority is not None:
+        try:
+            ca_data = certificate_authority.read_bytes()
+        except OSError as exc:
+            _fail(f"--certificate-authority: cannot read {certificate_authority}: {exc.strerror or exc}")
+    ctx = None
+    if url.startswith("https:"):
+        import ssl
+
+        ctx = ssl.create_default_context(cadata=ca_data.decode() if ca_data else None)
+    req = urllib.request.Request(f"{url}/v1/clusters")  # noqa: S310 - the operator's own daemon URL
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=15, context=ctx) as resp:  # noqa: S310
+            names = [str(c["name"]) for c in orjson.loads(resp.read())["clusters"]]
+    except urllib.error.HTTPError as exc:
+        hint = ("pass the daemon's token with --token-file or MULTICLUSTER_TOKEN" if exc.code == 401
+                else "check --server")
+        _fail(f"the daemon at {url} answered {exc.code} {exc.reason} to GET /v1/clusters", hint)
+    except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError) as exc:
+        reason = getattr(exc, "reason", exc)
+        _fail(f"cannot read the cluster list from the daemon at {url}: {reason}",
+              "start the daemon (multicluster run), or point --server at it")
+    if token and url.startswith("http:"):
+        typer.echo("warning: kubectl sends no bearer token over plain HTTP, so these contexts get 401 from a daemon "
+                   "with a token: serve the API over TLS (server.certDir) and rerun with --server https://... "
+                   "--certificate-authority CA.crt", err=True)
+    new = contexts.entries(url, names, token, ca_data)
+    try:
+        if out is not None:
+            contexts.write(out, contexts.merge(contexts.empty(), new), backup=False)
+            target, saved = out, None
+        else:
+            target = contexts.default_path()
+            saved = contexts.write(target, contexts.merge(contexts.load(target), new), backup=True)
+    except MulticlusterError as exc:
+        _fail(str(exc), exc.hint)
+    except OSError as exc:
+        _fail(f"cannot write the kubeconfig: {exc}", "choose another file with --out FILE")
+    typer.echo(f"wrote contexts multicluster and {len(names)} multicluster-<cluster> to {target}"
+               + (f" (previous file kept as {saved})" if saved else ""))
+    typer.echo(f"try: kubectl {'--kubeconfig ' + str(target) + ' ' if out else ''}--context multicluster get pods -A")
+
+
 @app.command("check-config")
 def check_config(
     config: Annotated[Path, typer.Option("--config", envvar="MULTICLUSTER_CONFIG")] = Path("config/config.yaml"),
