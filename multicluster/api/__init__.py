@@ -54,5 +54,6 @@ def build_app(backend: ApiBackend, access: Access | None = None) -> web.Applicat
     r.add_get("/openapi.json", openapi, allow_head=False)
     r.add_post("/v1/join", join.join)
     r.add_delete("/v1/unjoin", join.unjoin)
-    r.add_route("*", kube.ROUTE, kube.serve)
+    r.add_get(kube.SCOPE_ROUTE, kube.serve, allow_head=False)
+    r.add_get(kube.ROUTE, kube.serve, allow_head=False)
     return app

@@ -253,7 +253,7 @@ def _as_status(request: web.Request, resp: web.StreamResponse) -> web.StreamResp
         return resp
     from multicluster.api.kube.status import from_error
 
-    return from_error(resp)
+    return from_error(resp, request.method, request.path)
 
 
 def _error_for(request: web.Request, exc: Exception) -> web.StreamResponse:

@@ -125,6 +125,37 @@ _RESOURCES_PARAMS = [
 ]
 
 
+def _kube_paths() -> dict[str, Any]:
+    """The Kubernetes-compatible API (docs/kubernetes-api.md): Kubernetes' own paths under a scope prefix."""
+    prefix = "/apis/clusters.multicluster.practice.com/v1alpha1/clusters/{cluster}"
+    cluster = _path("cluster", "A member cluster's name, or `_all` for every cluster at once")
+    answers = {"200": {"description": "What a kube-apiserver answers on the same path: discovery documents "
+                                      "(aggregated with `Accept: ...;as=APIGroupDiscoveryList`), /version, a "
+                                      "<Kind>List, one object, or a meta.k8s.io Table (`Accept: ...;as=Table`) "
+                                      "with CLUSTER as the first column; every item carries its cluster in the "
+                                      "annotation multicluster.practice.com/cluster",
+                       "content": {"application/json": {"schema": _OBJ}}},
+               "4XX": {"description": "A Kubernetes Status object (kind: Status) with the code and reason; write "
+                                      "methods are 405 MethodNotAllowed: the API is read-only",
+                       "content": {"application/json": {"schema": _OBJ}}}}
+    return {
+        prefix: {"get": {"summary": "A scope of the read-only Kubernetes API (the `server:` of a kubeconfig)",
+                         "parameters": [cluster], "responses": answers}},
+        prefix + "/{rest}": {"get": {
+            "summary": "Kubernetes paths (/api, /apis, /version, /api/v1/namespaces/NS/pods, ...) over the store",
+            "description": "Stale or missing clusters are named in `Warning: 299` headers (kubectl prints them). "
+                           "Accepts labelSelector, fieldSelector (the store's indexed fields), limit and continue "
+                           "(exact keyset paging), includeObject, resourceVersion and resourceVersionMatch.",
+            "parameters": [cluster, _path("rest", "An ordinary Kubernetes API path"),
+                           _q("labelSelector", "Kubernetes label selector"),
+                           _q("fieldSelector", "metadata.name, metadata.namespace, status.phase, spec.nodeName"),
+                           _q("limit", "Page size (0 or absent: everything, streamed)",
+                              {"type": "integer", "minimum": 0}),
+                           _q("continue", "The continue token of the previous page")],
+            "responses": answers}},
+    }
+
+
 def document() -> dict[str, Any]:
     """The OpenAPI 3.1 document for every route build_app registers."""
     bearer: list[dict[str, list[str]]] = [{"bearer": []}]
@@ -177,6 +208,7 @@ def document() -> dict[str, Any]:
                     **_ERRORS,
                 },
             }},
+            **_kube_paths(),
             "/v1/clusters": {"get": {
                 "summary": "Clusters with health, per-type sync state and object counts",
                 "responses": {"200": _json(_ref("ClusterList"), "Every configured cluster"), **_ERRORS},

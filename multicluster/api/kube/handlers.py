@@ -13,7 +13,9 @@ from multicluster.api.middleware import BACKEND, json_response
 from multicluster.api.params import bool_param
 from multicluster.gvr import GVR
 
-ROUTE = PREFIX + "/{cluster}{rest:.*}"
+# The scope itself (kubectl asks for nothing there, but a browser might) and everything under it.
+SCOPE_ROUTE = PREFIX + "/{cluster}"
+ROUTE = PREFIX + "/{cluster}/{rest:.*}"
 
 
 
@@ -29,10 +31,6 @@ def _json(data: object, content_type: str = "application/json") -> web.Response:
 
 async def serve(request: web.Request) -> web.StreamResponse:
     """Every request under PREFIX."""
-    if request.method not in ("GET", "HEAD"):
-        return status_response(405, f"the multicluster Kubernetes API is read-only: {request.method} is not allowed "
-                               f"on {request.path[:300]}; change the object in its member cluster (or deliver it "
-                               "with a MultiClusterResource on the master)", {}, headers={"Allow": "GET"})
     backend = request.app[BACKEND]
     cluster = request.match_info["cluster"]
     views = backend.clusters()
@@ -48,7 +46,7 @@ async def serve(request: web.Request) -> web.StreamResponse:
                                    {"name": cluster, "kind": "clusters"})
     clusters = () if cluster == ALL_CLUSTERS else (cluster,)
     try:
-        target = parse(request.match_info["rest"])
+        target = parse(request.match_info.get("rest", ""))
     except PathError:
         return _not_found(request.path[:300])
     if target.kind == "version":

@@ -64,8 +64,14 @@ def status_response(code: int, message: str, details: StatusDetails | None = Non
                         content_type="application/json", headers=headers)
 
 
-def from_error(resp: web.StreamResponse) -> web.StreamResponse:
-    """The middleware's `{error, hint}` answer as a Status with the same code and headers."""
+def read_only(method: str, path: str) -> str:
+    return (f"the multicluster Kubernetes API is read-only: {method} is not allowed on {path[:300]}; change the "
+            "object in its member cluster (or deliver it with a MultiClusterResource on the master)")
+
+
+def from_error(resp: web.StreamResponse, method: str = "GET", path: str = "") -> web.StreamResponse:
+    """The middleware's `{error, hint}` answer as a Status with the same code and headers. The routes under the
+    prefix take GET only, so a 405 is always a write verb: it says the API is read-only."""
     if not isinstance(resp, web.Response) or resp.status < 400 or resp.content_type != "application/json":
         return resp
     body = resp.body
@@ -76,13 +82,17 @@ def from_error(resp: web.StreamResponse) -> web.StreamResponse:
     if not isinstance(data, dict) or "error" not in data or data.get("kind") == "Status":
         return resp
     message = str(data["error"])
-    if data.get("hint"):
+    if resp.status == 405:
+        message = read_only(method, path)
+    elif data.get("hint"):
         message += f" (hint: {data['hint']})"
     details: StatusDetails = {}
     retry = resp.headers.get("Retry-After", "")
     if retry.isdigit():
         details["retryAfterSeconds"] = int(retry)
     headers = {k: v for k, v in resp.headers.items() if k.lower() in ("www-authenticate", "retry-after")}
+    if resp.status == 405:
+        headers["Allow"] = "GET"
     out = status_response(resp.status, message, details or None, headers)
     if resp.keep_alive is False:
         out.force_close()
