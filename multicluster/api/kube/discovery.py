@@ -99,24 +99,35 @@ def crd_columns(crd: dict[str, Any], version: str) -> tuple[dict[str, Any], ...]
     return ()
 
 
+async def _describe(backend: ApiBackend, views: Sequence[ClusterView], gvr: GVR) -> KubeResource | None:
+    res = await _resolve(backend, gvr)
+    if res is None:
+        return None
+    cats = BUILTIN_CATEGORIES.get((gvr.group, gvr.resource), ())
+    crd = await _crd(backend, [v.name for v in views], gvr)
+    cols: tuple[dict[str, Any], ...] = ()
+    if crd is not None:
+        spec_names = (crd.get("spec") or {}).get("names") or {}
+        cats = tuple(str(c) for c in spec_names.get("categories") or () if isinstance(c, str))
+        cols = crd_columns(crd, gvr.version)
+    return KubeResource(res, cats, cols, custom=crd is not None)
+
+
 async def served(backend: ApiBackend, views: Sequence[ClusterView]) -> list[KubeResource]:
     """The types the clusters of a scope sync, each with its discovery entry, sorted by group/version/name."""
-    gvrs = sorted({s.gvr for v in views for s in v.syncs})
-    names = [v.name for v in views]
     out: list[KubeResource] = []
-    for gvr in gvrs:
-        res = await _resolve(backend, gvr)
-        if res is None:
-            continue
-        cats = BUILTIN_CATEGORIES.get((gvr.group, gvr.resource), ())
-        crd = await _crd(backend, names, gvr)
-        cols: tuple[dict[str, Any], ...] = ()
-        if crd is not None:
-            spec_names = (crd.get("spec") or {}).get("names") or {}
-            cats = tuple(str(c) for c in spec_names.get("categories") or () if isinstance(c, str))
-            cols = crd_columns(crd, gvr.version)
-        out.append(KubeResource(res, cats, cols, custom=crd is not None))
+    for gvr in sorted({s.gvr for v in views for s in v.syncs}):
+        k = await _describe(backend, views, gvr)
+        if k is not None:
+            out.append(k)
     return out
+
+
+async def find(backend: ApiBackend, views: Sequence[ClusterView], gvr: GVR) -> KubeResource | None:
+    """One type of the scope (what a list or get needs), without describing every other type."""
+    if not any(s.gvr == gvr for v in views for s in v.syncs):
+        return None
+    return await _describe(backend, views, gvr)
 
 
 def _entry(k: KubeResource) -> dict[str, Any]:

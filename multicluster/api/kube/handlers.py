@@ -53,6 +53,8 @@ async def serve(request: web.Request) -> web.StreamResponse:
         return json_response(discovery.version_doc(scope))
     if target.kind == "root":
         return json_response({"paths": ["/api", "/api/v1", "/apis", "/version"]})
+    if target.kind in ("list", "get"):
+        return await _objects(request, target, scope, clusters)
     resources = await discovery.served(backend, scope)
     if target.kind in ("api", "apis"):
         aggregated = discovery.wants_aggregated(request.headers.get("Accept", ""))
@@ -65,16 +67,14 @@ async def serve(request: web.Request) -> web.StreamResponse:
     if target.kind == "group":
         group = discovery.api_group(resources, target.group)
         return json_response(group) if group is not None else _not_found(f"group {target.group}")
-    if target.kind == "resources":
-        rl = discovery.resource_list(resources, target.group, target.version)
-        return json_response(rl) if rl is not None else _not_found(f"{target.group}/{target.version}".lstrip("/"))
-    return await _objects(request, target, resources, clusters)
+    rl = discovery.resource_list(resources, target.group, target.version)  # target.kind == "resources"
+    return json_response(rl) if rl is not None else _not_found(f"{target.group}/{target.version}".lstrip("/"))
 
 
-async def _objects(request: web.Request, target: Target, resources: list[discovery.KubeResource],
+async def _objects(request: web.Request, target: Target, scope: list[ClusterView],
                    clusters: tuple[str, ...]) -> web.StreamResponse:
     gvr = GVR(target.group, target.version, target.resource)
-    res = next((k for k in resources if k.gvr == gvr), None)
+    res = await discovery.find(request.app[BACKEND], scope, gvr)
     if res is None:
         return _not_found(f"{gvr} is not synced by any cluster in this scope")
     if target.namespace and not res.res.namespaced:
