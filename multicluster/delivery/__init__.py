@@ -1,9 +1,19 @@
 """Delivery of MultiClusterResources from the master cluster to member clusters.
 
 Public surface: `Controller(config, clients, supervisor, options=None)` with `async run()`, `DeliveryOptions`,
-and the names that mark delivered objects. Modules: patches (template → per-cluster object, pure), status
-(health and status, pure), apply (one object into one cluster), watches (drift detection), events, install
-(CRDs), controller (the loop that ties them together).
+and the names that mark delivered objects. Modules, by role:
+
+- controller: lifecycle (CRD install, the CR informer, the work queue, workers) and the dispatch of each key
+- reconcile: one live CR → one copy per placed cluster → status (owns the apply memo)
+- finalize: a deleted CR → every copy removed or released → finalizer dropped (owns the cleanup deadlines)
+- crs: the CR cache (newest object per key) and our writes to the master (finalizer, status)
+- breaker: per-cluster circuit breaker shared by reconcile and finalize
+- render: one CR for one member (kind resolution, rendering, the writing client, the policy request)
+- removal: what removing copies needs in both reconcile and finalize
+- pure: patches (template → per-cluster object), status (health and status), policy (who may deliver what),
+  model (names, options, records)
+- I/O helpers: apply (one object into one cluster), watches (drift detection, the delivered-copy index),
+  events, install (CRDs)
 """
 
 from .controller import Controller

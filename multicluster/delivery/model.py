@@ -1,11 +1,13 @@
 """Names, options and records shared by the delivery modules.
 
 Everything here is data: the label/annotation/finalizer names that mark what we own, the controller's tunables,
-and the per-cluster outcome of one reconcile (`ClusterResult`), which status.py turns into the CR's status.
+the per-cluster outcome of one reconcile (`ClusterResult`), which status.py turns into the CR's status, and the
+outcome of a whole reconcile as the work queue sees it (`Outcome`).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -30,6 +32,12 @@ MCR_API_VERSION = f"{GROUP}/{VERSION}"
 MCR_KIND = "MultiClusterResource"
 
 CRKey = tuple[str, str]  # (namespace, name) of a MultiClusterResource
+
+# A reconcile's outcome: DONE when finished; otherwise seconds until the latest useful retry (RETRY: whenever the
+# work queue's backoff says).
+Outcome = float | None
+DONE: Outcome = None
+RETRY: Outcome = math.inf
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,104 @@
+"""The MultiClusterResources as the master holds them: their type, the newest object per key, and our writes.
+
+Informer events and the responses to our own finalizer/status patches race; `remember` keeps whichever is newer
+(by resourceVersion, or a new uid after delete and re-create), so a reconcile never works from an older object
+than one it has already seen, and the echo of our own patch is recognised (not newer) and not requeued.
+Only the master is read or written here: CRs in other clusters are never looked at.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from multicluster import crds
+from multicluster.errors import ClusterError, KubeAPIError, NotFound
+from multicluster.gvr import APIResource
+from multicluster.kube import MERGE_PATCH, ClusterClient
+
+from .model import CRKey
+
+log = logging.getLogger(__name__)
+
+
+class MasterCRs:
+    def __init__(self, master: ClusterClient, master_name: str) -> None:
+        self.master = master
+        self.master_name = master_name
+        self.resource: APIResource | None = None  # set by discover(); writes need it
+        self._crs: dict[CRKey, dict[str, Any]] = {}
+
+    async def discover(self) -> APIResource:
+        """Wait until the master serves the MultiClusterResource type (its CRD may be installed just now)."""
+        crd = crds.multiclusterresource()
+        attempt = 0
+        while True:
+            try:
+                for r in await self.master.discover(refresh=True):
+                    if r.gvr.group == crds.GROUP and r.gvr.version == crds.VERSION and r.gvr.resource == crd.plural:
+                        self.resource = r
+                        return r
+                problem = "not served yet"
+            except (ClusterError, KubeAPIError) as exc:
+                problem = str(exc)
+            if attempt % 10 == 0:
+                log.warning("master cluster %s: %s %s; waiting", self.master_name, crd.name, problem)
+            attempt += 1
+            await asyncio.sleep(min(5.0, 0.2 * (attempt + 1)))
+
+    # ------------------------------------------------------------------------------------------ cache
+
+    def get(self, key: CRKey) -> dict[str, Any] | None:
+        return self._crs.get(key)
+
+    def snapshot(self) -> list[CRKey]:
+        """The keys held now (safe to iterate while the cache changes)."""
+        return list(self._crs)
+
+    def drop(self, key: CRKey) -> None:
+        self._crs.pop(key, None)
+
+    def remember(self, obj: dict[str, Any]) -> tuple[CRKey, bool]:
+        """Keep the newest version of a CR. Returns the key and whether `obj` is newer than what we held."""
+        md = obj.get("metadata") or {}
+        key = (str(md.get("namespace") or ""), str(md.get("name") or ""))
+        old = self._crs.get(key)
+        newer = old is None or _rv(old) < _rv(obj) or (old.get("metadata") or {}).get("uid") != md.get("uid")
+        if newer:
+            self._crs[key] = obj
+        return key, newer
+
+    # ------------------------------------------------------------------------------------------ writes
+
+    def _path(self, cr: dict[str, Any]) -> str:
+        assert self.resource is not None
+        md = cr.get("metadata") or {}
+        return self.resource.gvr.path(str(md.get("namespace") or ""), str(md.get("name") or ""))
+
+    async def set_finalizers(self, cr: dict[str, Any], finalizers: list[str]) -> dict[str, Any] | None:
+        """The CR as updated, or None when it is gone."""
+        # resourceVersion makes this an optimistic-concurrency write: a stale cache fails with 409 and retries.
+        rv = (cr.get("metadata") or {}).get("resourceVersion")
+        body = {"metadata": {"finalizers": finalizers, "resourceVersion": rv}}
+        try:
+            updated = await self.master.request("PATCH", self._path(cr), body=body, content_type=MERGE_PATCH)
+        except NotFound:
+            return None
+        self.remember(updated)
+        return updated
+
+    async def write_status(self, cr: dict[str, Any], status: dict[str, Any]) -> None:
+        try:
+            updated = await self.master.request("PATCH", self._path(cr) + "/status", body={"status": status},
+                                                content_type=MERGE_PATCH)
+        except NotFound:
+            return
+        self.remember(updated)
+
+
+def _rv(obj: dict[str, Any]) -> int:
+    try:
+        return int((obj.get("metadata") or {}).get("resourceVersion") or 0)
+    except ValueError:
+        return 0
