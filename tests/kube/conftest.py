@@ -27,11 +27,14 @@ from multicluster.daemon import Daemon
 from multicluster.gvr import GVR
 from multicluster.testing.harness import Harness, free_port
 from multicluster.testing.objects import crd
+from tests.conftest import _unavailable
 from tests.sync.helpers import daemon_config, sqlite_store, wait_converged
 
 pytestmark = pytest.mark.integration
 
-KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
+# kubectl from PATH, else one built next to the harness's kube-apiserver.
+KUBECTL = shutil.which("kubectl") or next((str(p) for p in sorted(
+    (Path.home() / ".cache" / "multicluster" / "testbin").glob("k8s-*/kubectl"))), "")
 TOKEN = "kube-api-test-token"
 CRD_GROUP = "kt.example.com"
 GADGET_COLUMNS = [
@@ -152,6 +155,8 @@ def wait_crd(h: Harness) -> None:
 
 @pytest.fixture(scope="module")
 async def env(harness: Harness, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Env]:
+    if not KUBECTL or not os.access(KUBECTL, os.X_OK):
+        _unavailable("kubectl", FileNotFoundError("no kubectl on PATH or in ~/.cache/multicluster/testbin/k8s-*/"))
     tmp = tmp_path_factory.mktemp("kube")
     ns = f"kt-{uuid.uuid4().hex[:8]}"
     await asyncio.to_thread(seed, harness, ns)

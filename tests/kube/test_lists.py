@@ -68,6 +68,18 @@ async def test_pods_all_namespaces_namespace_and_one_cluster(env: Env) -> None:
     assert await ours(env, "pods", "-n", ns, context="multicluster-cluster2") == want2
 
 
+async def test_one_name_in_several_clusters(env: Env) -> None:
+    _, out, _ = await env.kubectl("get", "namespace", env.namespace)
+    assert [r.split()[:3] for r in out.strip().splitlines()] == [
+        ["CLUSTER", "NAME", "STATUS"], ["cluster1", env.namespace, "Active"], ["cluster2", env.namespace, "Active"],
+        ["cluster3", env.namespace, "Active"]]
+    _, out, err = await env.kubectl("get", "namespace", env.namespace, "-o", "json")
+    assert orjson.loads(out)["metadata"]["annotations"][CLUSTER_ANNOTATION] == "cluster1"
+    assert "also exists in cluster(s) cluster2, cluster3" in err
+    _, out, err = await env.kubectl("get", "namespace", env.namespace, "-o", "json", context="multicluster-cluster3")
+    assert orjson.loads(out)["metadata"]["annotations"][CLUSTER_ANNOTATION] == "cluster3" and not err
+
+
 async def test_label_and_field_selectors(env: Env) -> None:
     ns = env.namespace
     for sel in ("app=web", "app in (db,cache)", "tier!=front,app", "!tier"):
