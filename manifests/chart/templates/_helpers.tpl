@@ -161,7 +161,14 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $resources := deepCopy (dig "resources" dict $cfg) }}
 {{- $_ := set $resources "include" (fromJsonArray (include "multicluster.include" .)) }}
 {{- $_ := set $cfg "resources" $resources }}
-{{- $_ := set $cfg "store" (dict "type" "mysql" "host" (include "multicluster.dbHost" .) "port" (int .Values.db.port) "user" .Values.db.user "database" .Values.db.database) }}
+{{- $store := dict "type" "mysql" "user" .Values.db.user "database" .Values.db.database }}
+{{- if .Values.db.endpoints }}
+{{- $_ := set $store "endpoints" .Values.db.endpoints }}
+{{- else }}
+{{- $_ := set $store "host" (include "multicluster.dbHost" .) }}
+{{- $_ := set $store "port" (int .Values.db.port) }}
+{{- end }}
+{{- $_ := set $cfg "store" $store }}
 {{- $server := dict "port" (int .Values.containerPort) "allowedHosts" (fromJsonArray (include "multicluster.allowedHosts" .)) }}
 {{- with .Values.api.allowedOrigins }}
 {{- $_ := set $server "allowedOrigins" . }}
