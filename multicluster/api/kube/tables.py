@@ -366,15 +366,17 @@ def _node_cells(o: Obj, now: float) -> list[Cell]:
     status = ["Ready" if ready and ready.get("status") == "True" else "NotReady" if ready else "Unknown"]
     if get(o, "spec", "unschedulable"):
         status.append("SchedulingDisabled")
-    roles = sorted({k.split("/", 1)[1] for k in _dict(get(o, "metadata", "labels"))
-                    if k.startswith("node-role.kubernetes.io/") and k.split("/", 1)[1]})
+    labels = _dict(get(o, "metadata", "labels"))
+    roles = {k.split("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/") and k.split("/", 1)[1]}
+    if labels.get("kubernetes.io/role"):
+        roles.add(str(labels["kubernetes.io/role"]))
     addresses = [_dict(a) for a in _list(st.get("addresses"))]
 
     def addr(kind: str) -> str:
         return next((str(a.get("address")) for a in addresses if a.get("type") == kind), "<none>")
 
     info = _dict(st.get("nodeInfo"))
-    return [",".join(status), ",".join(roles) or "<none>", _age(o, now), info.get("kubeletVersion", ""),
+    return [",".join(status), ",".join(sorted(roles)) or "<none>", _age(o, now), info.get("kubeletVersion", ""),
             addr("InternalIP"), addr("ExternalIP"), info.get("osImage") or "<unknown>",
             info.get("kernelVersion") or "<unknown>", info.get("containerRuntimeVersion") or "<unknown>"]
 
