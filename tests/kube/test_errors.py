@@ -61,6 +61,13 @@ async def test_bad_requests_read_like_a_kube_apiserver(env: Env) -> None:
         async with http.get(url, params={"limit": "1", "continue": "bm90LWEtdG9rZW4"}) as r:
             body = await r.json()
         assert r.status == 400 and body["reason"] == "BadRequest" and "continue" in body["message"]
+        for params in ({"resourceVersion": "0"}, {"resourceVersion": "123", "resourceVersionMatch": "NotOlderThan"},
+                       {"resourceVersion": "123", "resourceVersionMatch": "Exact", "limit": "2"}):
+            async with http.get(url, params=params) as r:
+                assert r.status == 200 and (await r.json())["kind"] == "PodList"
+        async with http.get(url, params={"resourceVersionMatch": "Newest"}) as r:
+            body = await r.json()
+        assert r.status == 400 and body["message"].startswith('resourceVersionMatch: Unsupported value: "Newest"')
         async with http.get(url, params={"watch": "true"}) as r:
             assert r.status == 405 and (await r.json())["kind"] == "Status"
         async with http.get(env.url + scope_prefix("_all") + "/api/v1/secrets") as r:
