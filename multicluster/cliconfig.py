@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from multicluster.errors import ConfigError
 
 ENV_PATH = "MULTICLUSTER_CLI_CONFIG"
@@ -69,6 +67,8 @@ def _port(where: str, value: Any) -> int:
 
 def parse_cli_config(text: str, path: Path | None = None) -> CliConfig:
     """Parse either format. Unknown keys are ignored (the seed ignored them too)."""
+    import yaml  # here, not at the top: `kubectl multicluster list` without a config file never needs it
+
     where = str(path) if path else "CLI config"
     try:
         data = yaml.safe_load(text)
@@ -124,6 +124,8 @@ def load_cli_config(path: Path | None = None) -> CliConfig | None:
 
 
 def render_cli_config(host: str, port: int, master_kubeconfig: str = "", token: str | None = None) -> str:
+    import yaml
+
     doc: dict[str, Any] = {"serverIP": host, "serverPort": port, "masterClusterKubeConfigPath": master_kubeconfig}
     if token:
         doc["token"] = token

@@ -1,7 +1,9 @@
 """HTTP client for the daemon's query API — the plugin never talks to Kubernetes itself.
 
 Synchronous stdlib urllib on purpose: a kubectl plugin is a short-lived process where import time is most of
-the latency, and paging is sequential anyway. Every failure becomes a PluginError subclass with a message that
+the latency. Paging follows continue tokens, so page n+1 can only be asked for once page n is in; resources()
+asks for it on a background thread while the caller prints page n, so the server's time and the printing
+overlap, and at most two pages are held at once. Every failure becomes a PluginError subclass with a message that
 says what to do: an unreachable server names the address *and where it came from* (--server, the environment,
 or the config file), because "connection refused" alone never tells a user which of the three to fix.
 """
@@ -9,10 +11,11 @@ or the config file), because "connection refused" alone never tells a user which
 from __future__ import annotations
 
 import os
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,6 +90,33 @@ def find_endpoint(server: str | None = None, token: str | None = None, *, admin:
     if admin:
         tok = admin_token or os.environ.get(ENV_ADMIN_TOKEN) or (cfg.admin_token if cfg else None) or tok
     return Endpoint(url, source, tok)
+
+
+class _Ahead:
+    """One call run on a daemon thread from the start; result() waits for it and returns or raises its outcome.
+
+    A daemon thread, so a command that stops reading pages (--limit reached, a closed pipe, Ctrl-C) exits
+    without waiting for a page it no longer needs."""
+
+    def __init__(self, fn: Callable[[list[tuple[str, str]]], dict[str, Any]],
+                 arg: list[tuple[str, str]]) -> None:
+        self._value: dict[str, Any] | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn, arg), daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[[list[tuple[str, str]]], dict[str, Any]], arg: list[tuple[str, str]]) -> None:
+        try:
+            self._value = fn(arg)
+        except BaseException as exc:  # handed to the reader, who raises it where the page is wanted
+            self._error = exc
+
+    def result(self) -> dict[str, Any]:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._value is not None
+        return self._value
 
 
 class Client:
@@ -176,21 +206,28 @@ class Client:
             base.append(("labelSelector", label_selector))
         if field_selector:
             base.append(("fieldSelector", field_selector))
-        token: str | None = None
+
+        def params(token: str | None, seen: int) -> list[tuple[str, str]]:
+            size = min(page_size, limit - seen) if limit else page_size
+            return [*base, ("limit", str(size)), *([("continue", token)] if token else [])]
+
+        page = self._resource_page(params(None, 0))
         seen = 0
         while True:
-            size = min(page_size, limit - seen) if limit else page_size
-            params = [*base, ("limit", str(size))]
-            if token:
-                params.append(("continue", token))
-            page = self.get_json("/v1/resources", params)
-            if not isinstance(page, dict):
-                raise PluginError("unexpected answer from /v1/resources", hint="is the daemon up to date?")
             seen += len(page.get("items") or [])
-            yield page
             token = page.get("continue")
-            if not token or (limit and seen >= limit):
+            more = bool(token) and not (limit and seen >= limit)
+            ahead = _Ahead(self._resource_page, params(str(token), seen)) if more else None
+            yield page
+            if ahead is None:
                 return
+            page = ahead.result()
+
+    def _resource_page(self, params: list[tuple[str, str]]) -> dict[str, Any]:
+        page = self.get_json("/v1/resources", params)
+        if not isinstance(page, dict):
+            raise PluginError("unexpected answer from /v1/resources", hint="is the daemon up to date?")
+        return page
 
     def get_object(self, cluster: str, gvr: str, namespace: str, name: str) -> dict[str, Any]:
         """GET /v1/resources/{cluster}/{gvr}/{namespace}/{name} (`namespace` "" = cluster-scoped)."""

@@ -22,11 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
 
 import orjson
-import yaml
-from rich.console import Console
-from rich.text import Text
-
-from plugin import jsonpath as _jsonpath
 
 Obj = dict[str, Any]
 Item = tuple[str, Obj]  # (cluster, object)
@@ -34,9 +29,6 @@ Cell = Callable[[str, Obj, float], str]  # (cluster, object, now) -> text
 
 CLUSTER_ANNOTATION = "multicluster.io/cluster"
 GAP = "   "
-
-# libyaml when present: ~10x faster for big YAML dumps.
-_Dumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +134,8 @@ def _s(value: Any) -> str:
 
 def jsonpath(obj: Obj, path: str) -> Any:
     """The first value a printer-column JSONPath selects (plugin.jsonpath's subset), or None."""
+    from plugin import jsonpath as _jsonpath  # only CRD printer columns need it; most tables start without it
+
     return _jsonpath.first(obj, path)
 
 
@@ -357,6 +351,11 @@ _STATUS_STYLE = {
 }
 
 
+def _plain(cells: Sequence[str], widths: Sequence[int]) -> str:
+    last = len(cells) - 1
+    return GAP.join([c if i == last else c.ljust(widths[i]) for i, c in enumerate(cells)]).rstrip() + "\n"
+
+
 class TablePrinter:
     """kubectl-style table; headers once, widths per page."""
 
@@ -372,7 +371,12 @@ class TablePrinter:
         self.out = out
         self.no_headers = no_headers
         self.color = color
-        self.console = Console(file=out, force_terminal=True, highlight=False, soft_wrap=True) if color else None
+        self.console: Any = None
+        if color:
+            # rich is loaded for colour only: its import would be much of a short `list`'s run time.
+            from rich.console import Console
+
+            self.console = Console(file=out, force_terminal=True, highlight=False, soft_wrap=True)
         self.rows_printed = 0
         self._header_done = no_headers
 
@@ -381,20 +385,21 @@ class TablePrinter:
         if not rows:
             return
         widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(self.headers)]
-        if not self._header_done:
-            self._line(self.headers, widths, header=True)
-            self._header_done = True
-        for r in rows:
-            self._line(r, widths)
+        lines = rows if self._header_done else [self.headers, *rows]
+        if self.console is None:
+            # One write per page: a write per row is a large part of printing a big list.
+            self.out.write("".join(_plain(r, widths) for r in lines))
+        else:
+            for n, r in enumerate(lines):
+                self._line(r, widths, header=not self._header_done and n == 0)
+        self._header_done = True
         self.rows_printed += len(rows)
         self.out.flush()
 
     def _line(self, cells: Sequence[str], widths: Sequence[int], header: bool = False) -> None:
         last = len(cells) - 1
-        if self.console is None:
-            parts = [c if i == last else c.ljust(widths[i]) for i, c in enumerate(cells)]
-            self.out.write(GAP.join(parts).rstrip() + "\n")
-            return
+        from rich.text import Text
+
         text = Text()
         for i, c in enumerate(cells):
             style = "bold" if header else ("cyan" if i == 0 else _STATUS_STYLE.get(c, ""))
@@ -517,7 +522,11 @@ def make_printer(
 
 def to_yaml(obj: Any) -> str:
     """YAML with sorted keys, as kubectl and the Go original (JSONToYAML) print it."""
-    return yaml.dump(obj, Dumper=_Dumper, sort_keys=True, default_flow_style=False, allow_unicode=True,
+    import yaml  # only -o yaml and describe need it; a table's start-up does not pay for it
+
+    # libyaml when present: ~10x faster for big YAML dumps.
+    dumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return yaml.dump(obj, Dumper=dumper, sort_keys=True, default_flow_style=False, allow_unicode=True,
                      width=1 << 20)
 
 
