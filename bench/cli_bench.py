@@ -9,7 +9,8 @@ ConfigMap per cluster in `default`), then each command is started --runs times, 
 
 `python -c pass` is the floor: the interpreter's own start-up. Peak RSS is the kernel's accounting of the
 finished child (wait4's ru_maxrss; the child is started from a small launcher process). --tree runs the plugin
-from another checkout (PYTHONPATH), which is how a before/after pair is measured on the same clusters.
+from another checkout (working directory and PYTHONPATH), which is how a before/after pair is measured on the
+same clusters.
 
     python -m bench.cli_bench [--objects 20000] [--clusters 3] [--runs 7] [--tree DIR]
 """
@@ -56,9 +57,9 @@ async def default_configmaps(h: Harness) -> None:
 LAUNCHER = """
 import json, os, subprocess, sys, time
 for line in sys.stdin:
-    cmd, env = json.loads(line)
+    cmd, env, cwd = json.loads(line)
     t0 = time.monotonic()
-    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    p = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     err = p.stderr.read()
     _, status, usage = os.wait4(p.pid, 0)
     wall = time.monotonic() - t0
@@ -71,10 +72,10 @@ class Launcher:
     def __init__(self) -> None:
         self.proc = subprocess.Popen([sys.executable, "-c", LAUNCHER], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
-    def run(self, cmd: list[str], env: dict[str, str]) -> tuple[float, int]:
-        """(wall seconds, peak RSS bytes) of one process, its output thrown away."""
+    def run(self, cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, int]:
+        """(wall seconds, peak RSS bytes) of one process started in `cwd`, its output thrown away."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(json.dumps([cmd, env]).encode() + b"\n")
+        self.proc.stdin.write(json.dumps([cmd, env, str(cwd)]).encode() + b"\n")
         self.proc.stdin.flush()
         wall, peak, code, err = json.loads(self.proc.stdout.readline())
         if code:
@@ -87,20 +88,23 @@ class Launcher:
         self.proc.wait()
 
 
-def measure(launcher: Launcher, cmd: list[str], env: dict[str, str], runs: int) -> tuple[float, float, float, int]:
-    """(median, min, max wall seconds, median peak RSS) over `runs` runs after one warm-up."""
-    launcher.run(cmd, env)
+def measure(launcher: Launcher, cmd: list[str], tree: Path, env: dict[str, str],
+            runs: int) -> tuple[float, float, float, int]:
+    """(median, min, max wall seconds, median peak RSS) over `runs` runs of `cmd` with the plugin of `tree` (the
+    working directory and PYTHONPATH: `python -m` looks in the working directory first), after one warm-up."""
+    env = {**env, "PYTHONPATH": str(tree)}
+    launcher.run(cmd, env, tree)
     walls: list[float] = []
     peaks: list[float] = []
     for _ in range(runs):
-        wall, peak = launcher.run(cmd, env)
+        wall, peak = launcher.run(cmd, env, tree)
         walls.append(wall)
         peaks.append(peak)
     return median(walls), min(walls), max(walls), int(median(peaks))
 
 
-def count_rows(cmd: list[str], env: dict[str, str]) -> int:
-    out = subprocess.run([*cmd, "--no-headers"], env=env, capture_output=True, check=True).stdout
+def count_rows(cmd: list[str], env: dict[str, str], tree: Path) -> int:
+    out = subprocess.run([*cmd, "--no-headers"], env=env, cwd=tree, capture_output=True, check=True).stdout
     return out.count(b"\n")
 
 
@@ -129,7 +133,7 @@ def main(argv: list[str] | None = None) -> str:
                 cli = [sys.executable, "-m", "plugin.cli", "list", "cm"]
                 total = args.objects * args.clusters + args.clusters
                 deadline = time.monotonic() + 600
-                while (rows := count_rows(cli, env)) < total and time.monotonic() < deadline:
+                while (rows := count_rows(cli, env, trees[0])) < total and time.monotonic() < deadline:
                     progress(f"daemon has {rows:,} of {total:,} configmaps")
                     time.sleep(2)
                 tenth = max(1, rows // 10)
@@ -143,7 +147,7 @@ def main(argv: list[str] | None = None) -> str:
                 launcher = Launcher()
                 for label, cmd, target in cases:
                     for tree in trees if cmd[1] == "-m" else trees[:1]:
-                        med, lo, hi, peak = measure(launcher, cmd, {**base, "PYTHONPATH": str(tree)}, args.runs)
+                        med, lo, hi, peak = measure(launcher, cmd, tree, base, args.runs)
                         verdict = "" if target is None else ("yes" if med < target else "**no**")
                         shown = label if len(trees) == 1 or cmd[1] != "-m" else f"{label} [{tree}]"
                         out_rows.append([shown, med * 1000, lo * 1000, hi * 1000, f"{peak / 2**20:.0f} MiB",
