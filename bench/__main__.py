@@ -22,6 +22,7 @@ BENCHES = {
     "store": "bench.store_write",
     "query": "bench.query_bench",
     "delivery": "bench.delivery",
+    "galera": "bench.galera_bench",
     "cli": "bench.cli_bench",
 }
 TARGETS = """Targets, and where each table says whether this run met them (`**no**` marks a miss):
@@ -51,6 +52,7 @@ QUICK = {
     "store": ["--objects", "2000", "--runs", "1"],
     "query": ["--quick"],
     "delivery": ["--count", "20"],
+    "galera": ["--objects", "1000", "--runs", "1", "--rates", "100", "--lag-seconds", "5"],
     "cli": ["--objects", "2000", "--runs", "3"],
 }
 

@@ -351,6 +351,8 @@ class MySQLStore(SQLStore):
                     await self._create_pool(self.cfg.database, index)
             except _DRIVER_ERRORS as exc:
                 if _code(exc) == _ER_BAD_DB:
+                    if self._pool is None:
+                        self._current = index
                     raise
                 last = exc
                 log.warning("%s: database node %s:%d does not answer: %s", self.where, host, port, exc)
@@ -363,6 +365,12 @@ class MySQLStore(SQLStore):
                 finally:
                     await pool.release(conn)
             except _DRIVER_ERRORS as exc:
+                if _code(exc) == _ER_BAD_DB:
+                    if not keep:
+                        pool.terminate()
+                    if self._pool is None:
+                        self._current = index  # open() creates the database on this node, which answers
+                    raise
                 usable, budget, reason = False, 0, exc
             if not usable:
                 last = reason or pymysql.err.OperationalError(

@@ -14,6 +14,7 @@ import json
 import threading
 import time
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from multicluster.store.base import ApplyResult, Mutation, Row
 from multicluster.store.mysql import MySQLStore
 from multicluster.testing.daemonproc import DaemonProc
 from multicluster.testing.galera import GaleraCluster, Node
-from multicluster.testing.harness import Harness
+from multicluster.testing.harness import Harness, free_port
 from tests.sync.helpers import CM, api_index
 
 pytestmark = [pytest.mark.integration, pytest.mark.mariadb]
@@ -98,14 +99,22 @@ async def _apply_retrying(store: MySQLStore, batch: list[Mutation], attempts: in
             await asyncio.sleep(0.25)
 
 
+def _read(node: Node, query: str) -> str:
+    """A read that first waits for the node to apply every transaction the cluster committed before it (Galera
+    applies other nodes' write sets asynchronously after certification)."""
+    return node.sql("SET SESSION wsrep_sync_wait = 1; " + query)
+
+
 def _rows(node: Node, database: str) -> list[tuple[str, str, int]]:
-    out = node.sql(f"SELECT namespace, name, resource_version FROM `{database}`.resources ORDER BY namespace, name")
+    out = _read(node, f"SELECT namespace, name, resource_version FROM `{database}`.resources "
+                      "ORDER BY namespace, name")
     return [(ns, n, int(rv)) for ns, n, rv in (line.split("\t") for line in out.splitlines())]
 
 
 def _orphan_index_rows(node: Node, database: str) -> int:
     """Label rows without their object, or objects whose label rows do not match their one `app` label."""
-    out = node.sql(
+    out = _read(
+        node,
         f"SELECT (SELECT COUNT(*) FROM `{database}`.resource_labels l LEFT JOIN `{database}`.resources r "
         f"ON r.id = l.id WHERE r.id IS NULL) + (SELECT COUNT(*) FROM `{database}`.resources r WHERE "
         f"(SELECT COUNT(*) FROM `{database}`.resource_labels l WHERE l.id = r.id AND l.`key` = 'app' "
@@ -145,6 +154,22 @@ async def test_node_out_of_primary_component_is_transient_and_store_moves(
         await store.close()
     g.wait_synced(g.nodes[0], 60)
     assert _rows(g.nodes[0], database) == _rows(g.nodes[2], database)
+
+
+async def test_start_skips_a_node_that_does_not_answer(galera_store: tuple[GaleraCluster, str]) -> None:
+    g, database = galera_store
+    fresh = f"{database}_new"  # missing: the store creates it through the node it chose
+    dead = ("127.0.0.1", free_port())
+    cfg = _config(g, fresh, [1, 0])
+    store = MySQLStore(replace(cfg, host=dead[0], port=dead[1], endpoints=(dead, *cfg.endpoints)))
+    try:
+        await store.open()
+        assert store.endpoint == g.nodes[1].endpoint
+        await store.apply([_row("x", 1)])
+        assert _rows(g.nodes[2], fresh) == [("default", "x", 1)]
+    finally:
+        await store.close()
+        g.sql(f"DROP DATABASE IF EXISTS `{fresh}`")
 
 
 async def test_batch_larger_than_wsrep_max_ws_size_lands_in_parts(galera_store: tuple[GaleraCluster, str]) -> None:
@@ -201,7 +226,7 @@ async def test_node_killed_mid_batch_retries_on_another_node_once(galera_store: 
         rows = _rows(g.nodes[1], database)
         assert rows == sorted([("default", f"m-{i:03d}", 100 + i) for i in range(200)] + [("default", "zz-last", 6)])
         assert _orphan_index_rows(g.nodes[0], database) == 0
-        count = g.nodes[1].sql(f"SELECT COUNT(*), COUNT(DISTINCT name) FROM `{database}`.resources").split()
+        count = _read(g.nodes[1], f"SELECT COUNT(*), COUNT(DISTINCT name) FROM `{database}`.resources").split()
         assert count == ["201", "201"]
     finally:
         if blocker is not None:
@@ -237,8 +262,8 @@ def _daemon_config(h: Harness, g: GaleraCluster, database: str, order: Sequence[
 
 
 def _store_index(node: Node, database: str, cluster: str) -> dict[tuple[str, str], int]:
-    out = node.sql(f"SELECT namespace, name, resource_version FROM `{database}`.resources WHERE cluster='{cluster}' "
-                   "AND api_group='' AND version='v1' AND resource='configmaps'")
+    out = _read(node, f"SELECT namespace, name, resource_version FROM `{database}`.resources "
+                      f"WHERE cluster='{cluster}' AND api_group='' AND version='v1' AND resource='configmaps'")
     return {(ns, n): int(rv) for ns, n, rv in (line.split("\t") for line in out.splitlines())}
 
 
@@ -308,8 +333,8 @@ def test_replicas_on_galera_survive_a_killed_node(
         g.wait_synced(g.nodes[0], 60)
         _wait(lambda: _converged(harness, g.nodes[0], database), 20, "the rejoined node to catch up")
         for node in g.nodes:
-            counted = node.sql(f"SELECT COUNT(*), COUNT(DISTINCT cluster, api_group, version, resource, namespace, "
-                               f"name), COUNT(DISTINCT id) FROM `{database}`.resources").split()
+            counted = _read(node, "SELECT COUNT(*), COUNT(DISTINCT cluster, api_group, version, resource, namespace, "
+                                  f"name), COUNT(DISTINCT id) FROM `{database}`.resources").split()
             assert len(set(counted)) == 1, f"duplicate rows on {node.endpoint}: {counted}"
         assert all(r.alive() for r in reps), "a replica exited"
     finally:
