@@ -23,7 +23,7 @@ import errno
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from plugin import COMPLETE_VAR, PROG
 
@@ -107,6 +107,24 @@ def fast_list(argv: list[str]) -> dict[str, Any] | None:
     return kwargs
 
 
+class _QuietFlush:
+    """A stream whose flush ignores a closed pipe, as typer leaves stdout and stderr after one: the flush at
+    exit would otherwise print a BrokenPipeError."""
+
+    def __init__(self, wrapped: TextIO) -> None:
+        self.wrapped = wrapped
+
+    def flush(self) -> None:
+        try:
+            self.wrapped.flush()
+        except OSError as exc:
+            if exc.errno != errno.EPIPE:
+                raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.wrapped, name)
+
+
 def _run_fast(kwargs: dict[str, Any]) -> None:
     """run_list with typer's handling of its outcome: exit codes, Ctrl-C (130) and a closed pipe (1)."""
     from plugin.listing import run_list
@@ -118,10 +136,8 @@ def _run_fast(kwargs: dict[str, Any]) -> None:
     except OSError as exc:
         if exc.errno != errno.EPIPE:
             raise
-        from click.utils import PacifyFlushWrapper
-
-        sys.stdout = PacifyFlushWrapper(sys.stdout)
-        sys.stderr = PacifyFlushWrapper(sys.stderr)
+        sys.stdout = cast(TextIO, _QuietFlush(sys.stdout))
+        sys.stderr = cast(TextIO, _QuietFlush(sys.stderr))
         sys.exit(1)
     except Exception as exc:
         # A failure was reported by plugin.output.fail, which raised typer.Exit (it imported typer to do so).

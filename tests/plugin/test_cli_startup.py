@@ -114,3 +114,28 @@ async def test_next_page_is_fetched_while_this_one_is_printed(counted: tuple[str
     rest = await asyncio.to_thread(list, pages)
     assert sum(len(p["items"]) for p in [first, *rest]) == 15
     assert len(seen) == 1 + len(rest)  # nothing asked beyond the last page
+
+
+def test_fast_list_knows_lists_flags_as_typer_declares_them() -> None:
+    """fast_list's table of flags is the typer command's: same spellings, parameters, values and bounds."""
+    import typer.main
+
+    from plugin.app import app
+    from plugin.cli import _LIST_FLAGS
+
+    command = typer.main.get_command(app).commands["list"]  # type: ignore[attr-defined]
+    declared: dict[str, tuple[str, object]] = {}
+    for param in command.params:
+        if param.param_type_name != "option" or param.name == "help":
+            continue
+        if param.is_flag or getattr(param, "is_bool_flag", False):
+            kind: object = "bool"
+        elif param.multiple:
+            kind = "many"
+        elif param.min is not None or param.max is not None:  # list's only numbers are bounded ints
+            kind = (param.min, param.max)
+        else:
+            kind = "str"
+        for flag in param.opts:
+            declared[flag] = (str(param.name), kind)
+    assert declared == _LIST_FLAGS
