@@ -156,6 +156,9 @@ class GaleraCluster:
             f'ist.recv_addr=127.0.0.1:{node.ist_port};gcache.size=64M;{_EVS}"',
             "wsrep-sst-method=mariabackup", f"wsrep-sst-receive-address=127.0.0.1:{node.sst_port}",
             "wsrep-slave-threads=2",
+            # Refuse what Galera cannot replicate safely instead of letting the nodes diverge: a table without a
+            # primary key, a table of another engine than InnoDB (error 4165).
+            "wsrep-mode=REQUIRED_PRIMARY_KEY,STRICT_REPLICATION",
         ]
         # A private option file, not --no-defaults: the state-transfer scripts read their [sst] group from the
         # server's option file (stderr to a file in the data directory rather than syslog).

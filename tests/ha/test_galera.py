@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -21,6 +22,7 @@ from typing import Any
 import aiomysql
 import pytest
 
+import multicluster.store
 from multicluster.config import ConfigError, Overrides, StoreConfig, apply_overrides, load_config
 from multicluster.errors import StoreError
 from multicluster.gvr import GVR
@@ -154,6 +156,35 @@ async def test_node_out_of_primary_component_is_transient_and_store_moves(
         await store.close()
     g.wait_synced(g.nodes[0], 60)
     assert _rows(g.nodes[0], database) == _rows(g.nodes[2], database)
+
+
+async def test_store_keeps_to_what_galera_replicates(galera_store: tuple[GaleraCluster, str]) -> None:
+    """The nodes run with wsrep_mode REQUIRED_PRIMARY_KEY,STRICT_REPLICATION (a table without a primary key or of
+    another engine is refused), so every test here that opens the store also checks its schema; the statements
+    Galera does not replicate (LOCK TABLES, GET_LOCK, temporary tables) appear nowhere in the store's SQL."""
+    g, database = galera_store
+    with pytest.raises(RuntimeError, match="Galera replication not supported"):
+        g.nodes[0].sql(f"CREATE TABLE `{database}`.no_key (a INT) ENGINE=InnoDB")
+    store = MySQLStore(_config(g, database, [0, 1, 2]))
+    try:
+        await store.open()
+    finally:
+        await store.close()
+    tables = _read(g.nodes[2], "SELECT t.TABLE_NAME, t.ENGINE, COUNT(c.CONSTRAINT_NAME) "
+                               "FROM information_schema.TABLES t LEFT JOIN information_schema.TABLE_CONSTRAINTS c "
+                               "ON c.TABLE_SCHEMA = t.TABLE_SCHEMA AND c.TABLE_NAME = t.TABLE_NAME "
+                               f"AND c.CONSTRAINT_TYPE = 'PRIMARY KEY' WHERE t.TABLE_SCHEMA = '{database}' "
+                               "GROUP BY t.TABLE_NAME, t.ENGINE")
+    found = {name: (engine, int(pk)) for name, engine, pk in (line.split("\t") for line in tables.splitlines())}
+    assert set(found) >= {"resources", "resource_labels", "resource_fields", "id_blocks", "sync_state",
+                          "multicluster_schema"}
+    assert all(v == ("InnoDB", 1) for v in found.values()), found
+    store_dir = Path(multicluster.store.__file__).parent
+    sources = [*store_dir.glob("*.py"), store_dir.parent / "schema.sql"]
+    for path in sources:
+        code = "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith(("#", "--")))
+        for bad in (r"LOCK\s+TABLES?\s+\w+\s+(READ|WRITE)", r"GET_LOCK\s*\(", r"CREATE\s+TEMPORARY"):
+            assert not re.search(bad, code, re.IGNORECASE), f"{path.name} uses {bad}"
 
 
 async def test_start_skips_a_node_that_does_not_answer(galera_store: tuple[GaleraCluster, str]) -> None:
