@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import signal
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -21,6 +24,7 @@ from typing import Any
 
 import aiomysql
 import pytest
+import yaml
 
 import multicluster.store
 from multicluster.config import ConfigError, Overrides, StoreConfig, apply_overrides, load_config
@@ -69,6 +73,43 @@ def test_store_endpoints_and_db_endpoint_list(tmp_path: Path) -> None:
             load_config(path, check_files=False)
     with pytest.raises(ConfigError, match=r'--db-endpoint\[1\]: "" is not HOST:PORT'):
         apply_overrides(cfg, Overrides(db_endpoint="h1:1,"))
+
+
+# ------------------------------------------------------------------------------------------------ harness command
+
+
+async def test_mariadb_cluster_command(tmp_path: Path) -> None:
+    """`python -m multicluster.testing mariadb-cluster`: READY once every node is synced, the three files, and
+    SIGTERM stops every mariadbd it started."""
+    out = tmp_path / "gal"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "multicluster.testing", "mariadb-cluster", "--nodes", "2", "--dir", str(out),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    assert proc.stdout is not None
+    pids: list[int] = []
+    try:
+        line = await asyncio.wait_for(proc.stdout.readline(), 180)
+        assert line == b"READY\n", line
+        endpoints = (out / "endpoints").read_text().split()
+        creds = yaml.safe_load((out / "credentials").read_text())
+        pids = [int(p) for p in (out / "pids").read_text().split()]
+        assert len(endpoints) == len(pids) == 2 and set(creds) == {"user", "password", "database"}
+        sizes = []
+        for ep in endpoints:
+            host, port = ep.rsplit(":", 1)
+            conn = await aiomysql.connect(host=host, port=int(port), user=creds["user"], password=creds["password"],
+                                          db=creds["database"])
+            async with conn.cursor() as cur:
+                await cur.execute("SHOW STATUS LIKE 'wsrep_cluster_size'")
+                sizes.append((await cur.fetchone())[1])
+            conn.close()
+        assert sizes == ["2", "2"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 90) == 0
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
 
 
 # ------------------------------------------------------------------------------------------------ store level
