@@ -316,6 +316,9 @@ _SCHEMAS: dict[str, Any] = {
                             "no store can hold them)"},
                 "skippedReason": {"type": "string"}}}},
         }}},
+        "store": {"type": "object", "properties": {"endpoint": {
+            "type": ["string", "null"], "description": "HOST:PORT of the database node the MySQL store writes "
+                                                       "through (store.endpoints); null for SQLite"}}},
     }},
     "NotReady": {"allOf": [{"$ref": "#/components/schemas/Error"}, {"type": "object", "properties": {
         "ready": {"type": "boolean"}, "clusters": {"type": "integer"},
