@@ -17,6 +17,8 @@ export GOFLAGS="${GOFLAGS:--buildvcs=false}"
 JOBS="${GO_BUILD_JOBS:-2}"
 
 want=(kube-apiserver kube-controller-manager etcd)
+# The kubectl tests drive the real kubectl: the machine's own when it has one, else one built from the same source.
+if [ -n "${MC_BUILD_KUBECTL:-}" ] || ! command -v kubectl >/dev/null 2>&1; then want+=(kubectl); fi
 missing=()
 for b in "${want[@]}"; do [ -x "${OUT}/${b}" ] || missing+=("$b"); done
 if [ "${#missing[@]}" -eq 0 ]; then
@@ -56,7 +58,7 @@ package tools
 GO
 
 echo "testbin: resolving modules for k8s ${K8S_VERSION} (staging ${STAGING_VERSION}), etcd ${etcd_version}" >&2
-go get "k8s.io/kubernetes/cmd/kube-apiserver@${K8S_VERSION}" "k8s.io/kubernetes/cmd/kube-controller-manager@${K8S_VERSION}" "go.etcd.io/etcd/server/v3@${etcd_version}" >&2
+go get "k8s.io/kubernetes/cmd/kube-apiserver@${K8S_VERSION}" "k8s.io/kubernetes/cmd/kube-controller-manager@${K8S_VERSION}" "k8s.io/kubernetes/cmd/kubectl@${K8S_VERSION}" "go.etcd.io/etcd/server/v3@${etcd_version}" >&2
 
 ldflags="-s -w -X k8s.io/component-base/version.gitVersion=${K8S_VERSION} -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$(echo "${K8S_VERSION}" | cut -d. -f2) -X k8s.io/client-go/pkg/version.gitVersion=${K8S_VERSION}"
 for b in "${missing[@]}"; do
@@ -64,6 +66,7 @@ for b in "${missing[@]}"; do
     kube-apiserver) pkg="k8s.io/kubernetes/cmd/kube-apiserver" ;;
     kube-controller-manager) pkg="k8s.io/kubernetes/cmd/kube-controller-manager" ;;
     etcd) pkg="go.etcd.io/etcd/server/v3" ;;
+    kubectl) pkg="k8s.io/kubernetes/cmd/kubectl" ;;
   esac
   start=$(date +%s)
   echo "testbin: building ${b} (go build -p ${JOBS}; a cold build takes several minutes on 2 cores)" >&2
