@@ -55,7 +55,8 @@ OVERSIZED = ["a" * 4097, "b" * 20_000]
 PAYLOADS = BAD_GVRS + SELECTOR_GARBAGE + INJECTIONS + OVERSIZED
 FILTERS = {"cluster", "namespace", "name", "namePrefix", "nameContains"}
 DEFAULTS = {"gvr": "configmaps"}
-PATH_DEFAULTS = {"gvr": "configmaps", "cluster": "cluster1", "namespace": "kube-system", "name": "kube-root-ca.crt"}
+PATH_DEFAULTS = {"gvr": "configmaps", "cluster": "cluster1", "namespace": "kube-system", "name": "kube-root-ca.crt",
+                 "rest": "api/v1/namespaces/kube-system/configmaps"}
 
 
 @dataclass
@@ -105,6 +106,13 @@ async def _check(http: aiohttp.ClientSession, method: str, url: str, what: str, 
         if r.status >= 400:
             assert r.content_type == "application/json", f"{what}: {r.status} {r.content_type} {raw[:200]!r}"
             body = orjson.loads(raw)
+            if body.get("kind") == "Status":
+                # The Kubernetes-compatible paths answer like a kube-apiserver, so kubectl prints the message.
+                assert body.get("code") == r.status and body.get("status") == "Failure", (what, body)
+                assert isinstance(body.get("message"), str) and body["message"], (what, body)
+                assert body.get("reason"), (what, body)
+                assert "Traceback" not in body["message"], (what, body)
+                return r.status, body
             assert isinstance(body.get("error"), str) and body["error"], (what, body)
             assert "hint" in body, (what, body)
             assert "Traceback" not in body["error"], (what, body)
