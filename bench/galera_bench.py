@@ -12,12 +12,11 @@ import argparse
 import asyncio
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import DaemonProc, machine, median, pct, table
-from bench.sync_bench import base_config, load, probe_lag, yes
+from bench.common import DaemonProc, machine, median, table
+from bench.sync_bench import base_config, lag_sweep, load
 from multicluster.testing.galera import GaleraCluster
 from multicluster.testing.harness import Harness, progress
 from multicluster.testing.mariadb import MariaDB
@@ -61,14 +60,7 @@ def main(argv: list[str] | None = None) -> str:
                 d.start()
                 d.wait_ready()
                 try:
-                    for rate in rates:
-                        lags, achieved = probe_lag(d, h, samples=1000, rate=rate, seconds=args.lag_seconds)
-                        p99 = pct(lags, 99) * 1000
-                        lag_rows.append([name, rate, achieved, len(lags), pct(lags, 50) * 1000, p99,
-                                         yes(p99 < 1000)])
-                        if achieved < 0.8 * rate:
-                            break
-                        time.sleep(1)
+                    lag_rows += lag_sweep(d, h, name, rates, args.lag_seconds, pause=1.0)
                 finally:
                     d.stop()
     finally:

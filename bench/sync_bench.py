@@ -79,6 +79,22 @@ def base_config(h: Harness, store: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def lag_sweep(d: DaemonProc, h: Harness, name: str, rates: list[float], seconds: float, *,
+              pause: float = 0.0) -> list[list[Any]]:
+    """Lag table rows at each rate in turn, until the harness API servers cannot take more (achieved < 80 %:
+    further rates add nothing); `pause` seconds between rates let the store settle."""
+    rows: list[list[Any]] = []
+    for rate in rates:
+        lags, achieved = probe_lag(d, h, samples=1000, rate=rate, seconds=seconds)
+        p99 = pct(lags, 99) * 1000
+        rows.append([name, rate, achieved, len(lags), pct(lags, 50) * 1000, p99, yes(p99 < 1000)])
+        progress(f"{name}: {achieved:,.0f} updates/s, lag p50 {pct(lags, 50) * 1000:.0f} ms p99 {p99:.0f} ms")
+        if achieved < 0.8 * rate:
+            break
+        time.sleep(pause)
+    return rows
+
+
 def probe_lag(d: DaemonProc, h: Harness, samples: int, rate: float, seconds: float) -> tuple[list[float], float]:
     """Sustained update load at `rate`/s on bench objects plus sequential probe updates whose end-to-end lag
     (PATCH acknowledged → the new RV is returned by the query API) is measured."""
@@ -244,15 +260,7 @@ def main(argv: list[str] | None = None) -> str:
                     d.start()
                     d.wait_ready()
                     try:
-                        for rate in rates:
-                            lags, achieved = probe_lag(d, h, samples=1000, rate=rate, seconds=args.lag_seconds)
-                            p99 = pct(lags, 99) * 1000
-                            lag_rows.append([name, rate, achieved, len(lags), pct(lags, 50) * 1000, p99,
-                                             yes(p99 < 1000)])
-                            progress(f"{name}: {achieved:,.0f} updates/s, lag p50 {pct(lags, 50) * 1000:.0f} ms "
-                                     f"p99 {p99:.0f} ms")
-                            if achieved < 0.8 * rate:
-                                break  # the harness API servers cannot take more: further rates add nothing
+                        lag_rows += lag_sweep(d, h, name, rates, args.lag_seconds)
                     finally:
                         d.stop()
             finally:
