@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from multicluster.testing.harness import free_port, progress
-from multicluster.testing.mariadb import _which
+from multicluster.testing.mariadb import _which, stop_server
 
 PROVIDERS = ("/usr/lib/galera/libgalera_smm.so", "/usr/lib/libgalera_smm.so", "/usr/lib64/galera-4/libgalera_smm.so")
 # Failure detection in seconds instead of Galera's WAN-friendly defaults (a killed node is suspected after 2 s).
@@ -213,11 +213,6 @@ class GaleraCluster:
     def stop(self) -> None:
         # Joiners first, the node that bootstrapped last: the cluster shuts down cleanly, one member at a time.
         for node in reversed(self.nodes):
-            if node.proc is not None and node.proc.poll() is None:
-                node.proc.terminate()
-                try:
-                    node.proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    node.proc.kill()
-                    node.proc.wait()
+            if node.proc is not None:
+                stop_server(node.proc)
             node.proc = None

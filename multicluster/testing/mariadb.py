@@ -123,13 +123,8 @@ class MariaDB:
         return name
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_server(self.proc)
         self.proc = None
 
     def kill(self) -> None:
@@ -141,3 +136,15 @@ class MariaDB:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a mariadbd the way it shuts down cleanly (SIGTERM), killing it when it has not within 30 s."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
