@@ -11,7 +11,7 @@ and the names that mark delivered objects. Modules, by role:
 - render: one CR for one member (kind resolution, rendering, the writing client, the policy request)
 - removal: what removing copies needs in both reconcile and finalize
 - pure: patches (template → per-cluster object), status (health and status), policy (who may deliver what),
-  model (names, options, records)
+  model (names, options, records), types (TypedDicts of the MultiClusterResource: object, spec, status)
 - I/O helpers: apply (one object into one cluster), watches (drift detection, the delivered-copy index),
   events, install (CRDs)
 """

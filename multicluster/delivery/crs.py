@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, cast
 
 from multicluster import crds
 from multicluster.errors import ClusterError, KubeAPIError, NotFound
@@ -18,6 +18,7 @@ from multicluster.gvr import APIResource
 from multicluster.kube import MERGE_PATCH, ClusterClient
 
 from .model import CRKey
+from .types import MCR, MCRStatus
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ class MasterCRs:
         self.master = master
         self.master_name = master_name
         self.resource: APIResource | None = None  # set by discover(); writes need it
-        self._crs: dict[CRKey, dict[str, Any]] = {}
+        self._crs: dict[CRKey, MCR] = {}
 
     async def discover(self) -> APIResource:
         """Wait until the master serves the MultiClusterResource type (its CRD may be installed just now)."""
@@ -49,7 +50,7 @@ class MasterCRs:
 
     # ------------------------------------------------------------------------------------------ cache
 
-    def get(self, key: CRKey) -> dict[str, Any] | None:
+    def get(self, key: CRKey) -> MCR | None:
         return self._crs.get(key)
 
     def snapshot(self) -> list[CRKey]:
@@ -59,8 +60,9 @@ class MasterCRs:
     def drop(self, key: CRKey) -> None:
         self._crs.pop(key, None)
 
-    def remember(self, obj: dict[str, Any]) -> tuple[CRKey, bool]:
-        """Keep the newest version of a CR. Returns the key and whether `obj` is newer than what we held."""
+    def remember(self, raw: dict[str, Any]) -> tuple[CRKey, bool]:
+        """Keep the newest version of a CR. Returns the key and whether `raw` is newer than what we held."""
+        obj = cast(MCR, raw)  # the master's schema for the type; readers still check each field's type
         md = obj.get("metadata") or {}
         key = (str(md.get("namespace") or ""), str(md.get("name") or ""))
         old = self._crs.get(key)
@@ -71,12 +73,12 @@ class MasterCRs:
 
     # ------------------------------------------------------------------------------------------ writes
 
-    def _path(self, cr: dict[str, Any]) -> str:
+    def _path(self, cr: MCR) -> str:
         assert self.resource is not None
         md = cr.get("metadata") or {}
         return self.resource.gvr.path(str(md.get("namespace") or ""), str(md.get("name") or ""))
 
-    async def set_finalizers(self, cr: dict[str, Any], finalizers: list[str]) -> dict[str, Any] | None:
+    async def set_finalizers(self, cr: MCR, finalizers: list[str]) -> MCR | None:
         """The CR as updated, or None when it is gone."""
         # resourceVersion makes this an optimistic-concurrency write: a stale cache fails with 409 and retries.
         rv = (cr.get("metadata") or {}).get("resourceVersion")
@@ -86,9 +88,9 @@ class MasterCRs:
         except NotFound:
             return None
         self.remember(updated)
-        return updated
+        return cast(MCR, updated)
 
-    async def write_status(self, cr: dict[str, Any], status: dict[str, Any]) -> None:
+    async def write_status(self, cr: MCR, status: MCRStatus) -> None:
         try:
             updated = await self.master.request("PATCH", self._path(cr) + "/status", body={"status": status},
                                                 content_type=MERGE_PATCH)
@@ -97,7 +99,7 @@ class MasterCRs:
         self.remember(updated)
 
 
-def _rv(obj: dict[str, Any]) -> int:
+def _rv(obj: MCR) -> int:
     try:
         return int((obj.get("metadata") or {}).get("resourceVersion") or 0)
     except ValueError:

@@ -15,6 +15,7 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,7 +50,7 @@ class EventRecorder:
         self._queue: asyncio.Queue[tuple[dict[str, Any], str, str, str]] = asyncio.Queue(maxsize)
         self.dropped = 0
 
-    def record(self, obj: dict[str, Any], etype: str, reason: str, message: str) -> None:
+    def record(self, obj: Mapping[str, Any], etype: str, reason: str, message: str) -> None:
         """Queue an Event for `run()` to post; never blocks."""
         md = obj.get("metadata") or {}
         ref = {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"),

@@ -13,7 +13,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any
 
 from multicluster.config import DeliveryConfig
 from multicluster.errors import ClusterError, Forbidden, KubeAPIError, MulticlusterError
@@ -28,6 +27,7 @@ from .patches import placement
 from .removal import REASON, describe, unique, why
 from .render import Renderer, cr_owner, policy_request, remover
 from .status import recorded_targets
+from .types import MCR, MCRSpec
 from .watches import DeliveredIndex
 
 log = logging.getLogger(__name__)
@@ -50,14 +50,14 @@ class Finalizer:
         for k in [k for k in self._failing_since if k[0] == key]:
             del self._failing_since[k]
 
-    async def finalize(self, key: CRKey, cr: dict[str, Any], index: DeliveredIndex) -> Outcome:
+    async def finalize(self, key: CRKey, cr: MCR, index: DeliveredIndex) -> Outcome:
         """DONE once our finalizer is gone from the CR (the caller then forgets the CR)."""
         md = cr.get("metadata") or {}
         finalizers = list(md.get("finalizers") or [])
         if FINALIZER not in finalizers:
             return DONE
-        spec = cr.get("spec") if isinstance(cr.get("spec"), dict) else {}
-        assert isinstance(spec, dict)
+        spec_now = cr.get("spec")
+        spec: MCRSpec = spec_now if isinstance(spec_now, dict) else {}
         owner = cr_owner(key, cr, self.opts.field_manager)
         victims: dict[str, list[Target]] = {}
         for cluster, t in recorded_targets(cr.get("status")).items():
@@ -103,7 +103,7 @@ class Finalizer:
         log.info("MultiClusterResource %s/%s: copies removed, finalizer released", *key)
         return DONE
 
-    async def _cleanup_cluster(self, cr: dict[str, Any], key: CRKey, cluster: str, targets: list[Target],
+    async def _cleanup_cluster(self, cr: MCR, key: CRKey, cluster: str, targets: list[Target],
                                blocked: str | None, guesses: set[str]) -> tuple[str, float | None, str]:
         """Remove every copy in one cluster. Returns (cluster, seconds left before giving up or None, why).
         `guesses`: paths known only from rendering the template (no record of a delivery): a service account that

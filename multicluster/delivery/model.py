@@ -14,6 +14,8 @@ from typing import Any
 
 from multicluster.crds import GROUP, VERSION
 
+from .types import TargetRef
+
 PREFIX = "multicluster.practice.com"
 MANAGED_BY_LABEL = f"{PREFIX}/managed-by"
 MANAGED_BY_VALUE = "multicluster"
@@ -112,8 +114,8 @@ class Target:
         where = f"{self.namespace}/" if self.namespace else ""
         return f"{self.kind} {where}{self.name}"
 
-    def to_status(self, uid: str = "") -> dict[str, Any]:
-        out = {"apiVersion": self.api_version, "kind": self.kind, "resource": self.resource,
+    def to_status(self, uid: str = "") -> TargetRef:
+        out: TargetRef = {"apiVersion": self.api_version, "kind": self.kind, "resource": self.resource,
                "namespace": self.namespace, "name": self.name}
         if uid:
             out["uid"] = uid

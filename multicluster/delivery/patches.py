@@ -30,6 +30,7 @@ import orjson
 from multicluster.errors import ReconcileError
 
 from .model import CLUSTER_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, OWNER_ANNOTATION, OWNER_UID_ANNOTATION
+from .types import MCRSpec
 
 OPS = ("add", "remove", "replace", "move", "copy", "test")
 _NEEDS_VALUE = ("add", "replace", "test")
@@ -110,7 +111,7 @@ def to_operation(action: Any, where: str) -> Action:
     return Action(where, out)
 
 
-def customize_for(spec: dict[str, Any], cluster: str) -> list[Action]:
+def customize_for(spec: MCRSpec, cluster: str) -> list[Action]:
     """All actions for one cluster (several entries with the same name are concatenated, in order).
 
     Entries for clusters that are not placed are simply never asked for: the seed patched them anyway and
@@ -238,7 +239,7 @@ def digest(obj: Any) -> str:
 # --------------------------------------------------------------------------------------------- placement
 
 
-def placement(spec: dict[str, Any], master: str) -> tuple[list[str], list[str]]:
+def placement(spec: MCRSpec, master: str) -> tuple[list[str], list[str]]:
     """(cluster names in order without duplicates, problems). Empty or absent placement means the master only,
     like the seed: a CR always lands somewhere visible."""
     pl = spec.get("placement")

@@ -42,6 +42,7 @@ from .patches import PatchError, TemplateError, check_template, digest, placemen
 from .removal import REASON, describe, indexed_targets, unique, why
 from .render import Renderer, cr_owner, member, policy_request, remover
 from .status import build_status, now_rfc3339, previous_entry, recorded_targets, same_status
+from .types import MCR, MCRSpec, MCRStatus
 from .watches import Copy, CopyKey, DriftWatches, content_digest
 
 log = logging.getLogger(__name__)
@@ -87,13 +88,13 @@ class Reconciler:
     def forget(self, key: CRKey) -> None:
         self._memo.pop(key, None)
 
-    async def reconcile(self, key: CRKey, cr: dict[str, Any]) -> Outcome:
+    async def reconcile(self, key: CRKey, cr: MCR) -> Outcome:
         md = cr.get("metadata") or {}
         finalizers = list(md.get("finalizers") or [])
-        spec = cr.get("spec") if isinstance(cr.get("spec"), dict) else {}
-        assert isinstance(spec, dict)
+        spec_now = cr.get("spec")
+        spec: MCRSpec = spec_now if isinstance(spec_now, dict) else {}
         status_now = cr.get("status")
-        previous: dict[str, Any] = status_now if isinstance(status_now, dict) else {}
+        previous: MCRStatus = status_now if isinstance(status_now, dict) else {}
         placed, problems = placement(spec, self.crs.master_name)
         recorded = recorded_targets(previous)
         owner = cr_owner(key, cr, self.opts.field_manager)
@@ -106,7 +107,7 @@ class Reconciler:
 
         # The finalizer patch runs alongside the first deliveries' reads; every write to a member waits for it
         # (apply.deliver's gate), so no copy can exist without a guaranteed cleanup.
-        gate: asyncio.Task[dict[str, Any] | None] | None = None
+        gate: asyncio.Task[MCR | None] | None = None
         if FINALIZER not in finalizers:
             gate = asyncio.create_task(self.crs.set_finalizers(cr, [*finalizers, FINALIZER]))
         try:
@@ -141,9 +142,9 @@ class Reconciler:
                 self.events.record(cr, etype, reason, message)
         return RETRY if any(r.retry for r in results) else DONE
 
-    async def _deliver(self, cr: dict[str, Any], spec: dict[str, Any], owner: apply.Owner, cluster: str,
+    async def _deliver(self, cr: MCR, spec: MCRSpec, owner: apply.Owner, cluster: str,
                        template_error: TemplateError | None, recorded: Target | None,
-                       previous: dict[str, Any], gate: asyncio.Future[Any] | None) -> ClusterResult:
+                       previous: MCRStatus, gate: asyncio.Future[Any] | None) -> ClusterResult:
         """Make the one copy for `cluster` right; on failure keep reporting the copy that is there."""
         prev = previous_entry(previous, cluster)
 
@@ -253,7 +254,7 @@ class Reconciler:
             if what in ("deleted", "released"):
                 result.events.append((NORMAL, REASON[what], f"cluster {cluster}: old copy {describe(v)} {what}"))
 
-    async def _remove_unplaced(self, cr: dict[str, Any], owner: apply.Owner, cluster: str,
+    async def _remove_unplaced(self, cr: MCR, owner: apply.Owner, cluster: str,
                                recorded: Target | None) -> ClusterResult | None:
         """A cluster left the placement: delete our copies there. None when nothing is left to track."""
         victims = ([recorded] if recorded else []) + indexed_targets(self.watches.index, owner.key, cluster)

@@ -19,21 +19,22 @@ from multicluster.kube import ClusterClient
 from . import apply, policy
 from .model import ADOPT_ANNOTATION, CRKey, Target
 from .patches import apply_actions, check_template, customize_for, render, stamp
+from .types import MCR, MCRSpec
 
 _SA_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 _REDISCOVER_EVERY = 5.0  # seconds: a missing kind refreshes a member's discovery at most this often
 
 
-def cr_owner(key: CRKey, cr: dict[str, Any], field_manager: str) -> apply.Owner:
+def cr_owner(key: CRKey, cr: MCR, field_manager: str) -> apply.Owner:
     md = cr.get("metadata") or {}
     adopt = str((md.get("annotations") or {}).get(ADOPT_ANNOTATION, "")).lower() == "true"
     return apply.Owner(key, str(md.get("uid") or ""), adopt, field_manager)
 
 
-def member(client: ClusterClient, cr: dict[str, Any]) -> apply.Member | None:
+def member(client: ClusterClient, cr: MCR) -> apply.Member | None:
     """The client this CR writes through: impersonating spec.serviceAccountName when set (None: invalid)."""
-    spec = cr.get("spec") if isinstance(cr.get("spec"), dict) else {}
-    sa = (spec or {}).get("serviceAccountName")
+    spec = cr.get("spec")
+    sa = spec.get("serviceAccountName") if isinstance(spec, dict) else None
     if sa is None or sa == "":
         return apply.Member(client)
     if not isinstance(sa, str) or not _SA_NAME.match(sa):
@@ -42,7 +43,7 @@ def member(client: ClusterClient, cr: dict[str, Any]) -> apply.Member | None:
     return apply.Member(client, policy.impersonation(ns, sa))
 
 
-def remover(client: ClusterClient, cr: dict[str, Any]) -> apply.Member:
+def remover(client: ClusterClient, cr: MCR) -> apply.Member:
     # An invalid serviceAccountName never delivered anything as a service account; what this CR's owner
     # annotation marks was written by the daemon, so the daemon removes it.
     return member(client, cr) or apply.Member(client)
@@ -58,7 +59,7 @@ class Renderer:
     def __init__(self) -> None:
         self._rediscovered: dict[str, float] = {}
 
-    async def render(self, client: ClusterClient, spec: dict[str, Any], owner: apply.Owner,
+    async def render(self, client: ClusterClient, spec: MCRSpec, owner: apply.Owner,
                      cluster: str) -> tuple[dict[str, Any], Target, APIResource]:
         template = spec["template"]
         api_version, kind, _ = check_template(template)

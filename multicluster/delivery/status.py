@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .model import ClusterResult, Phase, Target
+from .types import ClusterStatus, Condition, MCRStatus
 
 HEALTHY, PROGRESSING, DEGRADED, UNKNOWN = "Healthy", "Progressing", "Degraded", "Unknown"
 _MAX_MESSAGE = 1024
@@ -109,8 +110,8 @@ def health(obj: dict[str, Any]) -> tuple[str, str]:
 # --------------------------------------------------------------------------------------------- status
 
 
-def _entry(r: ClusterResult, previous: dict[str, Any] | None) -> dict[str, Any]:
-    e: dict[str, Any] = {"name": r.cluster, "applied": r.applied, "ready": r.ready, "phase": str(r.phase),
+def _entry(r: ClusterResult, previous: ClusterStatus | None) -> ClusterStatus:
+    e: ClusterStatus = {"name": r.cluster, "applied": r.applied, "ready": r.ready, "phase": str(r.phase),
                          "message": r.message[:_MAX_MESSAGE]}
     last = r.last_applied or ((previous or {}).get("lastAppliedTime") if r.target else "")
     if last:
@@ -125,7 +126,7 @@ def _entry(r: ClusterResult, previous: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _condition_entry(ctype: str, ok: bool, reason: str, message: str, generation: int,
-                     previous: dict[str, Any] | None) -> dict[str, Any]:
+                     previous: Condition | None) -> Condition:
     status = "True" if ok else "False"
     ltt = (previous or {}).get("lastTransitionTime") if (previous or {}).get("status") == status else None
     return {"type": ctype, "status": status, "reason": reason, "message": message[:_MAX_MESSAGE],
@@ -143,10 +144,10 @@ def build_status(
     placed: Sequence[str],
     results: Sequence[ClusterResult],
     problems: Sequence[str],
-    previous: dict[str, Any] | None,
-) -> dict[str, Any]:
+    previous: MCRStatus | None,
+) -> MCRStatus:
     """The full status. `results` holds placed clusters and clusters whose copy is still being removed."""
-    prev = previous if isinstance(previous, dict) else {}
+    prev: MCRStatus = previous if isinstance(previous, dict) else {}
     prev_entries = {e.get("name"): e for e in prev.get("clusters") or [] if isinstance(e, dict)}
     prev_conds = {c.get("type"): c for c in prev.get("conditions") or [] if isinstance(c, dict)}
     placed_set = set(placed)
