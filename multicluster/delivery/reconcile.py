@@ -38,6 +38,7 @@ from .breaker import Breakers
 from .crs import MasterCRs
 from .events import NORMAL, WARNING, EventRecorder
 from .model import DONE, FINALIZER, PERMANENT, RETRY, ClusterResult, CRKey, DeliveryOptions, Outcome, Phase, Target
+from .overriders import OverrideError
 from .patches import PatchError, TemplateError, check_template, digest, placement
 from .removal import REASON, describe, indexed_targets, unique, why
 from .render import Renderer, cr_owner, member, policy_request, remover
@@ -179,6 +180,8 @@ class Reconciler:
             desired, target, resource = await self.renderer.render(client, spec, owner, cluster)
         except PatchError as exc:
             return fail(Phase.INVALID_PATCH, exc.message)
+        except OverrideError as exc:
+            return fail(Phase.INVALID_OVERRIDE, exc.message)
         except TemplateError as exc:
             return fail(Phase.INVALID_TEMPLATE, exc.message)
         except ReconcileError as exc:

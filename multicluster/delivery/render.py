@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from multicluster.errors import ReconcileError
 from multicluster.gvr import APIResource
 from multicluster.kube import ClusterClient
 
-from . import apply, policy
+from . import apply, overriders, policy
 from .model import ADOPT_ANNOTATION, CRKey, Target
 from .patches import apply_actions, check_template, customize_for, render, stamp
 from .types import MCR, MCRSpec
@@ -59,12 +60,16 @@ class Renderer:
     def __init__(self) -> None:
         self._rediscovered: dict[str, float] = {}
 
-    async def render(self, client: ClusterClient, spec: MCRSpec, owner: apply.Owner,
-                     cluster: str) -> tuple[dict[str, Any], Target, APIResource]:
+    async def render(self, client: ClusterClient, spec: MCRSpec, owner: apply.Owner, cluster: str,
+                     labels: Mapping[str, str] | None = None) -> tuple[dict[str, Any], Target, APIResource]:
+        """The object for `cluster`: template → overrideRules (overriders.py) → the seed's customize patches →
+        ownership marks. `labels`: the cluster's labels, for rules that select clusters by label."""
         template = spec["template"]
         api_version, kind, _ = check_template(template)
+        rules = overriders.parse(spec)
         resource = await self.resolve(client, api_version, kind)
         obj = render(template, owner.key[0], namespaced=resource.namespaced)
+        obj = overriders.apply(obj, rules, cluster, labels or {})
         obj = apply_actions(obj, customize_for(spec, cluster))
         api_version2, kind2, name = check_template(obj)
         if (api_version2, kind2) != (api_version, kind):

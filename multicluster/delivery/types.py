@@ -71,6 +71,7 @@ class MCRSpec(TypedDict, total=False):
     template: dict[str, Any]  # any Kubernetes object: apiVersion, kind, metadata.name, ...
     placement: Placement
     customize: Customize
+    overrideRules: list[dict[str, Any]]  # Karmada-style overriders, checked by overriders.parse
     serviceAccountName: str
     # Lifecycle switches (see docs/delivery.md for what each does).
     suspend: bool
