@@ -163,7 +163,8 @@ class Daemon:
     # ------------------------------------------------------------------ lifecycle
 
     async def reload(self) -> None:
-        """SIGHUP: re-read the config file; add/remove clusters and apply resource include/exclude changes."""
+        """SIGHUP: re-read the config file; add/remove clusters, apply resource include/exclude changes and the
+        delivery policy (`delivery.policy`, `delivery.allowAdopt`)."""
         if self.config.source is None:
             return
         try:
@@ -174,7 +175,10 @@ class Daemon:
         old_names = {c.name for c in self.config.clusters}
         new_by_name = {c.name: c for c in new.clusters}
         joined = set(self.membership.joined) if self.membership else set()
-        self.config = replace(self.config, clusters=new.clusters, include=new.include, exclude=new.exclude)
+        self.config = replace(self.config, clusters=new.clusters, include=new.include, exclude=new.exclude,
+                              delivery=new.delivery)
+        if self.controller is not None:
+            self.controller.set_policy(new.delivery)
         registry = self.registry
         for name in sorted(old_names - new_by_name.keys() - joined):
             if name in registry:

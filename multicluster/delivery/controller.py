@@ -22,7 +22,7 @@ import math
 from collections.abc import Mapping
 
 from multicluster import metrics
-from multicluster.config import Config
+from multicluster.config import Config, DeliveryConfig
 from multicluster.errors import ClusterError, ConfigError, KubeAPIError, MulticlusterError, ReconcileError
 from multicluster.kube import ClusterClient
 from multicluster.retry import Backoff
@@ -128,6 +128,18 @@ class Controller:
             self.watches.clear()
             self.watches.index = DeliveredIndex()
             self.synced.clear()
+
+    def set_policy(self, delivery: DeliveryConfig) -> None:
+        """A reloaded config's delivery policy and allowAdopt: every CR is checked against it again at once
+        (copies the new policy refuses stay where they are and their CRs report Denied; nothing is deleted)."""
+        if delivery == self.reconciler.policy:
+            return
+        self.reconciler.policy = delivery
+        self.finalizer.policy = delivery
+        log.info("delivery policy reloaded (%d rules, allowAdopt %s); reconciling every MultiClusterResource",
+                 len(delivery.policy), delivery.allow_adopt)
+        for key in self.crs.snapshot():
+            self.queue_add(key)
 
     async def clusters_changed(self) -> None:
         """The set of clusters changed: stop watching removed ones and reconcile every CR again."""
