@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any, Protocol
 
+from multicluster.columns import printer_columns
 from plugin.client import ApiError
 from plugin.printers import ResourceInfo, uses_printer_columns
 
@@ -40,20 +41,6 @@ def may_be_custom(res: ResourceInfo) -> bool:
 
 def crd_name(res: ResourceInfo) -> str:
     return f"{res.resource}.{res.group}"
-
-
-def printer_columns(crd: dict[str, Any], version: str) -> tuple[dict[str, Any], ...]:
-    """The additionalPrinterColumns of the served version (apiextensions/v1 keeps them per version)."""
-    spec = crd.get("spec")
-    if not isinstance(spec, dict):
-        return ()
-    for v in spec.get("versions") or []:
-        if isinstance(v, dict) and v.get("name") == version:
-            cols = v.get("additionalPrinterColumns")
-            if cols is not None:
-                return tuple(c for c in cols if isinstance(c, dict))
-    # v1beta1-era objects kept one list for all versions at the top level.
-    return tuple(c for c in spec.get("additionalPrinterColumns") or [] if isinstance(c, dict))
 
 
 class CRDColumns:

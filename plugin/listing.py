@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from multicluster.columns import human_duration
 from plugin import printers
 from plugin.client import PAGE_SIZE, Client, find_endpoint
 from plugin.crd_columns import CRDColumns
@@ -35,7 +36,7 @@ class Freshness:
         for s in block.get("stale") or []:
             name = str(s.get("name"))
             last = s.get("lastSync")
-            ago = f"last sync {printers.human_duration(now - float(last))} ago" if last else "never synced"
+            ago = f"last sync {human_duration(now - float(last))} ago" if last else "never synced"
             err = s.get("error") or ""
             self.state[name] = f"stale ({ago}{': ' + err if err else ''})"
             if name not in self.warned:

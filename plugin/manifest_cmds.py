@@ -34,9 +34,9 @@ import typer
 import yaml
 
 from multicluster import crds
+from multicluster.columns import printer_columns
 from multicluster.errors import Conflict, KubeAPIError, MulticlusterError, NotFound
 from plugin import printers
-from plugin.crd_columns import printer_columns
 from plugin.master import (
     APPLY_PATCH,
     APIResource,

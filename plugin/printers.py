@@ -8,20 +8,23 @@ computed per page, which is what kubectl's own chunked output does too.
 
 The per-kind columns keep the seed's layout (pods: NODE, POD IP, STATUS, CONTAINER, IMAGE) with English headers
 and all containers instead of only the first. Every other type gets CLUSTER NAME [NAMESPACE] AGE, and a custom
-resource also its CRD's additionalPrinterColumns (cli.py fetches them through plugin.crd_columns; JSONPath
-subset in plugin.jsonpath).
+resource also its CRD's additionalPrinterColumns (listing.py fetches them through plugin.crd_columns; their
+cells come from multicluster.columns, which the daemon's Kubernetes tables use too).
 """
 
 from __future__ import annotations
 
 import io
 import time
-from calendar import timegm
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
 
 import orjson
+
+from multicluster.columns import age, human_duration, printer_cell, priority
+from multicluster.columns import get as _get
+from multicluster.columns import text as _s
 
 Obj = dict[str, Any]
 Item = tuple[str, Obj]  # (cluster, object)
@@ -65,78 +68,6 @@ class ResourceInfo:
 
 
 # --------------------------------------------------------------------------------------------------- formatting
-
-
-def human_duration(seconds: float) -> str:
-    """kubectl's duration.HumanDuration: 5s, 90s, 3m20s, 45m, 5h30m, 20h, 3d4h, 300d, 2y100d, 9y."""
-    if seconds < -1:
-        return "<invalid>"
-    s = int(max(seconds, 0))
-    if s < 120:
-        return f"{s}s"
-    m = s // 60
-    if m < 10:
-        return f"{m}m{s % 60}s" if s % 60 else f"{m}m"
-    if m < 180:
-        return f"{m}m"
-    h = m // 60
-    if h < 8:
-        return f"{h}h{m % 60}m" if m % 60 else f"{h}h"
-    if h < 48:
-        return f"{h}h"
-    if h < 24 * 8:
-        return f"{h // 24}d{h % 24}h" if h % 24 else f"{h // 24}d"
-    if h < 24 * 365 * 2:
-        return f"{h // 24}d"
-    if h < 24 * 365 * 8:
-        d = (h // 24) % 365
-        return f"{h // 24 // 365}y{d}d" if d else f"{h // 24 // 365}y"
-    return f"{h // 24 // 365}y"
-
-
-def parse_time(ts: str | None) -> float | None:
-    """RFC 3339 as Kubernetes writes it (`2024-01-18T15:14:48Z`, maybe with fractions) → unix seconds."""
-    if not ts:
-        return None
-    try:
-        return float(timegm(time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S")))
-    except ValueError:
-        return None
-
-
-def age(obj: Obj, now: float) -> str:
-    created = parse_time(_get(obj, "metadata", "creationTimestamp"))
-    return "<unknown>" if created is None else human_duration(now - created)
-
-
-def _get(obj: Any, *path: str | int) -> Any:
-    for p in path:
-        if isinstance(p, int):
-            if not isinstance(obj, list) or not -len(obj) <= p < len(obj):
-                return None
-            obj = obj[p]
-        else:
-            if not isinstance(obj, dict):
-                return None
-            obj = obj.get(p)
-    return obj
-
-
-def _s(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict | list):
-        return orjson.dumps(value).decode()
-    return str(value)
-
-
-def jsonpath(obj: Obj, path: str) -> Any:
-    """The first value a printer-column JSONPath selects (plugin.jsonpath's subset), or None."""
-    from plugin import jsonpath as _jsonpath  # only CRD printer columns need it; most tables start without it
-
-    return _jsonpath.first(obj, path)
 
 
 # --------------------------------------------------------------------------------------------------- columns
@@ -245,21 +176,8 @@ def _mcr_status_count(key: str) -> Cell:
 
 
 def printer_column(col: dict[str, Any]) -> Cell:
-    """One CRD additionalPrinterColumn: the first value its JSONPath selects, formatted by its type the way
-    kubectl formats it (date -> age, integer without a fraction); nothing selected -> empty cell."""
-    path = str(col.get("jsonPath") or "")
-    kind = str(col.get("type") or "string")
-
-    def cell(c: str, o: Obj, now: float) -> str:
-        v = jsonpath(o, path)
-        if kind == "date" and isinstance(v, str):
-            t = parse_time(v)
-            return human_duration(now - t) if t is not None else v
-        if kind == "integer" and isinstance(v, float) and v.is_integer():
-            return str(int(v))
-        return _s(v)
-
-    return cell
+    """One CRD additionalPrinterColumn: the text of the cell the API server would send (multicluster.columns)."""
+    return lambda c, o, now: _s(printer_cell(col, o, now))
 
 
 CLUSTER: tuple[str, Cell] = ("CLUSTER", lambda c, o, now: c)
@@ -298,7 +216,7 @@ def columns_for(res: ResourceInfo, wide: bool = False) -> list[tuple[str, Cell]]
     # with -o wide, like kubectl), AGE last (a CRD's own Age column is that same AGE).
     cols = list(base)
     for col in res.printer_columns:
-        if _priority(col) > 0 and not wide:
+        if priority(col) > 0 and not wide:
             continue
         name = str(col.get("name") or "").upper()
         if name and name != "AGE" and name not in {h for h, _ in cols}:
@@ -312,18 +230,11 @@ def render_master_table(items: Sequence[Obj], printer_columns: Sequence[dict[str
     printer columns in their own order (priority > 0 only with wide), or AGE for a type without any."""
     cols = ([NAMESPACE] if all_namespaces else []) + [NAME]
     cols += [(str(col.get("name") or "").upper(), printer_column(col)) for col in printer_columns
-             if wide or _priority(col) == 0] or [AGE]
+             if wide or priority(col) == 0] or [AGE]
     buf = io.StringIO()
     table = TablePrinter([h for h, _ in cols], buf)
     table.rows([[fn("", o, now) for _, fn in cols] for o in items])
     return buf.getvalue().rstrip("\n")
-
-
-def _priority(col: dict[str, Any]) -> int:
-    try:
-        return int(col.get("priority") or 0)
-    except (TypeError, ValueError):
-        return 0
 
 
 def uses_printer_columns(res: ResourceInfo) -> bool:

@@ -1,4 +1,4 @@
-"""CRD printer columns in `list`: the JSONPath subset, the column rules, and the whole path on real clusters —
+"""CRD printer columns in `list`: the column rules, and the whole path on real clusters —
 a CRD with additionalPrinterColumns (the demo's databases.demo.multicluster.io, plus a wide-only filter column)
 synced by a real daemon, whose CRD object the plugin reads back through the daemon's API."""
 
@@ -16,91 +16,21 @@ import aiohttp
 import pytest
 from typer.testing import CliRunner
 
+from multicluster.columns import human_duration
 from multicluster.config import ServerConfig
 from multicluster.daemon import Daemon
 from multicluster.demo import CRD_GROUP
 from multicluster.demo import _crd as demo_crd
 from multicluster.testing.harness import Harness, free_port
-from plugin import jsonpath, printers
+from plugin import printers
 from plugin.cli import app
 from plugin.client import Client
-from plugin.crd_columns import CRD_TYPE, may_be_custom, printer_columns
+from plugin.crd_columns import CRD_TYPE, may_be_custom
 from plugin.printers import ResourceInfo
 from tests.membership.test_membership import wait_for
 from tests.plugin.conftest import assert_clean, parse_table
 from tests.sync.helpers import daemon_config, sqlite_store
-
-READY = '.status.conditions[?(@.type=="Ready")].status'
-OBJ: dict[str, Any] = {
-    "metadata": {"name": "orders", "namespace": "shop", "creationTimestamp": "2020-01-01T00:00:00Z",
-                 "labels": {"app.kubernetes.io/name": "orders"}},
-    "spec": {"engine": "postgres", "size": "10Gi", "replicas": 3, "ports": [5432, 9187], "tls": False},
-    "status": {"conditions": [{"type": "Synced", "status": "True", "observed": 2},
-                              {"type": "Ready", "status": "False", "reason": "Scaling", "observed": 5}]},
-}
-
-
-# --------------------------------------------------------------------------------------------------- JSONPath
-
-
-@pytest.mark.parametrize(("expr", "want"), [
-    (".spec.engine", "postgres"),
-    ("{.spec.engine}", "postgres"),
-    ("$.spec.engine", "postgres"),
-    ("{$.spec.size}", "10Gi"),
-    (".spec.replicas", 3),
-    (".spec.tls", False),
-    (".spec.ports[0]", 5432),
-    (".spec.ports[-1]", 9187),
-    (".spec.ports[2]", None),
-    (".status.conditions[1].type", "Ready"),
-    (READY, "False"),
-    (".status.conditions[?(@.type=='Synced')].status", "True"),
-    ('.status.conditions[?(@.type != "Synced")].reason', "Scaling"),
-    (".status.conditions[?(@.observed > 3)].type", "Ready"),
-    (".status.conditions[?(@.observed<=2)].type", "Synced"),
-    (".status.conditions[?(@.reason)].type", "Ready"),
-    ('.status.conditions[?(@.type=="Missing")].status', None),
-    (".metadata.labels['app.kubernetes.io/name']", "orders"),
-    ('.metadata.labels["app.kubernetes.io/name"]', "orders"),
-    (".spec.ports[*]", 5432),
-    (".status.conditions[*].type", "Synced"),
-    (".spec.missing", None),
-    (".spec.engine.deeper", None),
-    (".spec.ports.x", None),
-    # Outside the subset: nothing, never an exception.
-    (".spec..engine", None),
-    ("spec.engine", None),
-    (".spec.ports[0:1]", None),
-    (".spec.ports[0,1]", None),
-    (".spec.ports.length()", None),
-    (".status.conditions[?(@.type==Ready)].status", None),
-    (".status.conditions[?(@.type==\"Ready\"", None),
-    ("", None),
-    ("{}", None),
-])
-def test_jsonpath_first(expr: str, want: Any) -> None:
-    assert jsonpath.first(OBJ, expr) == want
-
-
-def test_jsonpath_find_all_and_compile_errors() -> None:
-    assert jsonpath.find(OBJ, ".status.conditions[*].type") == ["Synced", "Ready"]
-    assert jsonpath.find(OBJ, ".spec.*")[:2] == ["postgres", "10Gi"]
-    assert jsonpath.find(OBJ, ".spec..engine") == []
-    with pytest.raises(jsonpath.Unsupported, match="recursive descent"):
-        jsonpath.compile(".a..b")
-    with pytest.raises(jsonpath.Unsupported):
-        jsonpath.compile(".a[1:2]")
-    assert jsonpath.compile(READY) == (
-        jsonpath.Field("status"), jsonpath.Field("conditions"),
-        jsonpath.Filter((jsonpath.Field("type"),), "==", "Ready"), jsonpath.Field("status"))
-
-
-def test_printers_jsonpath_keeps_its_old_contract() -> None:
-    obj = {"a": {"b": [{"c": 1}, {"c": 2}]}}
-    assert printers.jsonpath(obj, ".a.b[1].c") == 2
-    assert printers.jsonpath(obj, "a..b") is None
-
+from tests.unit.test_columns import OBJ, READY
 
 # --------------------------------------------------------------------------------------------------- columns
 
@@ -123,7 +53,7 @@ def test_priority_zero_columns_by_default_the_rest_with_wide() -> None:
     cells = _cells(DB, OBJ)
     assert list(cells) == ["CLUSTER", "NAME", "NAMESPACE", "ENGINE", "REPLICAS", "MISSING", "AGE"]
     assert (cells["ENGINE"], cells["REPLICAS"], cells["MISSING"]) == ("postgres", "3", "")
-    assert cells["AGE"] == printers.human_duration(1_600_000_000.0 - 1_577_836_800)
+    assert cells["AGE"] == human_duration(1_600_000_000.0 - 1_577_836_800)
     wide = _cells(DB, OBJ, wide=True)
     assert list(wide) == ["CLUSTER", "NAME", "NAMESPACE", "ENGINE", "REPLICAS", "READY", "MISSING", "AGE"]
     assert wide["READY"] == "False"
@@ -161,18 +91,6 @@ def test_own_layouts_ignore_printer_columns() -> None:
 ])
 def test_which_groups_may_be_custom_resources(group: str, custom: bool) -> None:
     assert may_be_custom(ResourceInfo(group, "v1", "things", "Thing")) is custom
-
-
-def test_printer_columns_of_the_served_version() -> None:
-    crd = {"spec": {"versions": [
-        {"name": "v1alpha1", "additionalPrinterColumns": [{"name": "Old", "jsonPath": ".spec.old"}]},
-        {"name": "v1", "additionalPrinterColumns": [{"name": "New", "jsonPath": ".spec.new"}, "junk"]},
-    ]}}
-    assert printer_columns(crd, "v1") == ({"name": "New", "jsonPath": ".spec.new"},)
-    assert printer_columns(crd, "v1alpha1")[0]["name"] == "Old"
-    legacy = {"spec": {"version": "v1beta1", "additionalPrinterColumns": [{"name": "L", "jsonPath": ".l"}]}}
-    assert printer_columns(legacy, "v1beta1")[0]["name"] == "L"
-    assert printer_columns({}, "v1") == ()
 
 
 # --------------------------------------------------------------------------------------------------- real clusters

@@ -1,4 +1,4 @@
-"""Printers without a server: kubectl's age format, table layout, per-kind cells, list documents."""
+"""Printers without a server: table layout, per-kind cells, list documents."""
 
 from __future__ import annotations
 
@@ -9,20 +9,9 @@ import pytest
 import yaml
 
 from plugin import printers
-from plugin.printers import ResourceInfo, human_duration, jsonpath
+from plugin.printers import ResourceInfo
 
 POD = ResourceInfo("", "v1", "pods", "Pod")
-
-
-@pytest.mark.parametrize(("seconds", "text"), [
-    (-5, "<invalid>"), (-0.5, "0s"), (0, "0s"), (5, "5s"), (119, "119s"), (120, "2m"), (200, "3m20s"),
-    (599, "9m59s"), (600, "10m"), (3 * 60 * 60 - 1, "179m"), (3 * 3600, "3h"), (5 * 3600 + 30 * 60, "5h30m"),
-    (8 * 3600, "8h"), (47 * 3600, "47h"), (48 * 3600, "2d"), (3 * 86400 + 4 * 3600, "3d4h"), (8 * 86400, "8d"),
-    (300 * 86400, "300d"), (2 * 365 * 86400, "2y"), (2 * 365 * 86400 + 100 * 86400, "2y100d"),
-    (9 * 365 * 86400, "9y"),
-])
-def test_human_duration_matches_kubectl(seconds: float, text: str) -> None:
-    assert human_duration(seconds) == text
 
 
 def test_table_layout_plain() -> None:
@@ -96,15 +85,6 @@ def test_generic_uses_crd_printer_columns() -> None:
     assert list(_cells(res, obj)) == ["CLUSTER", "NAME", "NAMESPACE", "VERSION", "AGE"]
     cells = _cells(res, obj, wide=True)
     assert (cells["VERSION"], cells["FIRST"], cells["AGE"]) == ("1.2", "Ready", "<unknown>")
-
-
-def test_jsonpath_subset() -> None:
-    obj = {"a": {"b": [{"c": 1}, {"c": 2}]}}
-    assert jsonpath(obj, ".a.b[1].c") == 2
-    assert jsonpath(obj, "{.a.b[0].c}") == 1
-    assert jsonpath(obj, ".a.x") is None
-    assert jsonpath(obj, ".a.b[9].c") is None
-    assert jsonpath(obj, "a..b") is None
 
 
 @pytest.mark.parametrize("fmt", ["json", "yaml"])

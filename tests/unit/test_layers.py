@@ -24,7 +24,7 @@ FOUNDATION = {
     "multicluster", "multicluster.errors", "multicluster.config", "multicluster.gvr", "multicluster.wire",
     "multicluster.retry", "multicluster.metrics", "multicluster.kubeconfig", "multicluster.cliconfig",
     "multicluster.crds", "multicluster.tasks", "multicluster.workqueue",
-    "multicluster.memory", "multicluster.logsetup",
+    "multicluster.memory", "multicluster.logsetup", "multicluster.jsonpath", "multicluster.columns",
 }
 KUBE = {"multicluster.kube", "multicluster.sync.informer", "multicluster.leader"}
 
@@ -43,7 +43,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
 }
 UNRESTRICTED = ("multicluster.daemon", "multicluster.cli", "multicluster.__main__", "multicluster.demo",
                 "multicluster.testing")
-PLUGIN_MAY_IMPORT = ("plugin", "multicluster.errors", "multicluster.cliconfig", "multicluster.crds")
+PLUGIN_MAY_IMPORT = ("plugin", "multicluster.errors", "multicluster.cliconfig", "multicluster.crds",
+                     "multicluster.columns", "multicluster.jsonpath")
 MASTER_MODULE = "plugin.master"
 MASTER_MAY_ALSO_IMPORT = ("multicluster.kube", "multicluster.config", "multicluster.gvr")
 DYNAMIC_IMPORT_ALLOWED: set[str] = set()

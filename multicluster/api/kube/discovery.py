@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from multicluster.api.backend import ApiBackend, ClusterView
+from multicluster.columns import printer_columns
 from multicluster.errors import GVRError, MulticlusterError
 from multicluster.gvr import GVR, APIResource
 
@@ -87,18 +88,6 @@ async def _crd(backend: ApiBackend, clusters: Sequence[str], gvr: GVR) -> dict[s
     return None
 
 
-def crd_columns(crd: dict[str, Any], version: str) -> tuple[dict[str, Any], ...]:
-    """The additionalPrinterColumns of one served version of a CRD (apiextensions/v1 keeps them per version)."""
-    spec = crd.get("spec")
-    if not isinstance(spec, dict):
-        return ()
-    for v in spec.get("versions") or []:
-        if isinstance(v, dict) and v.get("name") == version:
-            cols = v.get("additionalPrinterColumns") or []
-            return tuple(c for c in cols if isinstance(c, dict) and c.get("name") and c.get("jsonPath"))
-    return ()
-
-
 async def _describe(backend: ApiBackend, views: Sequence[ClusterView], gvr: GVR) -> KubeResource | None:
     res = await _resolve(backend, gvr)
     if res is None:
@@ -109,7 +98,7 @@ async def _describe(backend: ApiBackend, views: Sequence[ClusterView], gvr: GVR)
     if crd is not None:
         spec_names = (crd.get("spec") or {}).get("names") or {}
         cats = tuple(str(c) for c in spec_names.get("categories") or () if isinstance(c, str))
-        cols = crd_columns(crd, gvr.version)
+        cols = printer_columns(crd, gvr.version)
     return KubeResource(res, cats, cols, custom=crd is not None)
 
 

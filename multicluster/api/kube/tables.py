@@ -5,21 +5,19 @@ CRD's additionalPrinterColumns. We render the same columns from the stored objec
 same priorities (priority 1 = only with `-o wide`) and the same cell text, following what the API server's
 printers compute; CLUSTER comes first. Types without a printer here get NAME and AGE.
 
-The plugin renders a CRD's printer columns on the client side (plugin/crd_columns.py, plugin/jsonpath.py); this
-module is the server side and shares no code with it, so that the daemon package never imports the plugin.
+Ages, the JSONPath subset and a CRD column's cell come from multicluster/columns.py, which the plugin's client-side
+tables use too.
 """
 
 from __future__ import annotations
 
-import re
 import time
-from collections.abc import Callable, Iterator
-from datetime import datetime
+from collections.abc import Callable
 from typing import Any, TypedDict
 
-import orjson
-
 from multicluster.api.kube.discovery import KubeResource
+from multicluster.columns import age as _age
+from multicluster.columns import get, human_duration, parse_time, printer_cell, priority, since
 
 Obj = dict[str, Any]
 Cell = Any
@@ -44,62 +42,6 @@ AGE = _col("Age", "CreationTimestamp is when the object was created.")
 
 
 # ------------------------------------------------------------------------------------------------ cell helpers
-
-
-def human_duration(seconds: float) -> str:
-    """apimachinery's duration.HumanDuration: 45s, 3m20s, 15m, 5h10m, 20h, 3d4h, 40d, 2y30d, 9y."""
-    s = int(seconds)
-    if s < -1:
-        return "<invalid>"
-    if s < 0:
-        return "0s"
-    if s < 120:
-        return f"{s}s"
-    minutes = s // 60
-    if minutes < 10:
-        return f"{minutes}m" if s % 60 == 0 else f"{minutes}m{s % 60}s"
-    if minutes < 180:
-        return f"{minutes}m"
-    hours = s // 3600
-    if hours < 8:
-        return f"{hours}h" if minutes % 60 == 0 else f"{hours}h{minutes % 60}m"
-    if hours < 48:
-        return f"{hours}h"
-    if hours < 24 * 8:
-        return f"{hours // 24}d" if hours % 24 == 0 else f"{hours // 24}d{hours % 24}h"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24}d"
-    if hours < 24 * 365 * 8:
-        days = (hours // 24) % 365
-        return f"{hours // 24 // 365}y" if days == 0 else f"{hours // 24 // 365}y{days}d"
-    return f"{hours // 24 // 365}y"
-
-
-def parse_time(ts: Any) -> float | None:
-    if not isinstance(ts, str) or not ts:
-        return None
-    try:
-        return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
-def since(ts: Any, now: float) -> str:
-    t = parse_time(ts)
-    return "<unknown>" if t is None else human_duration(now - t)
-
-
-def get(obj: Any, *path: str | int) -> Any:
-    for p in path:
-        if isinstance(p, int):
-            if not isinstance(obj, list) or not -len(obj) <= p < len(obj):
-                return None
-            obj = obj[p]
-        else:
-            if not isinstance(obj, dict):
-                return None
-            obj = obj.get(p)
-    return obj
 
 
 def _int(v: Any) -> int:
@@ -236,10 +178,6 @@ def _later(current: float | None, ts: Any) -> float | None:
     if t is None:
         return current
     return t if current is None else max(current, t)
-
-
-def _age(o: Obj, now: float) -> str:
-    return since(get(o, "metadata", "creationTimestamp"), now)
 
 
 def _deployment_cells(o: Obj, now: float) -> list[Cell]:
@@ -451,71 +389,13 @@ PRINTERS: dict[tuple[str, str], tuple[list[ColumnDefinition], Render]] = {
 }
 
 
-# ------------------------------------------------------------------------------------------------ CRD columns
-
-_STEP = re.compile(r"\.([^.\[\]]+)|\[(-?\d+)\]|\[\?\(@\.([A-Za-z0-9_.]+)\s*==\s*[\"']([^\"']*)[\"']\)\]|\['([^']+)'\]")
-
-
-def jsonpath_first(obj: Any, expr: str) -> Any:
-    """The first value of the JSONPath forms CRD printer columns use (`.a.b`, `[n]`, `['k.x']`,
-    `[?(@.type=="Ready")]`), or None: a column is cosmetic, so anything else is an empty cell."""
-    text = expr.strip()
-    if text.startswith("{") and text.endswith("}"):
-        text = text[1:-1]
-    text = text.removeprefix("$")
-    values = [obj]
-    pos = 0
-    while pos < len(text):
-        m = _STEP.match(text, pos)
-        if m is None:
-            return None
-        pos = m.end()
-        nxt: list[Any] = []
-        for v in values:
-            nxt.extend(_step(v, m))
-        values = nxt
-        if not values:
-            return None
-    return values[0] if values else None
-
-
-def _step(v: Any, m: re.Match[str]) -> Iterator[Any]:
-    name, index, fkey, fval, quoted = m.groups()
-    if name is not None or quoted is not None:
-        key = name if name is not None else quoted
-        if isinstance(v, dict) and key in v:
-            yield v[key]
-    elif index is not None:
-        got = get(v, int(index))
-        if got is not None:
-            yield got
-    elif isinstance(v, list):
-        for item in v:
-            if str(get(item, *fkey.split("."))) == fval:
-                yield item
-
-
-def _crd_cell(col: dict[str, Any], o: Obj, now: float) -> Cell:
-    value = jsonpath_first(o, str(col.get("jsonPath", "")))
-    if value is None:
-        return None
-    kind = col.get("type")
-    if kind == "date":
-        return since(value, now)
-    if kind in ("integer", "number", "boolean"):
-        return value
-    if isinstance(value, (dict, list)):
-        return orjson.dumps(value).decode()
-    return value if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)
-
-
 # ------------------------------------------------------------------------------------------------ tables
 
 
 def column_definitions(k: KubeResource) -> list[ColumnDefinition]:
     """CLUSTER, NAME, then the kind's columns (a CRD's printer columns, or NAME and AGE for other types)."""
     if k.printer_columns:
-        cols = [_col(str(c["name"]), str(c.get("description") or ""), int(c.get("priority") or 0),
+        cols = [_col(str(c["name"]), str(c.get("description") or ""), priority(c),
                      type_=str(c.get("type") or "string"), fmt=str(c.get("format") or ""))
                 for c in k.printer_columns]
         return [CLUSTER, NAME, *cols]
@@ -527,6 +407,6 @@ def cells(k: KubeResource, cluster: str, obj: Obj, now: float | None = None) -> 
     now = time.time() if now is None else now
     name = get(obj, "metadata", "name") or ""
     if k.printer_columns:
-        return [cluster, name, *(_crd_cell(c, obj, now) for c in k.printer_columns)]
+        return [cluster, name, *(printer_cell(c, obj, now) for c in k.printer_columns)]
     printer = PRINTERS.get((k.gvr.group, k.gvr.resource))
     return [cluster, name, *(printer[1](obj, now) if printer else [_age(obj, now)])]
