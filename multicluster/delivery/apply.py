@@ -36,6 +36,7 @@ from multicluster.errors import (
 from multicluster.kube import APPLY_PATCH, MERGE_PATCH, ClusterClient
 
 from .events import NORMAL, WARNING
+from .health import summarize
 from .model import (
     ADOPTED_ANNOTATION,
     CLUSTER_ANNOTATION,
@@ -48,7 +49,7 @@ from .model import (
     Phase,
     Target,
 )
-from .status import health, now_rfc3339
+from .status import now_rfc3339
 from .watches import owner_of
 
 _MANAGER = re.compile(r'conflicts? with "([^"]+)"')
@@ -254,7 +255,7 @@ async def _apply(client: Member, owner: Owner, body: dict[str, Any], target: Tar
         verb = "adopted" if adopting else "updated" if exists else "created"
         if not any(reason == "DriftCorrected" for _, reason, _ in res.events):
             res.events.append((NORMAL, "Delivered", f"cluster {cluster}: {target.describe()} {verb}"))
-    res.health, res.health_message = health(stored)
+    res.summary = summarize(stored)
     return res, stored
 
 

@@ -10,7 +10,7 @@ breaker.py (a dead cluster costs one timeout, not one per CR), the apply memo in
 deadlines in finalize.py, the delivered-copy index in watches.py.
 
 Echoes of our own writes are not requeued: finalizer/status patch responses are remembered before their watch
-events arrive (crs.py), and copy events equal to our last apply are recognised (Reconciler.is_echo). Every CR is
+events arrive (crs.py), and copy events equal to our last apply are recognised (Reconciler.requeue_delay). Every CR is
 still reconciled in full once per resync, the level-triggered safety net. Only the master is watched for CRs.
 """
 
@@ -170,14 +170,16 @@ class Controller:
 
     # ------------------------------------------------------------------------------------------ queue
 
-    def queue_add(self, key: CRKey) -> None:
+    def queue_add(self, key: CRKey, delay: float = 0.0) -> None:
         if self.opts.namespace is None or key[0] == self.opts.namespace:
-            self.queue.add(key)
+            self.queue.add_after(key, delay)
 
     def _copy_changed(self, owner: CRKey, key: CopyKey, copy: Copy | None) -> None:
-        """A watched copy changed: requeue its CR, unless this is the echo of our own last apply."""
-        if not self.reconciler.is_echo(owner, key, copy):
-            self.queue_add(owner)
+        """A watched copy changed: requeue its CR, unless this is the echo of our own last apply; a change of
+        the copy's own status alone is coalesced (Reconciler.requeue_delay)."""
+        delay = self.reconciler.requeue_delay(owner, key, copy)
+        if delay is not None:
+            self.queue_add(owner, delay)
 
     async def _worker(self) -> None:
         while True:

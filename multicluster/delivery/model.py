@@ -14,6 +14,7 @@ from typing import Any
 
 from multicluster.crds import GROUP, VERSION
 
+from .health import HEALTHY, UNKNOWN, CopySummary
 from .types import TargetRef
 
 PREFIX = "multicluster.practice.com"
@@ -51,6 +52,8 @@ class DeliveryOptions:
     resync_seconds: float = 300.0
     # Relist period of the informers that watch delivered copies (drift detection); watches do the real work.
     watch_resync_seconds: float = 600.0
+    # A copy whose own status changes (a rolling Deployment) updates its CR's status at most this often.
+    status_interval: float = 1.0
     # A cluster that cannot be reached for this long no longer blocks the deletion of a CR.
     cleanup_timeout: float = 60.0
     # Per request to a member cluster; short, so one frozen cluster does not hold a worker for long.
@@ -145,8 +148,7 @@ class ClusterResult:
     uid: str = ""
     changed: bool = False  # the copy was created or modified by this reconcile
     last_applied: str = ""  # RFC 3339
-    health: str = ""
-    health_message: str = ""
+    summary: CopySummary | None = None  # the copy's own status, as last seen (applied copies only)
     retry: bool = False  # worth retrying with backoff
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
     denied_by: str = ""  # phase Denied: the policy rule that refused it (the Denied condition's reason)
@@ -156,5 +158,13 @@ class ClusterResult:
         return self.phase == Phase.APPLIED
 
     @property
+    def health(self) -> str:
+        return self.summary.health if self.summary is not None else UNKNOWN
+
+    @property
+    def health_message(self) -> str:
+        return self.summary.message if self.summary is not None else "no status seen yet"
+
+    @property
     def ready(self) -> bool:
-        return self.applied and self.health == "Healthy"
+        return self.applied and self.health == HEALTHY

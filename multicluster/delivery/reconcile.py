@@ -15,8 +15,10 @@ needs `delivery.allowAdopt`. `spec.serviceAccountName` makes every read and writ
 `system:serviceaccount:<cr-namespace>:<name>` in the member, whose RBAC then decides (apply.Member).
 
 What keeps it cheap: a memo per (CR, cluster) of the last apply lets a reconcile skip members whose copy is
-unchanged since (the watch index says so), so a steady state costs no requests; `is_echo` recognises the watch
-event of our own apply so it does not requeue the CR. The memo is this module's state alone.
+unchanged since (the watch index says so), so a steady state costs no requests; `requeue_delay` recognises the
+watch event of our own apply so it does not requeue the CR, and delays a CR whose copies only report status
+progress until `status_interval` after its last status write (the work queue coalesces the events meanwhile).
+The memo and the status write times are this module's state alone.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from . import apply, policy
 from .breaker import Breakers
 from .crs import MasterCRs
 from .events import NORMAL, WARNING, EventRecorder
+from .health import CopySummary
 from .model import DONE, FINALIZER, PERMANENT, RETRY, ClusterResult, CRKey, DeliveryOptions, Outcome, Phase, Target
 from .overriders import OverrideError
 from .patches import PatchError, TemplateError, check_template, digest, placement
@@ -59,7 +62,7 @@ class _Memo:
     uid: str
     at: float
     last_applied: str
-    health: tuple[str, str]  # what the status says now; a watch event with the same content and health is an echo
+    summary: CopySummary | None  # what the status says now; a watch event with the same content and summary is an echo
 
 
 class Reconciler:
@@ -75,19 +78,25 @@ class Reconciler:
         self.watches = watches
         self.events = events
         self._memo: dict[CRKey, dict[str, _Memo]] = {}
+        self._status_written: dict[CRKey, float] = {}  # monotonic time of each CR's last status write
 
-    def is_echo(self, owner: CRKey, key: CopyKey, copy: Copy | None) -> bool:
-        """Whether a watched copy's change is what our own last apply of it left there (nothing to do)."""
+    def requeue_delay(self, owner: CRKey, key: CopyKey, copy: Copy | None) -> float | None:
+        """When a watched copy's change needs its CR reconciled: None for never (the echo of our own last apply),
+        0 for now (an edit, a delete), later for a change of the copy's own status alone, so a CR's status is
+        written at most once per `status_interval` however fast its copies report progress."""
         memo = self._memo.get(owner, {}).get(key[0])
-        if copy is not None and memo is not None and copy.owner == owner:
-            same_object = (memo.target.resource, memo.target.namespace, memo.target.name, memo.uid) == \
-                (key[1].resource, key[2], key[3], copy.uid)
-            if same_object and memo.content == copy.content and memo.health == (copy.health, copy.health_message):
-                return True
-        return False
+        if copy is None or memo is None or copy.owner != owner or memo.content != copy.content or \
+                (memo.target.resource, memo.target.namespace, memo.target.name, memo.uid) != \
+                (key[1].resource, key[2], key[3], copy.uid):
+            return 0.0
+        if memo.summary == copy.status:
+            return None
+        written = self._status_written.get(owner)
+        return 0.0 if written is None else max(0.0, written + self.opts.status_interval - time.monotonic())
 
     def forget(self, key: CRKey) -> None:
         self._memo.pop(key, None)
+        self._status_written.pop(key, None)
 
     async def reconcile(self, key: CRKey, cr: MCR) -> Outcome:
         md = cr.get("metadata") or {}
@@ -132,6 +141,7 @@ class Reconciler:
         status = build_status(generation=int(md.get("generation") or 0), placed=placed, results=results,
                               problems=problems, previous=previous)
         if not same_status(status, previous):
+            self._status_written[key] = time.monotonic()
             await self.crs.write_status(cr, status)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("reconciled %s/%s gen %s: %s", *key, md.get("generation"),
@@ -204,9 +214,8 @@ class Reconciler:
                 and time.monotonic() - memo.at < self.opts.resync_seconds * 0.9):
             # Nothing but status changed since our own apply: no request needed.
             result = ClusterResult(cluster, Phase.APPLIED, target=target, uid=memo.uid,
-                                   last_applied=memo.last_applied, health=copy.health,
-                                   health_message=copy.health_message)
-            memo.health = (copy.health, copy.health_message)
+                                   last_applied=memo.last_applied, summary=copy.status)
+            memo.summary = copy.status
         else:
             # Our copy, as the watch last saw it: skip the read, pin its uid (see apply.deliver).
             known = (copy.uid, copy.rv) if copy is not None and copy.owner == owner.key and copy.uid \
@@ -225,7 +234,7 @@ class Reconciler:
             result.last_applied = result.last_applied or str(prev.get("lastAppliedTime") or "") or now_rfc3339()
             self._memo.setdefault(owner.key, {})[cluster] = _Memo(
                 want, target, content_digest(stored), result.uid, time.monotonic(), result.last_applied,
-                (result.health, result.health_message))
+                result.summary)
         await self._remove_stale(writer, owner, cluster, resource.gvr, target, recorded, result)
         return result
 

@@ -1,17 +1,23 @@
-"""Health of delivered copies and the MultiClusterResource status built from per-cluster results (pure).
+"""The MultiClusterResource status built from per-cluster results (pure).
 
 Status layout (also what `kubectl get rr` and `kubectl-multicluster get rr` print):
 
     status:
       observedGeneration: 3
       targetClusters: "cluster1,cluster2"      # CLUSTERS column: resolved placement (master when empty)
+      placedClusters: 2, appliedClusters: 2, readyClusters: 1
       applied: "2/2"                            # APPLIED column: placed clusters holding the current template
       ready: "1/2"                              # READY column: placed clusters whose copy is healthy
       message: "cluster2: Progressing: 0/2 replicas available"
-      conditions: [{type: Applied, ...}, {type: Ready, ...}, {type: Denied, ...}]  # Denied once policy refused
+      conditions: [{type: Applied}, {type: Ready}, {type: Denied}, {type: Invalid}]  # the last two once they occur
       clusters:
-        - {name, applied, ready, phase, message, lastAppliedTime, health, healthMessage,
-           target: {apiVersion, kind, resource, namespace, name, uid}}
+        - {name, applied, ready, phase, message, lastAppliedTime, target: {apiVersion, kind, resource, namespace,
+           name, uid}, health, healthMessage, generation, observedGeneration, replicas, readyReplicas,
+           availableReplicas, updatedReplicas, conditions: [{type, status, reason}]}   # the copy's own status
+
+Ready is True only when every placed copy is applied and Healthy (health.py); otherwise its message lists the
+clusters that are not, in placement order, each with its verdict and why ("cluster2: Progressing: 0/2 replicas
+available"), so the first one named is the first unhealthy cluster.
 
 `target` records what was delivered where, so a later reconcile can remove copies after a placement change, a
 rename or a kind change even across controller restarts. Times only move when something changes, so writing the
@@ -24,87 +30,15 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from .health import UNKNOWN
 from .model import ClusterResult, Phase, Target
 from .types import ClusterStatus, Condition, MCRStatus
 
-HEALTHY, PROGRESSING, DEGRADED, UNKNOWN = "Healthy", "Progressing", "Degraded", "Unknown"
 _MAX_MESSAGE = 1024
 
 
 def now_rfc3339(t: float | None = None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if t is None else t))
-
-
-# --------------------------------------------------------------------------------------------- health
-
-
-def _int(v: Any, default: int = 0) -> int:
-    return v if isinstance(v, int) and not isinstance(v, bool) else default
-
-
-def _condition(status: dict[str, Any], ctype: str) -> dict[str, Any] | None:
-    for c in status.get("conditions") or []:
-        if isinstance(c, dict) and c.get("type") == ctype:
-            return c
-    return None
-
-
-def health(obj: dict[str, Any]) -> tuple[str, str]:
-    """(health, message) of a copy from its own status; kinds without a status are Healthy once they exist."""
-    kind = obj.get("kind")
-    status = obj.get("status")
-    md = obj.get("metadata") or {}
-    spec = obj.get("spec") or {}
-    if kind in ("Deployment", "StatefulSet", "ReplicaSet", "DaemonSet", "Pod", "Job") and not status:
-        return PROGRESSING, "waiting for the first status report"
-    if not isinstance(status, dict):
-        return HEALTHY, "exists (this kind reports no status)"
-    observed = status.get("observedGeneration")
-    if isinstance(observed, int) and observed < _int(md.get("generation")):
-        return PROGRESSING, f"generation {md.get('generation')} not yet observed by its controller"
-    if kind in ("Deployment", "ReplicaSet", "StatefulSet"):
-        want = _int(spec.get("replicas"), 1)
-        field = "readyReplicas" if kind == "StatefulSet" else "availableReplicas"
-        have = _int(status.get(field))
-        progressing = _condition(status, "Progressing")
-        if progressing and progressing.get("reason") == "ProgressDeadlineExceeded":
-            return DEGRADED, f"{have}/{want} replicas available; {progressing.get('message') or 'rollout stalled'}"
-        if have >= want and _int(status.get("updatedReplicas"), want) >= want:
-            return HEALTHY, f"{have}/{want} replicas available"
-        return PROGRESSING, f"{have}/{want} replicas available"
-    if kind == "DaemonSet":
-        want, have = _int(status.get("desiredNumberScheduled")), _int(status.get("numberAvailable"))
-        return (HEALTHY if have >= want else PROGRESSING), f"{have}/{want} pods available"
-    if kind == "Pod":
-        phase = str(status.get("phase") or "Unknown")
-        if phase == "Running":
-            ready = _condition(status, "Ready")
-            if ready and ready.get("status") == "True":
-                return HEALTHY, "Running and ready"
-            return PROGRESSING, "Running, not ready"
-        if phase == "Succeeded":
-            return HEALTHY, "Succeeded"
-        if phase == "Failed":
-            return DEGRADED, f"Failed: {status.get('reason') or status.get('message') or 'pod failed'}"
-        if phase == "Pending":
-            sched = _condition(status, "PodScheduled")
-            why = f" ({sched.get('reason')}: {sched.get('message')})" if sched and sched.get("status") == "False" \
-                else "" if sched else " (not scheduled yet)"
-            return PROGRESSING, f"Pending{why}"
-        return UNKNOWN, phase
-    if kind == "Job":
-        if (c := _condition(status, "Complete")) and c.get("status") == "True":
-            return HEALTHY, "Complete"
-        if (c := _condition(status, "Failed")) and c.get("status") == "True":
-            return DEGRADED, f"Failed: {c.get('message') or c.get('reason')}"
-        return PROGRESSING, f"{_int(status.get('active'))} active, {_int(status.get('succeeded'))} succeeded"
-    for ctype in ("Ready", "Available"):
-        c = _condition(status, ctype)
-        if c is not None:
-            ok = c.get("status") == "True"
-            detail = c.get("message") or c.get("reason") or ""
-            return (HEALTHY if ok else PROGRESSING), f"{ctype}={c.get('status')}: {detail}".rstrip(": ")
-    return HEALTHY, "exists"
 
 
 # --------------------------------------------------------------------------------------------- status
@@ -117,9 +51,7 @@ def _entry(r: ClusterResult, previous: ClusterStatus | None) -> ClusterStatus:
     if last:
         e["lastAppliedTime"] = last
     if r.applied:
-        e["health"] = r.health or UNKNOWN
-        if r.health_message:
-            e["healthMessage"] = r.health_message
+        e.update(r.summary.to_status() if r.summary is not None else {"health": UNKNOWN})
     if r.target is not None:
         e["target"] = r.target.to_status(r.uid)
     return e
@@ -164,6 +96,7 @@ def build_status(
     applied_msg = "; ".join(msgs) if msgs else f"applied to {len(in_place)} cluster(s)"
 
     ready_msgs = [f"{r.cluster}: {r.health}: {r.health_message}" for r in not_ready]
+    ready_count = sum(1 for r in in_place if r.ready)
     ready_ok = applied_ok and not not_ready
     ready_reason = "Ready" if ready_ok else ("NotApplied" if not applied_ok else "NotReady")
     ready_msg = "; ".join(ready_msgs) or ("all copies healthy" if ready_ok else "not all copies applied")
@@ -183,11 +116,19 @@ def build_status(
     if denied or "Denied" in prev_conds:  # shown from the first refusal on (then False once nothing is refused)
         conditions.append(_condition_entry("Denied", bool(denied), denied_reason, denied_msg, generation,
                                            prev_conds.get("Denied")))
+    if problems or "Invalid" in prev_conds:  # the same: from the first invalid spec on
+        conditions.append(_condition_entry("Invalid", bool(problems), "InvalidSpec" if problems else "Valid",
+                                           "; ".join(problems) or "the spec is valid", generation,
+                                           prev_conds.get("Invalid")))
+    applied_count = len(in_place) - len(not_applied)
     return {
         "observedGeneration": generation,
         "targetClusters": ",".join(placed),
-        "applied": f"{len(in_place) - len(not_applied)}/{len(placed)}",
-        "ready": f"{sum(1 for r in in_place if r.ready)}/{len(placed)}",
+        "placedClusters": len(placed),
+        "appliedClusters": applied_count,
+        "readyClusters": ready_count,
+        "applied": f"{applied_count}/{len(placed)}",
+        "ready": f"{ready_count}/{len(placed)}",
         "message": ("; ".join(msgs + ready_msgs))[:_MAX_MESSAGE],
         "conditions": conditions,
         "clusters": entries,

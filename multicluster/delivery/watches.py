@@ -24,9 +24,9 @@ from multicluster.sync.informer import Informer, InformerOptions
 from multicluster.tasks import Supervisor
 from multicluster.wire import WireObject
 
+from .health import CopySummary, summarize
 from .model import ADOPTED_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, MANAGED_SELECTOR, OWNER_ANNOTATION, CRKey
 from .patches import digest
-from .status import health
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,7 @@ class Copy:
     owner: CRKey
     content: str
     uid: str
-    health: str
-    health_message: str
+    status: CopySummary  # its own status, summarised (a change requeues the owner for a status update)
     rv: str = field(default="", compare=False)  # newest seen; not part of "did it change" (status bumps it too)
     adopted: bool = False  # carries the adopted mark: released, not deleted, when its owner lets go
 
@@ -71,11 +70,10 @@ def describe_copy(obj: dict[str, Any]) -> Copy | None:
     owner = owner_of(obj)
     if owner is None or not is_labelled(obj):
         return None
-    h, msg = health(obj)
     md = obj.get("metadata") or {}
     adopted = str((md.get("annotations") or {}).get(ADOPTED_ANNOTATION)) == "true"
-    return Copy(owner, content_digest(obj), str(md.get("uid") or ""), h, msg, str(md.get("resourceVersion") or ""),
-                adopted)
+    return Copy(owner, content_digest(obj), str(md.get("uid") or ""), summarize(obj),
+                str(md.get("resourceVersion") or ""), adopted)
 
 
 class DeliveredIndex:

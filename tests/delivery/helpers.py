@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import re
+import shutil
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +30,9 @@ from multicluster.testing.harness import ADMIN_TOKEN, Harness, free_port
 
 MCR = "/apis/mulitcluster.practice.com/v1alpha1"
 T = TypeVar("T")
+# kubectl from PATH, else the one the harness builds next to its kube-apiserver (as tests/kube uses it).
+KUBECTL = shutil.which("kubectl") or next((str(p) for p in sorted(
+    (Path.home() / ".cache" / "multicluster" / "testbin").glob("k8s-*/kubectl"))), "")
 
 
 async def eventually(fn: Callable[[], Awaitable[T]], *, timeout: float = 20.0, interval: float = 0.1,
@@ -45,6 +51,31 @@ async def eventually(fn: Callable[[], Awaitable[T]], *, timeout: float = 20.0, i
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not reached within {timeout:.0f}s; last value: {last!r}")
         await asyncio.sleep(interval)
+
+
+async def kubectl(harness: Harness, cluster: str, *args: str) -> str:
+    """The real kubectl against one harness cluster (run as a process, so the event loop keeps serving)."""
+    assert KUBECTL, "no kubectl: put one on PATH or let the harness build it (MC_BUILD_KUBECTL=1)"
+    env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost", "KUBECACHEDIR": str(harness.workdir / "kubecache")}
+    proc = await asyncio.create_subprocess_exec(KUBECTL, "--kubeconfig", str(harness.servers[cluster].kubeconfig),
+                                                *args, env=env, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, f"kubectl {' '.join(args)} failed ({proc.returncode}): {err.decode()}"
+    return out.decode()
+
+
+async def kubectl_table(harness: Harness, cluster: str, *args: str) -> dict[str, dict[str, str]]:
+    """`kubectl get ...` as printed, one row per NAME: {column header: cell}, cut at the header's columns."""
+    lines = (await kubectl(harness, cluster, *args)).splitlines()
+    starts = [m.start() for m in re.finditer(r"\S+", lines[0])]
+    heads = lines[0].split()
+    rows = {}
+    for line in lines[1:]:
+        cells = [line[a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
+        row = dict(zip(heads, cells, strict=True))
+        rows[row["NAME"]] = row
+    return rows
 
 
 def dead_kubeconfig(directory: Path, name: str) -> Path:

@@ -10,6 +10,7 @@ import yaml
 
 from multicluster import crds
 from multicluster.delivery.apply import conflict_managers
+from multicluster.delivery.health import CopySummary
 from multicluster.delivery.model import ClusterResult, Phase, Target
 from multicluster.delivery.patches import (
     Action,
@@ -24,7 +25,7 @@ from multicluster.delivery.patches import (
     stamp,
     to_operation,
 )
-from multicluster.delivery.status import build_status, health, recorded_targets, same_status
+from multicluster.delivery.status import build_status, recorded_targets, same_status
 from multicluster.errors import Conflict
 from plugin.manifest_cmds import ManifestError, read_docs, render_table
 
@@ -169,29 +170,10 @@ def test_check_template() -> None:
 # ------------------------------------------------------------------------------------------ health, status
 
 
-def test_health() -> None:
-    dep = {"kind": "Deployment", "metadata": {"generation": 2}, "spec": {"replicas": 2}}
-    assert health(dep) == ("Progressing", "waiting for the first status report")
-    assert health({**dep, "status": {"observedGeneration": 1, "replicas": 2}})[0] == "Progressing"
-    assert health({**dep, "status": {"observedGeneration": 2, "replicas": 2}}) == ("Progressing",
-                                                                                    "0/2 replicas available")
-    ok = {"observedGeneration": 2, "availableReplicas": 2, "updatedReplicas": 2}
-    assert health({**dep, "status": ok}) == ("Healthy", "2/2 replicas available")
-    stalled = {"observedGeneration": 2, "conditions": [{"type": "Progressing", "status": "False",
-                                                        "reason": "ProgressDeadlineExceeded"}]}
-    assert health({**dep, "status": stalled})[0] == "Degraded"
-    assert health({"kind": "Pod", "status": {"phase": "Pending"}}) == ("Progressing", "Pending (not scheduled yet)")
-    ready = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
-    assert health({"kind": "Pod", "status": ready}) == ("Healthy", "Running and ready")
-    failed = {"phase": "Failed", "reason": "Evicted"}
-    assert health({"kind": "Pod", "status": failed}) == ("Degraded", "Failed: Evicted")
-    assert health({"kind": "ConfigMap", "data": {}})[0] == "Healthy"
-
-
 def _result(cluster: str, phase: Phase, health_: str = "Healthy") -> ClusterResult:
     t = Target("v1", "ConfigMap", "configmaps", "ns", "x")
     return ClusterResult(cluster, phase, "" if phase == Phase.APPLIED else "why", target=t,
-                         last_applied="2024-01-01T00:00:00Z", health=health_, health_message="m")
+                         last_applied="2024-01-01T00:00:00Z", summary=CopySummary(health_, "m"))
 
 
 def test_build_status_is_stable_and_counts() -> None:
