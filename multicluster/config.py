@@ -94,6 +94,8 @@ class StoreConfig:
     writers: int = 2  # concurrent write batches (MySQL only); keys are sharded so each is written in order
     batch_size: int = 500
     flush_interval: float = 0.05
+    # Change log entries kept per cluster (the history a watch can resume from; an older position gets 410 Gone).
+    change_retention: int = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,6 +374,7 @@ def _parse_store(data: Any, base: Path) -> StoreConfig:
         "connectionMaxLifetime",
         "batchSize",
         "flushInterval",
+        "changeRetention",
         "writers",
     ]
     _check_keys(where, data, allowed)
@@ -416,6 +419,8 @@ def _parse_store(data: Any, base: Path) -> StoreConfig:
         flush_interval=float(
             _positive("store.flushInterval", _opt(where, data, "flushInterval", (int, float), "seconds", 0.05))
         ),
+        change_retention=int(_positive("store.changeRetention",
+                                       _opt(where, data, "changeRetention", int, "an integer", 10_000))),
     )
 
 

@@ -91,3 +91,31 @@ CREATE TABLE IF NOT EXISTS sync_state (
   objects BIGINT NOT NULL,
   PRIMARY KEY (cluster, api_group, version, resource)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+-- The change log: one entry per committed mutation of `resources`, appended in the same transaction (see
+-- store/changelog.py). seq numbers each cluster's entries in commit order; watchers resume from a position.
+-- Bounded: the writer prunes each cluster's entries older than its last store.changeRetention.
+CREATE TABLE IF NOT EXISTS changes (
+  cluster VARCHAR(63) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+  seq BIGINT NOT NULL,
+  event_type VARCHAR(8) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+  api_group VARCHAR(253) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+  version VARCHAR(63) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+  resource VARCHAR(253) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+  namespace VARCHAR(63) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+  name VARCHAR(253) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+  resource_version BIGINT UNSIGNED NOT NULL,
+  object LONGBLOB NOT NULL,
+  -- JSON {"l": labels, "f": fields, "pl": previous labels, "pf": previous fields} (selector values).
+  selectors LONGBLOB NOT NULL,
+  PRIMARY KEY (cluster, seq)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+-- Each cluster's change log position: last_seq is the newest entry, entries up to pruned_to are pruned. The row
+-- outlives the cluster's rows (unjoin, rejoin) so a position is never handed out twice; appending locks it,
+-- which orders the cluster's entries by commit even when several replicas write.
+CREATE TABLE IF NOT EXISTS change_positions (
+  cluster VARCHAR(63) CHARACTER SET ascii COLLATE ascii_bin NOT NULL PRIMARY KEY,
+  last_seq BIGINT NOT NULL,
+  pruned_to BIGINT NOT NULL
+) ENGINE=InnoDB;

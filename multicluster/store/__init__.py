@@ -47,7 +47,9 @@ def open_store(cfg: StoreConfig) -> Store:
     if cfg.type == "mysql":
         from multicluster.store.mysql import MySQLStore
 
-        return MySQLStore(cfg)
+        store = MySQLStore(cfg)
+        store.retention = cfg.change_retention
+        return store
     from multicluster.store.sqlite import SQLiteStore
 
-    return SQLiteStore(cfg.path)
+    return SQLiteStore(cfg.path, cfg.change_retention)

@@ -15,7 +15,7 @@ overwriting a newer row.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
@@ -62,11 +62,54 @@ class Delete:
 Mutation = Row | Delete
 
 
+EventType = Literal["ADDED", "MODIFIED", "DELETED"]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One entry of the change log: a committed mutation at its position.
+
+    `seq` is the cluster's own position: each cluster's entries are numbered 1, 2, 3, ... in commit order (one
+    counter row per cluster, locked by the transaction that appends, so a later number is always a later commit,
+    whichever replica wrote it). `object` is the object as stored (for DELETED, its last stored state); `labels`
+    and `fields` are its selector values, `prev_labels`/`prev_fields` those of the version it replaced (None for
+    ADDED), so a watcher can tell an object that starts or stops matching its selector without any state."""
+
+    cluster: str
+    seq: int
+    type: EventType
+    gvr: GVR
+    namespace: str
+    name: str
+    resource_version: int
+    object: bytes
+    labels: Mapping[str, str] = field(default_factory=dict)
+    fields: Mapping[str, str] = field(default_factory=dict)
+    prev_labels: Mapping[str, str] | None = None
+    prev_fields: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LogPosition:
+    """Where one cluster's change log stands: entries `floor` + 1 .. `last` are kept (0 .. `floor` are pruned)."""
+
+    cluster: str
+    last: int
+    floor: int
+
+
+# Called by the store after every commit that appended to the change log, in commit order for each cluster.
+ChangeListener = Callable[[Sequence[Change]], None]
+
+
 @dataclass(frozen=True, slots=True)
 class ApplyResult:
     written: int = 0  # rows inserted or updated
     deleted: int = 0
     skipped: int = 0  # refused by the resourceVersion guard (older than what is stored)
+    # The change log entries the batch appended, with their positions. Not compared: a result is equal to
+    # another with the same counts.
+    changes: tuple[Change, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +222,15 @@ class Store(Protocol):
     async def save_sync_state(self, state: SyncState) -> None: ...
 
     async def sync_states(self) -> list[SyncState]: ...
+
+    def listen(self, listener: ChangeListener | None) -> None:
+        """Hand every committed batch of change log entries to `listener` (one listener; None stops)."""
+
+    async def log_positions(self) -> dict[str, LogPosition]:
+        """Every cluster's change log position (clusters that never had an entry are absent)."""
+
+    async def changes_after(self, cluster: str, seq: int, gvr: GVR | None = None, limit: int = 500) -> list[Change]:
+        """Up to `limit` entries of one cluster's log after position `seq`, oldest first, optionally of one type."""
 
 
 @runtime_checkable

@@ -11,14 +11,16 @@ import abc
 import logging
 from collections.abc import Collection, Generator, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Protocol, cast
 
 from multicluster.gvr import GVR
-from multicluster.store import sql
+from multicluster.store import changelog, sql
 from multicluster.store.base import (
     ApplyResult,
+    Change,
+    ChangeListener,
     Delete,
+    LogPosition,
     Mutation,
     Page,
     Query,
@@ -27,6 +29,7 @@ from multicluster.store.base import (
     SyncState,
     sort_key,
 )
+from multicluster.store.sql import Step
 
 log = logging.getLogger(__name__)
 
@@ -49,27 +52,13 @@ class Tx(Protocol):
         row. Statements that went before the refused one may have written: roll back to a savepoint."""
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
-    """One statement of a write transaction, for whichever driver runs it.
-
-    The transaction logic of apply() is a generator of Steps (see apply_steps) so it is written once: the
-    MySQL engine awaits each step on its async driver, the SQLite engine runs the whole generator inside its
-    writer thread, so a batch costs one hand-off between threads instead of one per statement.
-    fetch -> list of row tuples, execute -> affected row count, executemany -> None, insert_new -> whether
-    every row was inserted (see Tx.insert_new).
-    """
-
-    kind: Literal["fetch", "execute", "executemany", "insert_new"]
-    text: str
-    params: Sequence[Any]
-
-
 Steps = Generator[Step, Any, ApplyResult]
 
 
-def apply_steps(d: sql.Dialect, p: sql.WritePlan, updated_at: str, new_ids: Sequence[int] | None = None) -> Steps:
-    """The body of one apply() transaction: the resourceVersion guard, then rows, labels and fields.
+def apply_steps(d: sql.Dialect, p: sql.WritePlan, updated_at: str, new_ids: Sequence[int] | None = None,
+                retention: int = changelog.DEFAULT_RETENTION) -> Steps:
+    """The body of one apply() transaction: the resourceVersion guard, then rows, labels and fields, then the
+    change log entries of what was written (see changelog.py).
 
     `new_ids`: ids reserved for the batch's rows if all of them are hinted new (MySQL; SQLite numbers rows
     itself). Such a batch, most of an initial sync, is first tried as plain inserts (see _insert_new).
@@ -77,7 +66,7 @@ def apply_steps(d: sql.Dialect, p: sql.WritePlan, updated_at: str, new_ids: Sequ
     # Sorted, so two replicas writing overlapping batches lock rows in the same order (fewer deadlocks).
     keys = sorted(p.winners)
     if (d.name == "sqlite" or new_ids is not None) and all_new(p.winners.values()):
-        done = yield from _insert_new(d, p, keys, updated_at, new_ids)
+        done = yield from _insert_new(d, p, keys, updated_at, new_ids, retention)
         if done is not None:
             return done
     lock = " FOR UPDATE" if d.name == "mysql" else ""  # SQLite: BEGIN IMMEDIATE already holds the lock
@@ -90,6 +79,12 @@ def apply_steps(d: sql.Dialect, p: sql.WritePlan, updated_at: str, new_ids: Sequ
         # them back instead would cost the writer thread the GIL once per row.
         top = (yield Step("fetch", "SELECT COALESCE(MAX(id), 0) FROM resources", ()))[0][0]
         ids.update((key, int(top) + 1 + i) for i, key in enumerate(fresh))
+    # The last stored state of each deleted row, for its DELETED entry in the change log.
+    gone: dict[int, tuple[int, bytes]] = {}
+    for part in sql.chunks(dec.deletes):
+        for rid, rv, obj in (yield Step("fetch", d.sql("SELECT id, resource_version, object FROM resources "
+                                                       f"WHERE id IN {sql.ids_in(len(part))}"), part)):
+            gone[int(rid)] = (int(rv), bytes(obj))
     for part in sql.chunks(dec.deletes):
         yield Step("execute", d.sql(f"DELETE FROM resources WHERE id IN {sql.ids_in(len(part))}"), part)
     if dec.rows and not lock:
@@ -120,14 +115,29 @@ def apply_steps(d: sql.Dialect, p: sql.WritePlan, updated_at: str, new_ids: Sequ
     # MySQL: a row that did not exist when we looked may have been inserted by another replica, with its label
     # rows, before the guard let ours win; those are cleared rather than compared.
     unsure = [] if not lock else [ids[key] for key in fresh if key in ids]
+    before: dict[str, dict[int, dict[str, str]]] = {}
     for table, attr in (("resource_labels", "labels"), ("resource_fields", "fields")):
-        old = yield from _pairs(d, table, sorted(existed))
+        old = before[attr] = yield from _pairs(d, table, sorted(existed | gone.keys()))
         clear, insert = sql.index_changes([(ids[key], getattr(r, attr)) for key, r in dec.rows], existed, old)
         for part in sql.chunks([*clear, *unsure, *dec.deletes]):
             yield Step("execute", d.sql(f"DELETE FROM {table} WHERE id IN {sql.ids_in(len(part))}"), part)
         if insert:
             yield Step("executemany", sql.insert_index(d, table), insert)
-    return ApplyResult(written=len(dec.rows), deleted=len(dec.deletes), skipped=dec.skipped)
+    pending: list[changelog.Pending] = []
+    for key, r in dec.rows:
+        rid = ids[key]
+        replaced = key in dec.replaced
+        pending.append(changelog.Pending(
+            "MODIFIED" if replaced else "ADDED", r.cluster, r.gvr, r.namespace, r.name, r.resource_version,
+            r.object, r.labels, r.fields, before["labels"].get(rid, {}) if replaced else None,
+            before["fields"].get(rid, {}) if replaced else None))
+    for rid, (cluster, gvr, namespace, name), delete_rv in dec.deleted:
+        rv, obj = gone.get(rid, (0, b"{}"))
+        labels, fields = before["labels"].get(rid, {}), before["fields"].get(rid, {})
+        pending.append(changelog.Pending("DELETED", cluster, gvr, namespace, name, delete_rv or rv, obj,
+                                         labels, fields, labels, fields))
+    changes = yield from changelog.append(d, pending, retention)
+    return ApplyResult(written=len(dec.rows), deleted=len(dec.deletes), skipped=dec.skipped, changes=tuple(changes))
 
 
 def all_new(mutations: Collection[Mutation]) -> bool:
@@ -136,7 +146,7 @@ def all_new(mutations: Collection[Mutation]) -> bool:
 
 
 def _insert_new(d: sql.Dialect, p: sql.WritePlan, keys: Sequence[sql.Ident], updated_at: str,
-                new_ids: Sequence[int] | None) -> Generator[Step, Any, ApplyResult | None]:
+                new_ids: Sequence[int] | None, retention: int) -> Generator[Step, Any, ApplyResult | None]:
     """Rows the informer had never seen, inserted without looking up any of them first (on MySQL a lookup and
     the read-back of AUTO_INCREMENT ids were 25 % of the server's work in an initial sync). None if one of them
     exists after all: the attempt is rolled back and the caller checks every row."""
@@ -155,7 +165,10 @@ def _insert_new(d: sql.Dialect, p: sql.WritePlan, keys: Sequence[sql.Ident], upd
                                       set(), {})
         if insert:
             yield Step("executemany", sql.insert_index(d, table), insert)
-    return ApplyResult(written=len(rows), skipped=p.skipped)
+    changes = yield from changelog.append(d, [
+        changelog.Pending("ADDED", r.cluster, r.gvr, r.namespace, r.name, r.resource_version, r.object, r.labels,
+                          r.fields) for r in rows], retention)
+    return ApplyResult(written=len(rows), skipped=p.skipped, changes=tuple(changes))
 
 
 Stored = dict[sql.Ident, tuple[int, int]]
@@ -183,20 +196,43 @@ def _pairs(d: sql.Dialect, table: str, ids: Sequence[int]) -> Generator[Step, An
 
 
 def prepare(d: sql.Dialect, mutations: Sequence[Mutation], updated_at: str,
-            new_ids: Sequence[int] | None = None) -> tuple[Steps | ApplyResult, list[str]]:
+            new_ids: Sequence[int] | None = None,
+            retention: int = changelog.DEFAULT_RETENTION) -> tuple[Steps | ApplyResult, list[str]]:
     """A batch's transaction body (or its result already, if nothing in it can be written), and the identities
     left out because they do not fit the columns. Plain data out, so the SQLite writer process can run it."""
     p = sql.plan(mutations)
     unfit = [f"{m.gvr} {m.namespace[:80]}/{m.name[:80]} in cluster {m.cluster[:80]}" for m in p.unfit]
     if not p.winners:
         return ApplyResult(skipped=p.skipped), unfit
-    return apply_steps(d, p, updated_at, new_ids), unfit
+    return apply_steps(d, p, updated_at, new_ids, retention), unfit
 
 
 def warn_unfit(unfit: Sequence[str]) -> None:
     for what in unfit:
         log.warning("not storing %s: identity does not fit the store's columns (non-ASCII where Kubernetes "
                     "allows none, or too long)", what)
+
+
+async def drive_log(tx: Tx, steps: Generator[Step, Any, list[Change]]) -> list[Change]:
+    """Run changelog.append's steps on an async driver."""
+    result: Any = None
+    while True:
+        try:
+            step = steps.send(result)
+        except StopIteration as stop:
+            return cast(list[Change], stop.value)
+        result = await _run(tx, step)
+
+
+async def _run(tx: Tx, step: Step) -> Any:
+    if step.kind == "fetch":
+        return await tx.fetch(step.text, step.params)
+    if step.kind == "execute":
+        return await tx.execute(step.text, step.params)
+    if step.kind == "insert_new":
+        return await tx.insert_new(step.text, step.params)
+    await tx.executemany(step.text, step.params)
+    return None
 
 
 async def drive(tx: Tx, steps: Steps) -> ApplyResult:
@@ -207,19 +243,28 @@ async def drive(tx: Tx, steps: Steps) -> ApplyResult:
             step = steps.send(result)
         except StopIteration as stop:
             return cast(ApplyResult, stop.value)
-        if step.kind == "fetch":
-            result = await tx.fetch(step.text, step.params)
-        elif step.kind == "execute":
-            result = await tx.execute(step.text, step.params)
-        elif step.kind == "insert_new":
-            result = await tx.insert_new(step.text, step.params)
-        else:
-            await tx.executemany(step.text, step.params)
-            result = None
+        result = await _run(tx, step)
 
 
 class SQLStore(abc.ABC):
     dialect: sql.Dialect
+    retention: int = changelog.DEFAULT_RETENTION  # change log entries kept per cluster
+    _listener: ChangeListener | None = None
+
+    def listen(self, listener: ChangeListener | None) -> None:
+        self._listener = listener
+
+    def _published(self, result: ApplyResult) -> ApplyResult:
+        """Hand a committed batch's change log entries to the listener (the watch hub), then return it."""
+        self._publish(result.changes)
+        return result
+
+    def _publish(self, changes: Sequence[Change]) -> None:
+        if changes and self._listener is not None:
+            try:
+                self._listener(changes)
+            except Exception:  # a listener's bug must not turn a committed write into a failed one
+                log.exception("change listener failed")
 
     @abc.abstractmethod
     def transaction(self) -> AbstractAsyncContextManager[Tx]:
@@ -251,26 +296,44 @@ class SQLStore(abc.ABC):
     async def apply(self, mutations: Sequence[Mutation]) -> ApplyResult:
         """One transaction, a statement at a time on the async driver."""
         new_ids = await self._reserve_ids(mutations)
-        steps, unfit = prepare(self.dialect, mutations, sql.now_rfc3339(), new_ids)
+        steps, unfit = prepare(self.dialect, mutations, sql.now_rfc3339(), new_ids, self.retention)
         warn_unfit(unfit)
         if isinstance(steps, ApplyResult):
             return steps
         async with self.transaction() as tx:
-            return await drive(tx, steps)
+            result = await drive(tx, steps)
+        return self._published(result)
 
     async def _delete_where(self, where: str, params: Sequence[Any]) -> int:
-        """Delete matching rows with their labels/fields, in bounded transactions."""
+        """Delete matching rows with their labels/fields, in bounded transactions, each logging a DELETED entry
+        (with the row's last state) for every row it removes."""
         d = self.dialect
         total = 0
         while True:
             async with self.transaction() as tx:
-                found = await tx.fetch(d.sql(f"SELECT id FROM resources WHERE {where} LIMIT ?"),
+                found = await tx.fetch(d.sql("SELECT id, cluster, api_group, version, resource, namespace, name, "
+                                             f"resource_version, object FROM resources WHERE {where} LIMIT ?"),
                                        [*params, DELETE_CHUNK])
                 ids = [row[0] for row in found]
+                changes: list[Change] = []
                 if ids:
                     marks = sql.ids_in(len(ids))
+                    selectors: dict[str, dict[int, dict[str, str]]] = {}
+                    for table in ("resource_labels", "resource_fields"):
+                        selectors[table] = {}
+                        for rid, key, value in await tx.fetch(
+                                d.sql(f"SELECT id, `key`, `value` FROM {table} WHERE id IN {marks}"), ids):
+                            selectors[table].setdefault(int(rid), {})[key] = value
                     for table in ("resource_labels", "resource_fields", "resources"):
                         await tx.execute(d.sql(f"DELETE FROM {table} WHERE id IN {marks}"), ids)
+                    pending = []
+                    for rid, cluster, group, version, resource, namespace, name, rv, obj in found:
+                        labels = selectors["resource_labels"].get(int(rid), {})
+                        fields = selectors["resource_fields"].get(int(rid), {})
+                        pending.append(changelog.Pending("DELETED", cluster, GVR(group, version, resource), namespace,
+                                                         name, int(rv), bytes(obj), labels, fields, labels, fields))
+                    changes = await drive_log(tx, changelog.append(d, pending, self.retention))
+            self._publish(changes)
             total += len(ids)
             if len(ids) < DELETE_CHUNK:
                 return total
@@ -364,6 +427,15 @@ class SQLStore(abc.ABC):
     async def gvrs(self) -> list[GVR]:
         rows = await self.fetch("SELECT DISTINCT api_group, version, resource FROM resources")
         return sorted(GVR(g, v, r) for g, v, r in rows)
+
+    async def log_positions(self) -> dict[str, LogPosition]:
+        return changelog.positions(await self.fetch(changelog.positions_query()))
+
+    async def changes_after(self, cluster: str, seq: int, gvr: GVR | None = None, limit: int = 500) -> list[Change]:
+        if not cluster.isascii() or len(cluster) > sql.WIDTH["cluster"]:
+            return []
+        text, params = changelog.select_after(self.dialect, cluster, seq, gvr, limit)
+        return [changelog.decode(row) for row in await self.fetch(text, params)]
 
     async def sync_states(self) -> list[SyncState]:
         rows = await self.fetch("SELECT cluster, api_group, version, resource, status, resource_version, "

@@ -425,7 +425,7 @@ class MySQLStore(SQLStore):
         for part in parts:
             r = await super().apply(part)
             total = ApplyResult(written=total.written + r.written, deleted=total.deleted + r.deleted,
-                                skipped=total.skipped + r.skipped)
+                                skipped=total.skipped + r.skipped, changes=total.changes + r.changes)
         return total
 
     async def _create_database(self) -> None:

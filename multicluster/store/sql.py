@@ -125,6 +125,22 @@ def _indexable(key: str) -> bool:
 # --------------------------------------------------------------------------------------------------- writes
 
 
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One statement of a write transaction, for whichever driver runs it.
+
+    The transaction logic of apply() is a generator of Steps (see engine.apply_steps) so it is written once: the
+    MySQL engine awaits each step on its async driver, the SQLite engine runs the whole generator inside its
+    writer thread, so a batch costs one hand-off between threads instead of one per statement.
+    fetch -> list of row tuples, execute -> affected row count, executemany -> None, insert_new -> whether
+    every row was inserted (see Tx.insert_new).
+    """
+
+    kind: Literal["fetch", "execute", "executemany", "insert_new"]
+    text: str
+    params: Sequence[Any]
+
+
 @dataclass(slots=True)
 class WritePlan:
     """What one apply() call will do once the stored rows are known."""
@@ -167,6 +183,7 @@ class Decision:
     rows: list[tuple[Ident, Row]] = field(default_factory=list)
     replaced: dict[Ident, int] = field(default_factory=dict)  # rows that exist -> their ids
     deletes: list[int] = field(default_factory=list)  # ids
+    deleted: list[tuple[int, Ident, int]] = field(default_factory=list)  # (id, identity, the Delete's RV)
     skipped: int = 0
 
 
@@ -187,6 +204,7 @@ def decide(p: WritePlan, stored: Mapping[Ident, tuple[int, int]]) -> Decision:
                 d.skipped += 1
             else:
                 d.deletes.append(current[0])
+                d.deleted.append((current[0], key, m.resource_version))
     return d
 
 

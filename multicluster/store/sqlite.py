@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from multicluster.errors import StoreError
-from multicluster.store import ownership, schema, sql
+from multicluster.store import changelog, ownership, schema, sql
 from multicluster.store.base import ApplyResult, Mutation
 from multicluster.store.engine import SQLStore, Tx, warn_unfit
 from multicluster.store.sqlite_writer import (
@@ -110,8 +110,9 @@ def _narrow(path: str) -> None:
 class SQLiteStore(SQLStore):
     dialect = sql.SQLITE
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, retention: int = changelog.DEFAULT_RETENTION) -> None:
         self.path = str(path)
+        self.retention = retention
         self._writer: Connection | WriterProcess | None = None
         self._reader: Connection | None = None
         self._checkpointer: Connection | None = None
@@ -298,7 +299,8 @@ class SQLiteStore(SQLStore):
         writer = self._conn(reader=False)
         batch: bytes | Sequence[Mutation] = encode(mutations) if isinstance(writer, WriterProcess) else mutations
         seq = next_seq()
-        job = functools.partial(apply_job, batch=batch, updated_at=sql.now_rfc3339(), seq=seq, after=after)
+        job = functools.partial(apply_job, batch=batch, updated_at=sql.now_rfc3339(), seq=seq, after=after,
+                                retention=self.retention)
         return seq, writer.submit(job)
 
     async def _finish(self, fut: asyncio.Future[tuple[ApplyResult, list[str]]]) -> ApplyResult:
@@ -309,4 +311,4 @@ class SQLiteStore(SQLStore):
         except Skipped as exc:
             raise StoreError(f"sqlite store {self.path}: {exc}", transient=True) from None
         warn_unfit(unfit)
-        return result
+        return self._published(result)

@@ -32,7 +32,8 @@ import msgspec
 from multicluster.gvr import GVR
 from multicluster.store import sql
 from multicluster.store.base import ApplyResult, Delete, Mutation, Row
-from multicluster.store.engine import Step, Steps, prepare
+from multicluster.store.engine import Steps, prepare
+from multicluster.store.sql import Step
 
 WRITER_ENV = "MULTICLUSTER_SQLITE_WRITER"  # "thread": the writer connection on a thread instead of a process
 T = TypeVar("T")
@@ -278,12 +279,13 @@ def next_seq() -> int:
 
 
 def apply_job(conn: sqlite3.Connection, *, batch: bytes | Sequence[Mutation], updated_at: str, seq: int,
-               after: int | None) -> tuple[ApplyResult, list[str]]:
+              after: int | None, retention: int) -> tuple[ApplyResult, list[str]]:
     """One batch, planned and written in one transaction; returns the result and the unfit identities."""
     try:
         if after is not None and _OUTCOMES.get(after) is not True:
             raise Skipped("not written because the batch queued before it failed; it will be retried")
-        steps, unfit = prepare(sql.SQLITE, decode(batch) if isinstance(batch, bytes) else batch, updated_at)
+        steps, unfit = prepare(sql.SQLITE, decode(batch) if isinstance(batch, bytes) else batch, updated_at,
+                               retention=retention)
         result = steps if isinstance(steps, ApplyResult) else \
             _transaction(conn, functools.partial(_drive_sync, steps=steps))
     except BaseException:

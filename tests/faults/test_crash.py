@@ -354,7 +354,8 @@ async def test_mariadb_insert_privilege_revoked_then_regranted(
     async with opened(admin):
         pass  # the schema exists, so table-level grants can name the tables
     user, password = f"mc_{unique}", f"pw-{unique}"
-    tables = ["resources", "resource_labels", "resource_fields", "id_blocks", "sync_state"]
+    tables = ["resources", "resource_labels", "resource_fields", "id_blocks", "sync_state", "changes",
+              "change_positions"]
     db.sql(f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY '{password}';"
            f"GRANT SELECT, UPDATE, DELETE, CREATE, INDEX, ALTER ON `{database}`.* TO '{user}'@'127.0.0.1';"
            + "".join(f"GRANT INSERT ON `{database}`.`{t}` TO '{user}'@'127.0.0.1';" for t in tables))

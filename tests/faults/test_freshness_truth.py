@@ -76,7 +76,8 @@ async def test_every_cluster_is_stale_while_the_store_refuses_writes(
     async with opened(mysql_store(db, database)):
         pass  # the schema exists, so a table-level grant can name the table
     user, password = f"mcf_{unique}", f"pw-{unique}"
-    tables = ["resources", "resource_labels", "resource_fields", "id_blocks", "sync_state"]
+    tables = ["resources", "resource_labels", "resource_fields", "id_blocks", "sync_state", "changes",
+              "change_positions"]
     # INSERT per table: table privileges apply to open connections at their next statement (database ones only
     # at the next USE), so revoking it takes effect at once.
     db.sql(f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY '{password}';"

@@ -218,7 +218,7 @@ async def test_store_keeps_to_what_galera_replicates(galera_store: tuple[GaleraC
                                "GROUP BY t.TABLE_NAME, t.ENGINE")
     found = {name: (engine, int(pk)) for name, engine, pk in (line.split("\t") for line in tables.splitlines())}
     assert set(found) >= {"resources", "resource_labels", "resource_fields", "id_blocks", "sync_state",
-                          "multicluster_schema"}
+                          "changes", "change_positions", "multicluster_schema"}
     assert all(v == ("InnoDB", 1) for v in found.values()), found
     store_dir = Path(multicluster.store.__file__).parent
     sources = [*store_dir.glob("*.py"), store_dir.parent / "schema.sql"]

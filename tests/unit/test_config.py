@@ -61,6 +61,12 @@ def test_seed_format_loads_with_relative_and_absolute_paths(d: Path) -> None:
     assert cfg.exclude == DEFAULT_EXCLUDE
 
 
+def test_change_retention(d: Path) -> None:
+    base = "clusters: [{metadata: {clusterName: a, configPath: k1}}]\n"
+    assert load_config(write(d, base)).store.change_retention == 10_000
+    assert load_config(write(d, base + "store: {changeRetention: 50}")).store.change_retention == 50
+
+
 def test_no_master_means_query_only(d: Path) -> None:
     cfg = load_config(write(d, "clusters: [{metadata: {clusterName: a, configPath: k1}}]"))
     assert cfg.master is None
@@ -104,6 +110,8 @@ def test_tilde_expansion(d: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         ("clusters: [{metadata: {clusterName: a, configPath: k1}}]\nserver: {port: true}", "got a boolean"),
         ("clusters: [{metadata: {clusterName: a, configPath: k1}}]\nstore: {type: postgres}", 'store.type: "postgres"'),
         ("clusters: [{metadata: {clusterName: a, configPath: k1}}]\nsync: {pageSize: 0}", "greater than 0"),
+        ("clusters: [{metadata: {clusterName: a, configPath: k1}}]\nstore: {changeRetention: 0}",
+         "store.changeRetention"),
         ("clusters: {metadata: {}}", "clusters: expected a list"),
         ("clusters: [{metadata: {clusterName: a, configPath: k1, resources: [{rType: 3}]}}]", "rType: expected"),
     ],

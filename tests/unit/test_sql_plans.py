@@ -94,7 +94,8 @@ def _statements(d: sql.Dialect, mutations: list[Mutation], new_ids: list[int] | 
             return out
         words = " ".join(step.text.split()[:3])
         out.append(words)
-        default = {"fetch": [(6,)] if "MAX(id)" in words else [], "insert_new": True}.get(step.kind, 1)
+        fetched = [(6,)] if "MAX(id)" in words else [(2, 0)] if words.startswith("SELECT last_seq,") else []
+        default = {"fetch": fetched, "insert_new": True}.get(step.kind, 1)
         result = next((v for k, v in results.items() if words.startswith(k)), default)
 
 
@@ -107,7 +108,9 @@ def _row(name: str, new: bool) -> Row:
 def test_a_batch_hinted_new_is_inserted_without_lookups(d: sql.Dialect, ids: list[int] | None) -> None:
     stmts = _statements(d, [_row("a", True), _row("b", True)], ids, {})
     first = ["SELECT COALESCE(MAX(id), 0)"] if d.name == "sqlite" else []
-    assert stmts == [*first, "SAVEPOINT new_rows", "INSERT INTO resources", "INSERT INTO resource_labels"]
+    # Then the change log: the cluster's position bumped and read, its entries appended.
+    assert stmts == [*first, "SAVEPOINT new_rows", "INSERT INTO resources", "INSERT INTO resource_labels",
+                     "INSERT INTO change_positions", "SELECT last_seq, pruned_to", "INSERT INTO changes"]
 
 
 @pytest.mark.parametrize(("d", "ids"), [(sql.SQLITE, None), (sql.MYSQL, [7, 8])])
