@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,7 @@ from multicluster.kube import APPLY_PATCH, MERGE_PATCH, ClusterClient
 
 from .events import NORMAL, WARNING
 from .health import summarize
+from .lifecycle import keep_member_fields
 from .model import (
     ADOPTED_ANNOTATION,
     CLUSTER_ANNOTATION,
@@ -117,8 +118,9 @@ def ownership(live: dict[str, Any], owner: Owner) -> tuple[bool, str]:
                        "not overwritten (two MultiClusterResources cannot share one object)")
     if owner.adopt:
         return True, ""
-    return False, ("exists and is not managed by multicluster; not overwritten "
-                   '(annotate the MultiClusterResource with multicluster.practice.com/adopt: "true" to take it over)')
+    return False, ("exists and is not managed by multicluster; not overwritten (spec.conflictResolution: "
+                   'Overwrite, or the annotation multicluster.practice.com/adopt: "true", takes it over where the '
+                   "operator allows it)")
 
 
 def conflict_managers(exc: Conflict) -> tuple[dict[str, list[str]], bool]:
@@ -153,15 +155,17 @@ class _UidMismatch(Exception):
 
 
 def _is_uid_mismatch(exc: KubeAPIError) -> bool:
+    """The uid or resourceVersion precondition in the applied body failed (the object changed meanwhile)."""
     text = _msg(exc)
     if isinstance(exc, Conflict):
-        return "uid mismatch" in text
+        return "uid mismatch" in text or "the object has been modified" in text
     return isinstance(exc, Invalid) and "metadata.uid" in text
 
 
 async def deliver(client: Member, owner: Owner, desired: dict[str, Any], target: Target, *,
                   timeout: float, known: tuple[str, str] | None = None, adopted: bool = False,
-                  gate: asyncio.Future[Any] | None = None) -> tuple[ClusterResult, dict[str, Any] | None]:
+                  gate: asyncio.Future[Any] | None = None,
+                  retain: Sequence[str] = ()) -> tuple[ClusterResult, dict[str, Any] | None]:
     """Apply `desired` as `target` in the client's cluster. Returns the result and the object as now stored.
 
     `known` = (uid, resourceVersion) of our copy as the drift watch last saw it: then the GET is skipped and the
@@ -169,9 +173,11 @@ async def deliver(client: Member, owner: Owner, desired: dict[str, Any], target:
     replaced meanwhile, and we fall back to reading it). `gate` is awaited before anything is written: the
     finalizer patch, so no copy can exist before the CR's cleanup is guaranteed. ClusterError propagates: the
     caller owns the per-cluster circuit breaker. `adopted`: the known copy carries the adopted mark (kept).
+    `retain`: JSON pointers the member owns once the copy exists (lifecycle.py): their live values are sent back
+    and the apply is pinned to the resourceVersion they were read at, so it always needs the GET.
     """
     res = ClusterResult(client.name, Phase.APPLIED, target=None)
-    if known is not None:
+    if known is not None and not retain:
         pinned = {**desired, "metadata": {**desired["metadata"], "uid": known[0]}}
         if adopted:
             pinned = _mark_adopted(pinned)
@@ -197,11 +203,15 @@ async def deliver(client: Member, owner: Owner, desired: dict[str, Any], target:
         if (live.get("metadata") or {}).get("deletionTimestamp"):
             return _fail(res, Phase.FAILED, f"{target.describe()} is being deleted; it will be recreated",
                          retry=True), None
+        if retain:
+            desired = keep_member_fields(desired, live, retain)
+            desired = {**desired, "metadata": {**desired["metadata"], "resourceVersion": _rv(live)}}
     try:
         return await _apply(client, owner, desired, target, res, exists=live is not None, before_rv=_rv(live),
                             adopting=adopting, timeout=timeout, gate=gate)
-    except _UidMismatch:  # cannot happen without a uid in the body; keep the type checker and readers calm
-        return _fail(res, Phase.FAILED, f"{target.describe()} was replaced while applying", retry=True), None
+    except _UidMismatch:  # only with retain's resourceVersion pin: the member changed it meanwhile
+        return _fail(res, Phase.FAILED, f"{target.describe()} changed while applying; retrying with its new state",
+                     retry=True), None
 
 
 async def _apply(client: Member, owner: Owner, body: dict[str, Any], target: Target, res: ClusterResult, *,
@@ -268,9 +278,10 @@ def _fail(res: ClusterResult, phase: Phase, message: str, *, retry: bool = False
 
 
 async def remove(client: Member, owner: CRKey, target: Target, *, timeout: float,
-                 field_manager: str = FIELD_MANAGER) -> str:
+                 field_manager: str = FIELD_MANAGER, release: bool = False) -> str:
     """Delete our copy; returns what happened. NotFound is success; an object that is not ours is left alone;
-    an adopted one is released: our label, annotations and field ownership are removed and the object stays.
+    an adopted one, and every one when `release` (deletionPolicy Orphan), is released: our label, annotations
+    and field ownership are removed and the object stays.
 
     KubeAPIError/ClusterError propagate so the caller can retry (or give up after the cleanup timeout).
     """
@@ -282,7 +293,7 @@ async def remove(client: Member, owner: CRKey, target: Target, *, timeout: float
     if owner_of(live) != owner:
         return "left in place: not managed by this MultiClusterResource"
     uid = (live.get("metadata") or {}).get("uid")
-    if is_adopted(live):
+    if release or is_adopted(live):
         return await _release(client, live, path, timeout=timeout, field_manager=field_manager)
     try:
         await client.request("DELETE", path, body={"apiVersion": "v1", "kind": "DeleteOptions",

@@ -1,4 +1,5 @@
-"""Deletion of a MultiClusterResource: remove (or release, when adopted) every copy, then drop our finalizer.
+"""Deletion of a MultiClusterResource: remove (or release, when adopted or with `spec.deletionPolicy: Orphan`)
+every copy, then drop our finalizer.
 
 The finalizer is one name (`multicluster.practice.com/cleanup`), not the seed's list of clusters. What to remove
 comes from three places: the status (what was delivered), the watch index (strays left by a crash between apply
@@ -18,7 +19,7 @@ from multicluster.config import DeliveryConfig
 from multicluster.errors import ClusterError, Forbidden, KubeAPIError, MulticlusterError
 from multicluster.kube import ClusterClient
 
-from . import apply, policy
+from . import apply, lifecycle, policy
 from .breaker import Breakers
 from .crs import MasterCRs
 from .events import NORMAL, WARNING, EventRecorder
@@ -121,10 +122,12 @@ class Finalizer:
             if down is not None:
                 raise ClusterError(cluster, down)
             member = remover(client, cr)
+            spec = cr.get("spec")
+            orphan = lifecycle.parse(spec if isinstance(spec, dict) else {})[0].orphan
             for t in targets:
                 try:
                     what = await apply.remove(member, key, t, timeout=self.opts.request_timeout,
-                                              field_manager=self.opts.field_manager)
+                                              field_manager=self.opts.field_manager, release=orphan)
                 except Forbidden:
                     if t.path() in guesses:
                         continue

@@ -76,6 +76,7 @@ class Phase(StrEnum):
     INVALID = "Invalid"  # the member cluster rejected the object (422)
     INVALID_PATCH = "InvalidPatch"  # a customize action cannot be applied
     INVALID_OVERRIDE = "InvalidOverride"  # an override rule is malformed or does not fit (delivery/overriders.py)
+    INVALID_SPEC = "InvalidSpec"  # a lifecycle field (suspend, conflictResolution, ...) is malformed
     INVALID_TEMPLATE = "InvalidTemplate"
     UNKNOWN_KIND = "UnknownKind"
     UNKNOWN_CLUSTER = "UnknownCluster"
@@ -87,8 +88,8 @@ class Phase(StrEnum):
 
 
 # Failures that only a change of the CR (or the config) can fix: no point retrying with backoff.
-PERMANENT = frozenset({Phase.INVALID, Phase.INVALID_PATCH, Phase.INVALID_OVERRIDE, Phase.INVALID_TEMPLATE,
-                       Phase.UNKNOWN_CLUSTER, Phase.DENIED})
+PERMANENT = frozenset({Phase.INVALID, Phase.INVALID_PATCH, Phase.INVALID_OVERRIDE, Phase.INVALID_SPEC,
+                       Phase.INVALID_TEMPLATE, Phase.UNKNOWN_CLUSTER, Phase.DENIED})
 
 
 @dataclass(frozen=True, slots=True)

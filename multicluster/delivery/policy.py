@@ -140,9 +140,11 @@ def _default(req: Request) -> Denial | None:
 
 
 def adopt_denial() -> Denial:
-    return Denial(ADOPT_NOT_ALLOWED, "the annotation multicluster.practice.com/adopt asks to take over existing "
-                                     "objects, which delivery.allowAdopt (off) does not allow; remove the annotation, "
-                                     "or an operator can set delivery.allowAdopt: true in config.yaml")
+    return Denial(ADOPT_NOT_ALLOWED, "spec.conflictResolution: Overwrite (or the annotation "
+                                     "multicluster.practice.com/adopt) asks to take over existing objects, which "
+                                     "delivery.allowAdopt (off) does not allow; use conflictResolution: Abort (the "
+                                     "default) and no adopt annotation, or an operator can set delivery.allowAdopt: "
+                                     "true in config.yaml")
 
 
 def impersonation(namespace: str, service_account: str) -> dict[str, str]:

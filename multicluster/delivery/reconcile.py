@@ -35,7 +35,7 @@ from multicluster.errors import ClusterError, KubeAPIError, ReconcileError
 from multicluster.gvr import GVR
 from multicluster.kube import ClusterClient
 
-from . import apply, policy
+from . import apply, lifecycle, policy
 from .breaker import Breakers
 from .crs import MasterCRs
 from .events import NORMAL, WARNING, EventRecorder
@@ -108,6 +108,13 @@ class Reconciler:
         placed, problems = placement(spec, self.crs.master_name)
         recorded = recorded_targets(previous)
         owner = cr_owner(key, cr, self.opts.field_manager)
+        life, life_problems = lifecycle.parse(spec)
+        generation = int(md.get("generation") or 0)
+        if life.suspend and not life_problems:
+            status = lifecycle.suspended_status(previous, generation)
+            if not same_status(status, previous):
+                await self.crs.write_status(cr, status)
+            return DONE
         try:
             check_template(spec.get("template"))
             template_error: TemplateError | None = None
@@ -122,8 +129,8 @@ class Reconciler:
             gate = asyncio.create_task(self.crs.set_finalizers(cr, [*finalizers, FINALIZER]))
         try:
             results = list(await asyncio.gather(
-                *(self._deliver(cr, spec, owner, c, template_error, recorded.get(c), previous, gate)
-                  for c in placed)))
+                *(self._deliver(cr, spec, owner, c, template_error, recorded.get(c), previous, gate, life,
+                                life_problems) for c in placed)))
         finally:
             if gate is not None:
                 await asyncio.wait([gate])
@@ -138,8 +145,9 @@ class Reconciler:
             if r is not None:
                 results.append(r)
 
-        status = build_status(generation=int(md.get("generation") or 0), placed=placed, results=results,
+        status = build_status(generation=generation, placed=placed, results=results,
                               problems=problems, previous=previous)
+        status = lifecycle.add_conditions(status, previous, generation, results, life, problems)
         if not same_status(status, previous):
             self._status_written[key] = time.monotonic()
             await self.crs.write_status(cr, status)
@@ -155,7 +163,8 @@ class Reconciler:
 
     async def _deliver(self, cr: MCR, spec: MCRSpec, owner: apply.Owner, cluster: str,
                        template_error: TemplateError | None, recorded: Target | None,
-                       previous: MCRStatus, gate: asyncio.Future[Any] | None) -> ClusterResult:
+                       previous: MCRStatus, gate: asyncio.Future[Any] | None, life: lifecycle.Lifecycle,
+                       life_problems: list[str]) -> ClusterResult:
         """Make the one copy for `cluster` right; on failure keep reporting the copy that is there."""
         prev = previous_entry(previous, cluster)
 
@@ -177,6 +186,8 @@ class Reconciler:
                                                f"(known clusters: {', '.join(sorted(self.clients))})")
         if template_error is not None:
             return fail(Phase.INVALID_TEMPLATE, template_error.message)
+        if life_problems:
+            return fail(Phase.INVALID_SPEC, "; ".join(life_problems))
         if owner.adopt and not self.policy.allow_adopt:
             return deny(policy.adopt_denial())
         writer = member(client, cr)
@@ -223,7 +234,7 @@ class Reconciler:
             try:
                 result, stored = await apply.deliver(writer, owner, desired, target, known=known, gate=gate,
                                                      adopted=copy is not None and copy.adopted,
-                                                     timeout=self.opts.request_timeout)
+                                                     timeout=self.opts.request_timeout, retain=life.retain)
             except ClusterError as exc:
                 self.breakers.trip(cluster, exc)
                 return fail(Phase.UNREACHABLE, exc.reason)

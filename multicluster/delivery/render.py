@@ -28,7 +28,10 @@ _REDISCOVER_EVERY = 5.0  # seconds: a missing kind refreshes a member's discover
 
 def cr_owner(key: CRKey, cr: MCR, field_manager: str) -> apply.Owner:
     md = cr.get("metadata") or {}
-    adopt = str((md.get("annotations") or {}).get(ADOPT_ANNOTATION, "")).lower() == "true"
+    # spec.conflictResolution: Overwrite and the adopt annotation ask for the same thing (lifecycle.py).
+    spec = cr.get("spec") if isinstance(cr.get("spec"), dict) else {}
+    adopt = str((md.get("annotations") or {}).get(ADOPT_ANNOTATION, "")).lower() == "true" \
+        or (spec or {}).get("conflictResolution") == "Overwrite"
     return apply.Owner(key, str(md.get("uid") or ""), adopt, field_manager)
 
 

@@ -65,6 +65,9 @@ def _condition_entry(ctype: str, ok: bool, reason: str, message: str, generation
             "lastTransitionTime": ltt or now_rfc3339(), "observedGeneration": generation}
 
 
+condition_entry = _condition_entry  # for the conditions lifecycle.py adds
+
+
 def _reason(failed: Sequence[ClusterResult], fallback: str) -> str:
     phases = {str(r.phase) for r in failed}
     return phases.pop() if len(phases) == 1 else fallback

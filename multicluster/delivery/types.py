@@ -78,6 +78,7 @@ class MCRSpec(TypedDict, total=False):
     propagateDependencies: bool
     conflictResolution: str  # Abort | Overwrite
     deletionPolicy: str  # Delete | Orphan
+    retain: list[str]  # JSON pointers the members own once the copy exists (lifecycle.py)
 
 
 # ------------------------------------------------------------------------------------------------ status
