@@ -75,6 +75,9 @@ async def test_a_rule_that_does_not_fit_writes_nothing_and_names_the_rule(make_e
         entry["message"]
     applied = next(c for c in st["conditions"] if c["type"] == "Applied")
     assert applied["status"] == "False" and applied["reason"] == "InvalidOverride"
+    invalid = next(c for c in st["conditions"] if c["type"] == "Invalid")
+    assert invalid["status"] == "True" and invalid["reason"] == "InvalidOverride"
+    assert invalid["message"].startswith("cluster3: spec.overrideRules[0]")
     await env.event("InvalidOverride", "cluster cluster3: spec.overrideRules[0]")
     assert await env.get("cluster3", f"/apis/apps/v1/namespaces/{env.ns}/deployments/bad-web") is None
     assert await env.get("cluster2", f"/apis/apps/v1/namespaces/{env.ns}/deployments/bad-web") is not None
