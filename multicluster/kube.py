@@ -6,7 +6,8 @@ with orjson into plain dicts. Generated client models cost ~7x the parse time (h
 
 Clusters that joined over HTTP (`trusted=False`) never reach that loader: their kubeconfig came from whoever could
 call the API, and the loader runs commands and reads local files on its behalf. They are connected from the
-allow-list ConnectionSpec of multicluster.kubeconfig instead (inline CA and client certificate, bearer token).
+allow-list ConnectionSpec of multicluster.kubeconfig instead (inline CA and client certificate, bearer token);
+multicluster.kubeconn builds both kinds of connection.
 
 Errors are translated here, once: HTTP statuses become KubeAPIError subclasses (with the API's own Status message
 and Retry-After), connection failures and timeouts become ClusterError("cluster <name>: <reason>").
@@ -24,26 +25,22 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-import os
 import socket
 import ssl
-import tempfile
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from http import HTTPStatus
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 from kubernetes_asyncio.client import Configuration
-from kubernetes_asyncio.config import kube_config
 
-from multicluster import metrics
+from multicluster import kubeconn, metrics
 from multicluster.config import ClusterConfig, SyncConfig
 from multicluster.errors import ClusterError, ConfigError, KubeAPIError, kube_error
 from multicluster.gvr import APIResource, parse_discovery
-from multicluster.kubeconfig import ConnectionSpec, KubeconfigError, parse_kubeconfig
+from multicluster.watchlines import Lines, LineTooLong
 
 log = logging.getLogger(__name__)
 
@@ -100,146 +97,21 @@ class ClusterClient:
         if self._session is not None:
             return
         if not self.cluster.trusted:
-            self._connect_uploaded()
+            spec = kubeconn.read_uploaded(self.name, self.cluster.config_path, self.cluster.context)
+            ctx = kubeconn.spec_ssl(self.name, spec, insecure=self.cluster.insecure)
+            self.host = spec.server
+            self._token = spec.token
+            self._server_hostname = spec.tls_server_name if isinstance(ctx, ssl.SSLContext) else None
+            self._session = kubeconn.session(ctx)
             return
         cfg = Configuration()
         if self.cluster.config_path is None:
-            self._load_in_cluster(cfg)
+            kubeconn.load_in_cluster(self.name, cfg)
         else:
-            await self._load_kubeconfig(cfg)
+            await kubeconn.load_kubeconfig(self.name, self.cluster.config_path, self.cluster.context, cfg)
         self._cfg = cfg
-        self._open_session(cfg)
-
-    def _connect_uploaded(self) -> None:
-        """A joined cluster: the allow-list parser builds the connection; no command runs, no other file is read.
-
-        Messages name no path (they reach the caller of the join); the log has the detail."""
-        path = self.cluster.config_path
-        if path is None:
-            raise ConfigError(f"cluster {self.name}: a joined cluster needs its kubeconfig")
-        try:
-            text = path.read_bytes()
-        except OSError as exc:
-            log.error("cluster %s: cannot read its kubeconfig %s: %s", self.name, path, exc)
-            raise ConfigError(
-                f"cluster {self.name}: its kubeconfig cannot be read", hint="join the cluster again"
-            ) from exc
-        try:
-            spec = parse_kubeconfig(text, self.cluster.context)
-        except KubeconfigError as exc:
-            raise ConfigError(f"cluster {self.name}: {exc.message}", hint=exc.hint) from exc
-        ctx = self._spec_ssl(spec)
-        self.host = spec.server
-        self._token = spec.token
-        self._server_hostname = spec.tls_server_name if isinstance(ctx, ssl.SSLContext) else None
-        self._session = _session(ctx)
-
-    def _spec_ssl(self, spec: ConnectionSpec) -> ssl.SSLContext | bool:
-        if not spec.server.startswith("https"):
-            return False
-        if self.cluster.insecure or spec.insecure_skip_tls_verify:
-            ctx = ssl.create_default_context()
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        elif spec.ca_data is not None:
-            try:
-                # Only this CA, like client-go: the system's CAs do not vouch for a cluster that names its own.
-                ctx = ssl.create_default_context(cadata=spec.ca_data.decode("ascii"))
-            except (ssl.SSLError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
-                log.warning("cluster %s: certificate-authority-data cannot be loaded: %s", self.name, exc)
-                raise ConfigError(
-                    f"cluster {self.name}: certificate-authority-data is not a PEM CA certificate",
-                    hint="use the base64 of the cluster's CA certificate, as `kubectl config view --minify --raw` "
-                    "shows it",
-                ) from None
-        else:
-            ctx = ssl.create_default_context()
-        if spec.client_cert_data is not None and spec.client_key_data is not None:
-            self._load_client_cert(ctx, spec.client_cert_data, spec.client_key_data)
-        return ctx
-
-    def _load_client_cert(self, ctx: ssl.SSLContext, cert: bytes, key: bytes) -> None:
-        """ssl loads a certificate chain only from files: the PEMs live in a private directory (0700, files 0600)
-        for as long as load_cert_chain takes, then are deleted."""
-        with tempfile.TemporaryDirectory(prefix="multicluster-cert-") as d:
-            paths = []
-            for name, data in (("tls.crt", cert), ("tls.key", key)):
-                p = Path(d) / name
-                fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                paths.append(p)
-            try:
-                ctx.load_cert_chain(paths[0], paths[1])
-            except (ssl.SSLError, ValueError) as exc:
-                log.warning(
-                    "cluster %s: client-certificate-data/client-key-data cannot be loaded: %s",
-                    self.name,
-                    getattr(exc, "reason", None) or type(exc).__name__,
-                )
-                raise ConfigError(
-                    f"cluster {self.name}: client-certificate-data and client-key-data cannot be loaded "
-                    "(they must be a PEM certificate and its private key)",
-                    hint="copy both from `kubectl config view --minify --flatten --raw`",
-                ) from None
-
-    def _load_in_cluster(self, cfg: Configuration) -> None:
-        """In-cluster mode: the pod's service account (token file re-read by the loader as it rotates)."""
-        from kubernetes_asyncio.config import incluster_config
-
-        try:
-            incluster_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-        except Exception as exc:
-            raise ConfigError(
-                f"cluster {self.name}: no configPath and in-cluster config is unavailable: {exc}",
-                hint="give the cluster a configPath, or run the daemon in a pod with a service account",
-            ) from exc
-
-    async def _load_kubeconfig(self, cfg: Configuration) -> None:
-        try:
-            await kube_config.load_kube_config(
-                config_file=str(self.cluster.config_path),
-                context=self.cluster.context,
-                client_configuration=cfg,
-                persist_config=False,
-            )
-        except Exception as exc:  # the loader raises bare ConfigException/KeyError/ValueError on bad files
-            raise ConfigError(
-                f"cluster {self.name}: kubeconfig {self.cluster.config_path} cannot be used: {exc}",
-                hint="check the file with `kubectl --kubeconfig FILE cluster-info`",
-            ) from exc
-
-    def _open_session(self, cfg: Configuration) -> None:
         self.host = str(cfg.host).rstrip("/")
-        ctx: ssl.SSLContext | bool
-        if self.host.startswith("https"):
-            ctx = ssl.create_default_context()
-            if self.cluster.insecure or not cfg.verify_ssl:
-                # Skip verification and ignore any CA data: the Go original refused this combination.
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
-            elif cfg.ssl_ca_cert:
-                try:
-                    ctx.load_verify_locations(cafile=cfg.ssl_ca_cert)
-                except (ssl.SSLError, ValueError) as exc:
-                    raise ConfigError(
-                        f"cluster {self.name}: the kubeconfig's certificate authority is not a PEM CA certificate"
-                        f"{_ssl_reason(exc)}",
-                        hint="check certificate-authority(-data) with `kubectl --kubeconfig FILE cluster-info`",
-                    ) from None
-            if cfg.cert_file and cfg.key_file:
-                try:
-                    ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
-                except (ssl.SSLError, ValueError) as exc:
-                    raise ConfigError(
-                        f"cluster {self.name}: the kubeconfig's client certificate and key cannot be loaded"
-                        f"{_ssl_reason(exc)}",
-                        hint="they must be a PEM certificate and its private key; check them with "
-                        "`kubectl --kubeconfig FILE cluster-info`",
-                    ) from None
-        else:
-            ctx = False
-        self._session = _session(ctx)
+        self._session = kubeconn.session(kubeconn.config_ssl(self.name, cfg, insecure=self.cluster.insecure))
 
     async def close(self) -> None:
         if self._session is not None:
@@ -292,6 +164,7 @@ class ClusterClient:
                 data=data,
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=timeout or self.request_timeout),
+                # An API server never redirects our paths; following one would carry the credentials elsewhere.
                 allow_redirects=False,
                 server_hostname=self._server_hostname,
             ) as resp:
@@ -432,80 +305,6 @@ class ClusterClient:
                 continue
             out += parse_discovery(gv, res, preferred=pref)
         return out
-
-
-class LineTooLong(ValueError):
-    def __init__(self, size: int) -> None:
-        super().__init__(f"line of {size} bytes")
-        self.size = size
-
-
-class Lines:
-    """Splits a stream into newline-terminated lines, holding at most `limit` bytes of an unfinished line.
-
-    Linear: the unfinished line is gathered in one bytearray (appends are amortised O(1)), and each chunk is
-    split once, by bytes.split, into the lines it completes. Blank lines are skipped."""
-
-    __slots__ = ("_buf", "_limit")
-
-    def __init__(self, limit: int) -> None:
-        self._buf = bytearray()
-        self._limit = limit
-
-    def feed(self, chunk: bytes) -> list[bytes]:
-        buf, limit = self._buf, self._limit
-        nl = chunk.find(b"\n")
-        if nl == len(chunk) - 1 and not buf and nl <= limit:  # one whole event: the usual chunk of a watch
-            return [chunk[:nl]] if nl and not chunk.isspace() else []
-        if buf:
-            if nl < 0:
-                if len(buf) + len(chunk) > limit:
-                    raise LineTooLong(len(buf) + len(chunk))
-                buf += chunk
-                return []
-            if len(buf) + nl > limit:
-                raise LineTooLong(len(buf) + nl)
-            buf += memoryview(chunk)[:nl]
-            parts = chunk[nl + 1:].split(b"\n")
-            parts.insert(0, bytes(buf))
-            buf.clear()
-        else:
-            parts = chunk.split(b"\n")
-        rest = parts.pop()  # after the last newline: the start of the next line
-        if rest:
-            if len(rest) > limit:
-                raise LineTooLong(len(rest))
-            buf += rest
-        if len(chunk) > limit:
-            longest = max(map(len, parts), default=0)
-            if longest > limit:
-                raise LineTooLong(longest)
-        return [p for p in parts if p and not p.isspace()]
-
-    def rest(self) -> bytes:
-        """What followed the last newline, if it is not blank (a stream may end without one)."""
-        line = bytes(self._buf)
-        self._buf.clear()
-        return line if line.strip() else b""
-
-
-def _session(ctx: ssl.SSLContext | bool) -> aiohttp.ClientSession:
-    # No pool limit: every informer's watch holds a connection for as long as it runs (HTTP/1.1, no
-    # multiplexing) and must not wait for one; other requests are bounded by ClusterClient's slots instead (see
-    # the module docstring), which also keeps their timeouts from counting the wait.
-    connector = aiohttp.TCPConnector(ssl=ctx, limit=0, enable_cleanup_closed=True)
-    # trust_env=False: a proxy must never sit between us and loopback/in-cluster API servers. Requests do not
-    # follow redirects (an API server never sends one for our paths): a redirect must not carry the credentials
-    # to another host.
-    return aiohttp.ClientSession(
-        connector=connector, trust_env=False, json_serialize=lambda o: orjson.dumps(o).decode()
-    )
-
-
-def _ssl_reason(exc: BaseException) -> str:
-    """OpenSSL's reason code (" (NO_CERTIFICATE_OR_CRL_FOUND)"), without the message's source-file position."""
-    reason = getattr(exc, "reason", None)
-    return f" ({reason})" if reason else ""
 
 
 def _param(v: Any) -> str:

@@ -22,7 +22,8 @@ import typer
 import yaml
 
 from multicluster.errors import Conflict, KubeAPIError, MulticlusterError, NotFound
-from plugin.manifest_cmds import Context, Kubeconfig, Located, ManifestError, selection
+from plugin.manifest_cmds import Context, Kubeconfig
+from plugin.manifests import Located, ManifestError, selection
 from plugin.master import connect, resolve_type, server_message, type_name
 from plugin.output import out, report
 

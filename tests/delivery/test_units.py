@@ -27,7 +27,8 @@ from multicluster.delivery.patches import (
 )
 from multicluster.delivery.status import build_status, recorded_targets, same_status
 from multicluster.errors import Conflict
-from plugin.manifest_cmds import ManifestError, read_docs, render_table
+from plugin.manifest_cmds import render_table
+from plugin.manifests import ManifestError, read_docs
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -25,12 +25,14 @@ FOUNDATION = {
     "multicluster.retry", "multicluster.metrics", "multicluster.kubeconfig", "multicluster.cliconfig",
     "multicluster.crds", "multicluster.tasks", "multicluster.workqueue",
     "multicluster.memory", "multicluster.logsetup", "multicluster.jsonpath", "multicluster.columns",
+    "multicluster.watchlines",
 }
-KUBE = {"multicluster.kube", "multicluster.sync.informer", "multicluster.leader"}
+KUBE = {"multicluster.kube", "multicluster.kubeconn", "multicluster.sync.informer", "multicluster.leader"}
 
 # Which modules each layer may import (prefixes; a module may always import its own package).
 ALLOWED: dict[str, tuple[str, ...]] = {
-    "multicluster.kube": (),
+    "multicluster.kubeconn": (),
+    "multicluster.kube": ("multicluster.kubeconn",),
     "multicluster.sync.informer": ("multicluster.kube",),
     "multicluster.leader": ("multicluster.kube",),
     "multicluster.store": (),

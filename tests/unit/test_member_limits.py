@@ -11,7 +11,7 @@ import pytest
 
 from multicluster.config import MIB, SyncConfig, parse_config
 from multicluster.errors import ConfigError
-from multicluster.kube import Lines, LineTooLong
+from multicluster.watchlines import Lines, LineTooLong
 from multicluster.wire import event_head
 
 
