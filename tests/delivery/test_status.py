@@ -31,13 +31,18 @@ def deployment(name: str, replicas: int, **spec: Any) -> dict[str, Any]:
                                   "spec": {"containers": [{"name": "main", "image": "registry.example/web:1"}]}}}}
 
 
-async def entries_where(env: Any, name: str, pred: Any, what: str, timeout: float = 30.0) -> dict[str, Any]:
+async def entries_where(env: Any, name: str, pred: Any, what: str, timeout: float = 60.0) -> dict[str, Any]:
     """Until every placed cluster's entry satisfies pred; returns the status."""
+    seen: list[dict[str, Any]] = [{}]
+
     async def check() -> dict[str, Any] | None:
-        st = await env.status(name)
+        st = seen[0] = await env.status(name)
         es = st.get("clusters") or []
         return st if es and len(es) == st.get("placedClusters") and all(pred(e) for e in es) else None
-    return await eventually(check, timeout=timeout, what=what)
+    try:
+        return await eventually(check, timeout=timeout, what=what)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last status: {seen[0]!r}") from None
 
 
 async def test_deployment_status_follows_the_members(make_env: MakeEnv) -> None:
