@@ -40,6 +40,7 @@ from aiohttp import web
 from bench.common import clients, create_many, machine, median, pct, table
 from multicluster.api import ClusterView, build_app
 from multicluster.config import StoreConfig, SyncConfig
+from multicluster.feed.hub import Hub
 from multicluster.gvr import GVR, APIResource, resolve
 from multicluster.store import Store, SyncState, open_store
 from multicluster.sync import Tracker, WriteQueue, Writer, to_row
@@ -292,6 +293,7 @@ class Backend:
     names: tuple[str, ...] = CLUSTERS
     token: str | None = None
     resources: tuple[APIResource, ...] = (POD_RESOURCE,)
+    hub: Hub = field(default_factory=Hub)
 
     def resolve(self, spelling: str) -> APIResource:
         return resolve(spelling, self.resources)

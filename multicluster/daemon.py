@@ -24,6 +24,7 @@ from multicluster.api.backend import ClusterView
 from multicluster.config import Config, load_config
 from multicluster.delivery import Controller
 from multicluster.errors import GVRError, MulticlusterError
+from multicluster.feed.hub import Hub
 from multicluster.gvr import GVR, APIResource
 from multicluster.kube import ClusterClient
 from multicluster.membership import Membership
@@ -54,6 +55,8 @@ class Daemon:
         self.registry = ClusterRegistry(config, self.supervisor, self.queue, Tracker())
         self._store: Store | None = None
         self.writer: Writer | None = None
+        # Every committed change, to the watches of the Kubernetes-compatible API (the store's one listener).
+        self.hub = Hub()
         self.controller: Controller | None = None
         self._unsubscribe_controller: Callable[[], None] | None = None
         self.started = time.time()
@@ -202,6 +205,9 @@ class Daemon:
         log.info("opening %s store at %s", cfg.store.type, where)
         self._store = open_store(cfg.store)
         await self._store.open()
+        # Before anything is written: the hub passes entries on from where the durable log stands.
+        self.hub.start({c: p.last for c, p in (await self._store.log_positions()).items()})
+        self._store.listen(self.hub.publish)
         try:
             self._stored_gvrs = await self.store.gvrs()
         except Exception:  # a cosmetic fallback only
@@ -411,6 +417,7 @@ class Daemon:
 
     async def shutdown(self, grace: float = 20.0) -> None:
         log.info("shutting down: closing the API, stopping watches, flushing writes")
+        self.hub.stop()  # open watch streams end now (clients resume elsewhere or later from their position)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from multicluster.feed.hub import Hub
 from multicluster.gvr import GVR, APIResource
 from multicluster.store.base import Store, SyncState
 
@@ -61,6 +62,10 @@ class ApiBackend(Protocol):
         """
 
     def clusters(self) -> list[ClusterView]: ...
+
+    @property
+    def hub(self) -> Hub:
+        """Committed changes as they happen (the watch path subscribes here)."""
 
     def ready(self) -> bool:
         """True once every cluster's initial sync has completed."""

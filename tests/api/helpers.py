@@ -12,6 +12,7 @@ import orjson
 from aiohttp.test_utils import TestClient
 
 from multicluster.api import ClusterView
+from multicluster.feed.hub import Hub
 from multicluster.gvr import GVR, APIResource, resolve
 from multicluster.store import Row, Store
 from multicluster.sync import to_row
@@ -27,6 +28,7 @@ class Backend:
     views: list[ClusterView] = field(default_factory=list)
     token: str | None = None
     is_ready: bool = True
+    hub: Hub = field(default_factory=Hub)
 
     def resolve(self, spelling: str) -> APIResource:
         return resolve(spelling, self.resources)

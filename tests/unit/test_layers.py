@@ -1,7 +1,8 @@
 """The import rules of docs/architecture.md, read from the source (an AST walk, nothing is imported):
 
     config, errors, gvr, wire, ...  →  kube, sync.informer  →  store  →  sync  →  registry, membership
-    api (reads the store, never a cluster)        delivery (informers and clients, never the store)
+    feed (the change hub: store.base only)  →  api (reads the store and the feed, never a cluster)
+    delivery (informers and clients, never the store)
     daemon, cli: composition, may import anything
     plugin: the HTTP API (plugin.client), plus the master cluster through plugin.master only
 
@@ -40,7 +41,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "multicluster.sync": ("multicluster.kube", "multicluster.store"),
     "multicluster.registry": ("multicluster.kube", "multicluster.store", "multicluster.sync", "multicluster.leader"),
     "multicluster.membership": ("multicluster.kube", "multicluster.registry"),
-    "multicluster.api": ("multicluster.store.base", "multicluster.selectors"),
+    "multicluster.feed": ("multicluster.store.base",),
+    "multicluster.api": ("multicluster.store.base", "multicluster.selectors", "multicluster.feed"),
     "multicluster.delivery": ("multicluster.kube", "multicluster.sync.informer"),
 }
 UNRESTRICTED = ("multicluster.daemon", "multicluster.cli", "multicluster.__main__", "multicluster.demo",

@@ -1,0 +1,188 @@
+"""The in-process hub: committed changes to every watcher whose filter they pass.
+
+The store calls `Hub.publish` after each commit (Store.listen), with the entries that commit appended to the
+change log. The hub passes them on per cluster in position order: two batches of one cluster may finish on two
+connections in either order (MySQL writes with several connections), so a batch that arrives ahead of a missing
+position is held until the gap fills. A gap that does not fill within GAP_SECONDS (a commit whose entries never
+reached this hub) closes the subscriptions that include the cluster, and the hub goes on from there: closing is
+always safe, because a watcher resumes from its last position through the durable log.
+
+Each Subscription has a bounded queue of (event type, change) pairs, the changes shared by every watcher. When a
+watcher's queue is full it is closed with reason "too slow" instead of growing or blocking the others: what
+kube-apiserver's watch cache does with a watcher that does not keep up (it ends that watch; the client starts a
+new one from the last resourceVersion it saw). Nothing here waits on a watcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Mapping, Sequence
+
+from multicluster.feed.match import Filter
+from multicluster.store.base import Change, EventType
+
+log = logging.getLogger(__name__)
+
+QUEUE_LIMIT = 1000  # events a watcher may have waiting before it is closed as too slow
+GAP_SECONDS = 2.0
+HELD_LIMIT = 10_000  # entries held per cluster waiting for a gap to fill before the gap is given up
+
+Event = tuple[EventType, Change]
+
+
+class Closed(Exception):
+    """The subscription ended: the watcher was too slow, its cluster's stream had a gap, or the hub stopped."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Subscription:
+    """One watcher's queue. Read it with `next()`; `close()` when done."""
+
+    __slots__ = ("_hub", "_queue", "_wake", "closed", "filter", "limit")
+
+    def __init__(self, hub: Hub, flt: Filter, limit: int) -> None:
+        self._hub = hub
+        self.filter = flt
+        self.limit = limit
+        self._queue: deque[Event] = deque()
+        self._wake = asyncio.Event()
+        self.closed: str = ""  # why it was closed ("" = open)
+
+    def _offer(self, change: Change) -> None:
+        if self.closed or not self.filter.routes(change):
+            return
+        kind = self.filter.event(change)
+        if kind is None:
+            return
+        if len(self._queue) >= self.limit:
+            self._end("too slow")
+            return
+        self._queue.append((kind, change))
+        self._wake.set()
+
+    def _end(self, reason: str) -> None:
+        if not self.closed:
+            self.closed = reason
+            self._queue.clear()
+            self._wake.set()
+            self._hub._drop(self)
+
+    async def next(self, timeout: float | None = None) -> list[Event]:
+        """Every event waiting (at least one), or [] after `timeout` seconds without any; Closed once closed."""
+        if not self._queue and not self.closed:
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                return []
+        if self.closed:
+            raise Closed(self.closed)
+        out = list(self._queue)
+        self._queue.clear()
+        return out
+
+    def close(self) -> None:
+        self._end("closed")
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+
+class Hub:
+    """Routes committed changes to subscriptions, in position order per cluster."""
+
+    def __init__(self, queue_limit: int = QUEUE_LIMIT, gap_seconds: float = GAP_SECONDS) -> None:
+        self.queue_limit = queue_limit
+        self.gap_seconds = gap_seconds
+        self._subs: set[Subscription] = set()
+        self._next: dict[str, int] = {}  # cluster -> the position expected next
+        self._held: dict[str, dict[int, Change]] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self.closed_slow = 0  # subscriptions closed for not keeping up (a metric for tests and /metrics)
+
+    def start(self, last: Mapping[str, int]) -> None:
+        """Where each cluster's log stands at start (Store.log_positions): the next entries follow these."""
+        for cluster, seq in last.items():
+            self._next[cluster] = seq + 1
+
+    def subscribe(self, flt: Filter, limit: int | None = None) -> Subscription:
+        sub = Subscription(self, flt, limit or self.queue_limit)
+        self._subs.add(sub)
+        return sub
+
+    def _drop(self, sub: Subscription) -> None:
+        self._subs.discard(sub)
+        if sub.closed == "too slow":
+            self.closed_slow += 1
+            log.info("closed a watch of %s: it did not keep up (%d events waiting)", sub.filter.gvr, sub.limit)
+
+    @property
+    def watchers(self) -> int:
+        return len(self._subs)
+
+    def publish(self, changes: Sequence[Change]) -> None:
+        """Entries of one commit (the store's listener). In order within each cluster."""
+        for c in changes:
+            expected = self._next.get(c.cluster, 1)
+            if c.seq < expected:
+                continue  # already passed on (a replay from the log by a tailer, say)
+            if c.seq > expected:
+                held = self._held.setdefault(c.cluster, {})
+                held[c.seq] = c
+                if len(held) > HELD_LIMIT:
+                    self._give_up(c.cluster)
+                elif c.cluster not in self._timers:
+                    self._timers[c.cluster] = asyncio.get_running_loop().call_later(
+                        self.gap_seconds, self._give_up, c.cluster)
+                continue
+            self._deliver(c)
+            self._release(c.cluster)
+
+    def _deliver(self, c: Change) -> None:
+        self._next[c.cluster] = c.seq + 1
+        for sub in list(self._subs):
+            sub._offer(c)
+
+    def _release(self, cluster: str) -> None:
+        """Pass on the held entries that now follow without a gap."""
+        held = self._held.get(cluster)
+        while held:
+            c = held.pop(self._next[cluster], None)
+            if c is None:
+                return  # still a gap before the rest: its timer keeps running
+            self._deliver(c)
+        self._held.pop(cluster, None)
+        timer = self._timers.pop(cluster, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _give_up(self, cluster: str) -> None:
+        """A gap that did not fill: every watcher of the cluster resumes from the log; the hub goes on after it."""
+        timer = self._timers.pop(cluster, None)
+        if timer is not None:
+            timer.cancel()
+        held = self._held.pop(cluster, {})
+        if not held:
+            return
+        log.warning("change log of cluster %s: positions %d..%d never reached this replica's hub; its watchers "
+                    "are closed and resume from the log", cluster, self._next.get(cluster, 1), min(held) - 1)
+        for sub in list(self._subs):
+            if not sub.filter.clusters or cluster in sub.filter.clusters:
+                sub._end("gap")
+        self._next[cluster] = min(held)
+        self._held[cluster] = held
+        self._release(cluster)
+        if self._held.get(cluster):  # another gap further on: it gets its own wait
+            self._timers[cluster] = asyncio.get_running_loop().call_later(self.gap_seconds, self._give_up, cluster)
+
+    def stop(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        for sub in list(self._subs):
+            sub._end("shutdown")
