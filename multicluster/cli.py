@@ -22,6 +22,7 @@ import typer
 import typer.core
 
 from multicluster.config import Config, Overrides, apply_overrides, check_exposure, load_config, scrub_secret_env
+from multicluster.config.flags import secret_flags
 from multicluster.errors import ConfigError, MulticlusterError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="multicluster daemon")
@@ -48,19 +49,11 @@ def _fail(msg: str, hint: str | None = None, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-# Secret-carrying flags and what to use instead: a value on the command line shows in `ps` and /proc/PID/cmdline
-# to every local user, and in the pod spec of a Deployment.
-_SECRET_FLAGS = {
-    "token": ("--token", "--token-file", "MULTICLUSTER_TOKEN"),
-    "admin_token": ("--admin-token", "--admin-token-file", "MULTICLUSTER_ADMIN_TOKEN"),
-    "db_password": ("--db-password", "--db-password-file", "MULTICLUSTER_DB_PASSWORD"),
-}
-
-
 def _warn_secret_flags(ctx: typer.Context) -> None:
-    """A WARNING (never the value) for every secret given as a flag rather than a file or the environment."""
+    """A WARNING (never the value) for every secret given as a flag rather than a file or the environment: a value
+    on the command line shows in `ps` and /proc/PID/cmdline to every local user, and in a Deployment's pod spec."""
     log = logging.getLogger("multicluster.cli")
-    for param, (flag, file_flag, env) in _SECRET_FLAGS.items():
+    for param, flag, file_flag, env in secret_flags():
         # By name: typer ships its own copy of click, whose ParameterSource is not click's.
         source = ctx.get_parameter_source(param)
         if ctx.params.get(param) is not None and source is not None and source.name == "COMMANDLINE":
@@ -310,40 +303,8 @@ class RunPlan:
 
 def plan(params: Mapping[str, Any]) -> RunPlan:
     """The RunPlan of `run`'s parsed parameters (click's ctx.params). Raises MulticlusterError for a bad value."""
-    password = params.get("db_password")
-    password_file = params.get("db_password_file")
-    if password_file is not None:
-        try:
-            password = password_file.read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"--db-password-file: cannot read {password_file}: {exc.strerror or exc}") from None
-    token = _read_flag_file("--token-file", params.get("token_file")) or params.get("token")
-    admin_token = _read_flag_file("--admin-token-file", params.get("admin_token_file")) or params.get("admin_token")
-    cfg = load_config(params.get("config") or Path("config/config.yaml"))
-    cfg = apply_overrides(
-        cfg,
-        Overrides(
-            port=params.get("address"),
-            bind=params.get("bind"),
-            token=token,
-            db_endpoint=params.get("db_endpoint"),
-            db_user=params.get("db_user"),
-            db_password=password,
-            db_database=params.get("db_database"),
-            sqlite_path=params.get("sqlite_path"),
-            store_type=params.get("store"),
-            lease_mode=params.get("lease_mode"),
-            lease_name=params.get("lease_name"),
-            lease_namespace=params.get("lease_namespace"),
-            cert_dir=params.get("cert_dir"),
-            admin_token=admin_token,
-            insecure_allow_unauthenticated=params.get("insecure_allow_unauthenticated"),
-            health_port=params.get("health_port"),
-            db_max_idle=params.get("mysql_max_idle_connections"),
-            db_max_open=params.get("mysql_max_open_connections"),
-            db_max_lifetime=params.get("mysql_max_connection_life_time"),
-        ),
-    )
+    cfg = apply_overrides(load_config(params.get("config") or Path("config/config.yaml")),
+                          Overrides.from_params(params))
     cli_port = params.get("ctl_port")
     if cli_port is not None and not 1 <= cli_port <= 65535:
         raise ConfigError(f"--ctl-port: {cli_port} is not a port number (1-65535)",

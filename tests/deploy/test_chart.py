@@ -80,7 +80,7 @@ def test_in_cluster_entry_has_no_config_path(helm: Helm, monkeypatch: pytest.Mon
     docs = helm.template(extra=("--set-json", f"config.clusters={clusters}"))
     raw = yaml.safe_load(find(docs, "ConfigMap")["data"]["config.yaml"])
     assert raw["clusters"][0] == {"metadata": {"clusterName": "home", "isMaster": True}}
-    monkeypatch.setattr("multicluster.config._in_cluster", lambda: True)  # as inside the pod
+    monkeypatch.setattr("multicluster.config.checks.in_cluster", lambda: True)  # as inside the pod
     cfg = parse_config(raw, Path("/etc/multicluster"), check_files=False)
     assert [(c.name, c.config_path) for c in cfg.clusters] == [
         ("home", None), ("edge", Path("/etc/multicluster/kubeconfigs/edge.kubeconfig"))]

@@ -145,7 +145,7 @@ def test_overrides_from_seed_flags(d: Path) -> None:
     cfg = apply_overrides(
         cfg,
         Overrides(
-            port=8888,
+            address=8888,
             db_endpoint="10.0.0.16:30110",
             db_user="u",
             db_password="s3cret-pw",

@@ -27,6 +27,10 @@ FOUNDATION = {
     "multicluster.crds", "multicluster.tasks", "multicluster.workqueue",
     "multicluster.memory", "multicluster.logsetup", "multicluster.jsonpath", "multicluster.columns",
     "multicluster.watchlines",
+    # The config package: the schema's vocabulary, its checks, the schema, and the file, flag and environment layers.
+    "multicluster.config.fields", "multicluster.config.checks", "multicluster.config.schema",
+    "multicluster.config.loader", "multicluster.config.flags", "multicluster.config.env",
+    "multicluster.config.exposure",
 }
 KUBE = {"multicluster.kube", "multicluster.kubeconn", "multicluster.sync.informer", "multicluster.leader"}
 
