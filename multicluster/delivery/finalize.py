@@ -19,7 +19,7 @@ from multicluster.config import DeliveryConfig
 from multicluster.errors import ClusterError, Forbidden, KubeAPIError, MulticlusterError
 from multicluster.kube import ClusterClient
 
-from . import apply, lifecycle, policy
+from . import apply, dependencies, lifecycle, policy
 from .breaker import Breakers
 from .crs import MasterCRs
 from .events import NORMAL, WARNING, EventRecorder
@@ -27,7 +27,7 @@ from .model import DONE, FINALIZER, CRKey, DeliveryOptions, Outcome, Target
 from .patches import placement
 from .removal import REASON, describe, unique, why
 from .render import Renderer, cr_owner, policy_request, remover
-from .status import recorded_targets
+from .status import previous_entry, recorded_targets
 from .types import MCR, MCRSpec
 from .watches import DeliveredIndex
 
@@ -45,6 +45,9 @@ class Finalizer:
         self.renderer = renderer
         self.breakers = breakers
         self.events = events
+        # Releases dependency copies only (its apply memo stays empty: delivering them is the Reconciler's).
+        self.deps = dependencies.Dependencies(crs.master, opts.field_manager, opts.request_timeout,
+                                              opts.resync_seconds)
         self._failing_since: dict[tuple[CRKey, str], float] = {}
 
     def forget(self, key: CRKey) -> None:
@@ -124,6 +127,12 @@ class Finalizer:
             member = remover(client, cr)
             spec = cr.get("spec")
             orphan = lifecycle.parse(spec if isinstance(spec, dict) else {})[0].orphan
+            uid = str((cr.get("metadata") or {}).get("uid") or "")
+            for ref, ns in dependencies.from_status(previous_entry(cr.get("status"), cluster).get("dependencies")):
+                what = await self.deps.release(member, key, uid, ref, ns, orphan=orphan)
+                if what in ("deleted", "released"):
+                    self.events.record(cr, NORMAL, "DependencyRemoved", f"cluster {cluster}: {ref.describe()} in "
+                                                                        f"{ns} {what}")
             for t in targets:
                 try:
                     what = await apply.remove(member, key, t, timeout=self.opts.request_timeout,

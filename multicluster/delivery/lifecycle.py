@@ -43,6 +43,7 @@ class Lifecycle:
     conflict_resolution: str = ABORT
     deletion_policy: str = DELETE
     retain: tuple[str, ...] = ()
+    propagate_dependencies: bool = False
 
     @property
     def overwrite(self) -> bool:
@@ -80,7 +81,11 @@ def parse(spec: Mapping[str, Any]) -> tuple[Lifecycle, list[str]]:
                             "/spec/replicas (not its identity or whole metadata maps)")
             continue
         retain.append(path)
-    return Lifecycle(bool(suspend), str(conflict), str(deletion), tuple(retain)), problems
+    propagate = spec.get("propagateDependencies", False)
+    if not isinstance(propagate, bool):
+        problems.append(f"spec.propagateDependencies: expected true or false, got {propagate!r}")
+        propagate = False
+    return Lifecycle(bool(suspend), str(conflict), str(deletion), tuple(retain), propagate), problems
 
 
 # --------------------------------------------------------------------------------------------- retain
@@ -190,6 +195,14 @@ def add_conditions(status: MCRStatus, previous: MCRStatus, generation: int, resu
         _set(status, previous, "Invalid", (True, reasons.pop() if len(reasons) == 1 else "Invalid", message), None,
              generation)
     _set(status, previous, "Suspended", None, (False, "Delivering", "spec.suspend is false"), generation)
+    missing = [p for r in placed for p in r.dependency_problems]
+    reason = "Delivered" if not missing else "DependencyMissing" if all("does not exist" in p for p in missing) \
+        else "DependencyFailed"
+    _set(status, previous, "Dependencies",
+         (not missing, reason, "; ".join(missing) or "every referenced ConfigMap, Secret, ServiceAccount and "
+                                                     "PersistentVolumeClaim is delivered")
+         if life.propagate_dependencies else None,
+         (True, "NotPropagated", "spec.propagateDependencies is off"), generation)
     return status
 
 

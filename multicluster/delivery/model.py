@@ -153,6 +153,10 @@ class ClusterResult:
     retry: bool = False  # worth retrying with backoff
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
     denied_by: str = ""  # phase Denied: the policy rule that refused it (the Denied condition's reason)
+    # spec.propagateDependencies (dependencies.py): the copies this cluster holds, as status entries, and what
+    # kept some from being delivered (the Dependencies condition)
+    dependencies: list[dict[str, str]] = field(default_factory=list)
+    dependency_problems: list[str] = field(default_factory=list)
 
     @property
     def applied(self) -> bool:

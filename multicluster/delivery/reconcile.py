@@ -35,7 +35,7 @@ from multicluster.errors import ClusterError, KubeAPIError, ReconcileError
 from multicluster.gvr import GVR
 from multicluster.kube import ClusterClient
 
-from . import apply, lifecycle, policy
+from . import apply, dependencies, lifecycle, policy
 from .breaker import Breakers
 from .crs import MasterCRs
 from .events import NORMAL, WARNING, EventRecorder
@@ -77,6 +77,8 @@ class Reconciler:
         self.breakers = breakers
         self.watches = watches
         self.events = events
+        self.deps = dependencies.Dependencies(crs.master, opts.field_manager, opts.request_timeout,
+                                              opts.resync_seconds)
         self._memo: dict[CRKey, dict[str, _Memo]] = {}
         self._status_written: dict[CRKey, float] = {}  # monotonic time of each CR's last status write
 
@@ -96,6 +98,7 @@ class Reconciler:
 
     def forget(self, key: CRKey) -> None:
         self._memo.pop(key, None)
+        self.deps.forget(key)
         self._status_written.pop(key, None)
 
     async def reconcile(self, key: CRKey, cr: MCR) -> Outcome:
@@ -125,12 +128,13 @@ class Reconciler:
         # The finalizer patch runs alongside the first deliveries' reads; every write to a member waits for it
         # (apply.deliver's gate), so no copy can exist without a guaranteed cleanup.
         gate: asyncio.Task[MCR | None] | None = None
+        sources: dependencies.Sources = {}  # master objects dependencies are copied from, read once per reconcile
         if FINALIZER not in finalizers:
             gate = asyncio.create_task(self.crs.set_finalizers(cr, [*finalizers, FINALIZER]))
         try:
             results = list(await asyncio.gather(
                 *(self._deliver(cr, spec, owner, c, template_error, recorded.get(c), previous, gate, life,
-                                life_problems) for c in placed)))
+                                life_problems, sources) for c in placed)))
         finally:
             if gate is not None:
                 await asyncio.wait([gate])
@@ -164,14 +168,15 @@ class Reconciler:
     async def _deliver(self, cr: MCR, spec: MCRSpec, owner: apply.Owner, cluster: str,
                        template_error: TemplateError | None, recorded: Target | None,
                        previous: MCRStatus, gate: asyncio.Future[Any] | None, life: lifecycle.Lifecycle,
-                       life_problems: list[str]) -> ClusterResult:
+                       life_problems: list[str], sources: dependencies.Sources) -> ClusterResult:
         """Make the one copy for `cluster` right; on failure keep reporting the copy that is there."""
         prev = previous_entry(previous, cluster)
+        prev_deps = dependencies.from_status(prev.get("dependencies"))
 
         def fail(phase: Phase, message: str) -> ClusterResult:
             r = ClusterResult(cluster, phase, message, target=recorded,
                               uid=str((prev.get("target") or {}).get("uid") or ""),
-                              retry=phase not in PERMANENT)
+                              retry=phase not in PERMANENT, dependencies=dependencies.to_status(prev_deps))
             r.events.append((WARNING, str(phase), f"cluster {cluster}: {message}"))
             return r
 
@@ -241,12 +246,29 @@ class Reconciler:
             self.breakers.close(cluster)
             if not result.applied or stored is None:
                 result.target, result.uid = recorded, str((prev.get("target") or {}).get("uid") or "")
+                result.dependencies = dependencies.to_status(prev_deps)
                 return result
             result.last_applied = result.last_applied or str(prev.get("lastAppliedTime") or "") or now_rfc3339()
             self._memo.setdefault(owner.key, {})[cluster] = _Memo(
                 want, target, content_digest(stored), result.uid, time.monotonic(), result.last_applied,
                 result.summary)
         await self._remove_stale(writer, owner, cluster, resource.gvr, target, recorded, result)
+        if spec.get("propagateDependencies") is True or prev_deps:
+            # Off (or switched off): nothing is wanted, so what was delivered before is released.
+            workload = desired if spec.get("propagateDependencies") is True else {}
+            try:
+                dep = await self.deps.deliver(writer, owner.key, owner.uid, cluster, workload, target.namespace,
+                                              self.policy, prev_deps, sources)
+            except ClusterError as exc:
+                self.breakers.trip(cluster, exc)
+                result.dependencies = dependencies.to_status(prev_deps)
+                result.dependency_problems = [f"{cluster}: {exc.reason}"]
+                result.retry = True
+                return result
+            result.dependencies = dependencies.to_status(dep.delivered)
+            result.dependency_problems = dep.problems
+            result.events += dep.events
+            result.retry = result.retry or dep.retry
         return result
 
     async def _remove_stale(self, client: apply.Member, owner: apply.Owner, cluster: str, gvr: GVR,
@@ -279,8 +301,10 @@ class Reconciler:
 
     async def _remove_unplaced(self, cr: MCR, owner: apply.Owner, cluster: str,
                                recorded: Target | None) -> ClusterResult | None:
-        """A cluster left the placement: delete our copies there. None when nothing is left to track."""
+        """A cluster left the placement: delete our copies (and release our dependencies) there. None when nothing
+        is left to track."""
         victims = ([recorded] if recorded else []) + indexed_targets(self.watches.index, owner.key, cluster)
+        deps = dependencies.from_status(previous_entry(cr.get("status"), cluster).get("dependencies"))
         client = self.clients.get(cluster)
         if client is None:
             for v in victims:
@@ -297,13 +321,21 @@ class Reconciler:
                 if what in ("deleted", "released"):
                     self.events.record(cr, NORMAL, REASON[what],
                                        f"cluster {cluster} left the placement: {describe(v)} {what}")
+            while deps:
+                ref, ns = deps[0]
+                what = await self.deps.release(remover(client, cr), owner.key, owner.uid, ref, ns, orphan=False)
+                deps.pop(0)
+                if what in ("deleted", "released"):
+                    self.events.record(cr, NORMAL, "DependencyRemoved",
+                                       f"cluster {cluster} left the placement: {ref.describe()} in {ns} {what}")
         except (ClusterError, KubeAPIError) as exc:
             if isinstance(exc, ClusterError):
                 self.breakers.trip(cluster, exc)
             phase = Phase.UNREACHABLE if isinstance(exc, ClusterError) else Phase.REMOVING
             what = f"removing {describe(victims[0])} failed: {why(exc)}" if victims else why(exc)
             return ClusterResult(cluster, phase, what, target=recorded, retry=True,
-                                 events=[(WARNING, "RemoveFailed", f"cluster {cluster}: {what}")])
+                                 events=[(WARNING, "RemoveFailed", f"cluster {cluster}: {what}")],
+                                 dependencies=dependencies.to_status(deps))
         return None
 
     async def _watch_recorded(self, recorded: Mapping[str, Target]) -> None:

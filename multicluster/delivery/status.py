@@ -54,6 +54,9 @@ def _entry(r: ClusterResult, previous: ClusterStatus | None) -> ClusterStatus:
         e.update(r.summary.to_status() if r.summary is not None else {"health": UNKNOWN})
     if r.target is not None:
         e["target"] = r.target.to_status(r.uid)
+    if r.dependencies:
+        e["dependencies"] = [{"kind": d["kind"], "namespace": d["namespace"], "name": d["name"]}
+                             for d in r.dependencies]
     return e
 
 

@@ -112,6 +112,14 @@ class CopyCondition(TypedDict, total=False):
     reason: str
 
 
+class DependencyRef(TypedDict, total=False):
+    """A dependency copy one cluster holds (spec.propagateDependencies)."""
+
+    kind: str
+    namespace: str
+    name: str
+
+
 class ClusterStatus(TypedDict, total=False):
     """status.clusters[]: one placed cluster (or one whose copy is still being removed)."""
 
@@ -124,6 +132,7 @@ class ClusterStatus(TypedDict, total=False):
     health: str  # Healthy | Progressing | Unhealthy | Unknown
     healthMessage: str
     target: TargetRef
+    dependencies: list[DependencyRef]
     # The copy's own status, summarised (only the fields its kind reports).
     generation: int
     observedGeneration: int

@@ -1,0 +1,136 @@
+"""spec.propagateDependencies on the real harness (issue #16): a Deployment's ConfigMap volume and Secret env go
+with it, a missing one is named and delivered once it appears, a shared one outlives the first MCR that lets go,
+and dropping the reference or deleting the MCR cleans them up."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import orjson
+import pytest
+
+from multicluster.delivery.dependencies import SOURCE_ANNOTATION
+from tests.delivery.helpers import Env, MakeEnv, eventually
+from tests.delivery.test_authorization import condition
+
+pytestmark = pytest.mark.integration
+
+MEMBERS = ["cluster2", "cluster3"]
+SECRET_VALUE = "hunter2-do-not-log"
+
+
+def workload(name: str, cm: str | None, secret: str | None) -> dict[str, Any]:
+    labels = {"app": name}
+    container: dict[str, Any] = {"name": "c", "image": "registry.k8s.io/pause:3.9"}
+    spec: dict[str, Any] = {"containers": [container]}
+    if cm:
+        spec["volumes"] = [{"name": "cfg", "configMap": {"name": cm}}]
+        container["volumeMounts"] = [{"name": "cfg", "mountPath": "/cfg"}]
+    if secret:
+        container["env"] = [{"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": secret, "key": "pw"}}}]
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+            "spec": {"replicas": 0, "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels}, "spec": spec}}}
+
+
+async def on_master(env: Env, kind: str, name: str, **body: Any) -> None:
+    plural = {"ConfigMap": "configmaps", "Secret": "secrets"}[kind]
+    await env.master.request("POST", f"/api/v1/namespaces/{env.ns}/{plural}",
+                             body={"apiVersion": "v1", "kind": kind, "metadata": {"name": name}, **body})
+
+
+def secret_path(env: Env, name: str) -> str:
+    return f"/api/v1/namespaces/{env.ns}/secrets/{name}"
+
+
+async def absent(env: Env, path: str, clusters: list[str]) -> bool:
+    return all([await env.get(c, path) is None for c in clusters])
+
+
+async def test_dependencies_arrive_with_the_workload_and_are_cleaned_up(make_env: MakeEnv) -> None:
+    env = await make_env()
+    await on_master(env, "ConfigMap", "app-cfg", data={"app.conf": "x=1"})
+    await on_master(env, "Secret", "app-sec", data={"pw": base64.b64encode(SECRET_VALUE.encode()).decode()})
+    cr = env.cr("dep", workload("dep-web", "app-cfg", "app-sec"), clusters=MEMBERS)
+    cr["spec"]["propagateDependencies"] = True
+    await env.apply_cr(cr)
+    await env.wait_applied("dep", "2/2")
+    await condition(env, "dep", "Dependencies", "True")
+    for c in MEMBERS:
+        cm = await env.get(c, env.cm_path("app-cfg"))
+        sec = await env.get(c, secret_path(env, "app-sec"))
+        assert cm and cm["data"] == {"app.conf": "x=1"}, c
+        assert cm["metadata"]["annotations"][SOURCE_ANNOTATION] == f"{env.ns}/app-cfg"
+        assert sec and base64.b64decode(sec["data"]["pw"]).decode() == SECRET_VALUE, c
+    entry = await env.entry("dep", "cluster2")
+    assert {(d["kind"], d["name"]) for d in entry["dependencies"]} == {("ConfigMap", "app-cfg"),
+                                                                        ("Secret", "app-sec")}
+    # The value is in the members, never in the MCR's status or its Events.
+    said = as_text(await env.get_cr("dep")) + as_text(await env.events())
+    assert SECRET_VALUE not in said and base64.b64encode(SECRET_VALUE.encode()).decode() not in said
+
+    # A change on the master reaches the members at the next reconcile (here: a template change).
+    new_pw = base64.b64encode(b"rotated").decode()
+    await env.master.request("PATCH", secret_path(env, "app-sec"), body={"data": {"pw": new_pw}},
+                             content_type="application/merge-patch+json")
+    # Dropping the ConfigMap reference removes its copies; the Secret stays.
+    cr["spec"]["template"] = workload("dep-web", None, "app-sec")
+    await env.apply_cr(cr)
+    await env.wait_applied("dep", "2/2")
+
+    async def cm_gone() -> bool:
+        return await absent(env, env.cm_path("app-cfg"), MEMBERS)
+    await eventually(cm_gone, what="unreferenced ConfigMap removed")
+    rotated = await env.get("cluster2", secret_path(env, "app-sec"))
+    assert rotated and rotated["data"]["pw"] == new_pw
+    assert await env.get("cluster1", env.cm_path("app-cfg")) is not None  # the master's own object is untouched
+
+    # Deleting the MCR removes the rest.
+    await env.delete_cr("dep")
+
+    async def all_gone() -> bool:
+        return await env.get_cr("dep") is None and await absent(env, secret_path(env, "app-sec"), MEMBERS)
+    await eventually(all_gone, what="MCR and its Secret copies gone")
+    assert await env.get("cluster1", secret_path(env, "app-sec")) is not None
+
+
+def as_text(obj: Any) -> str:
+    return orjson.dumps(obj).decode()
+
+
+async def test_missing_dependency_is_named_then_delivered_and_shared_ones_outlive_one_user(make_env: MakeEnv) -> None:
+    env = await make_env()
+    one = env.cr("one", workload("one-web", "shared-cfg", None), clusters=["cluster2"])
+    one["spec"]["propagateDependencies"] = True
+    await env.apply_cr(one)
+    cond = await condition(env, "one", "Dependencies", "False")
+    assert cond["reason"] == "DependencyMissing"
+    assert f"cluster2: ConfigMap shared-cfg does not exist in namespace {env.ns} on the master" in cond["message"]
+    assert (await env.entry("one", "cluster2"))["phase"] == "Applied"  # the workload itself is delivered
+
+    await on_master(env, "ConfigMap", "shared-cfg", data={"k": "v"})
+    await condition(env, "one", "Dependencies", "True", timeout=60)  # retried with backoff until it appears
+    assert await env.get("cluster2", env.cm_path("shared-cfg")) is not None
+
+    two = env.cr("two", workload("two-web", "shared-cfg", None), clusters=["cluster2"])
+    two["spec"]["propagateDependencies"] = True
+    await env.apply_cr(two)
+    await condition(env, "two", "Dependencies", "True")
+    await env.delete_cr("one")
+
+    async def one_gone() -> bool:
+        return await env.get_cr("one") is None
+    await eventually(one_gone, what="first MCR deleted")
+    left = await env.get("cluster2", env.cm_path("shared-cfg"))
+    assert left is not None and left["data"] == {"k": "v"}  # the other MCR still needs it
+    labels = left["metadata"]["labels"]
+    assert sum(k.startswith("dependency.multicluster.practice.com/") for k in labels) == 1
+
+    # Switching propagation off releases it too: the last user gone, the copy is deleted.
+    two["spec"]["propagateDependencies"] = False
+    await env.apply_cr(two)
+
+    async def cm_gone() -> bool:
+        return await env.get("cluster2", env.cm_path("shared-cfg")) is None
+    await eventually(cm_gone, what="shared ConfigMap deleted with its last user")
