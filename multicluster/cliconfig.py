@@ -1,13 +1,13 @@
 """The kubectl plugin's config file, `~/.multi-cluster-operator/config`: where the daemon's API listens.
 
-The seed wrote two formats over its life and users still have both on disk, so reading accepts either:
+The Go original has written two formats and users have both on disk, so reading accepts either:
 
-    server: 31888                   # old (seed README): a port only; host is always localhost
+    server: 31888                   # older (the Go original's README): a port only; host is always localhost
 
-    serverIP: localhost             # newer (seed HEAD, generate-config.sh)
+    serverIP: localhost             # newer (the Go original's generate-config.sh)
     serverPort: 31888               # int or string
     masterClusterKubeConfigPath: /root/.kube/config
-    token: s3cret                   # optional bearer token for the API (the seed parsed it but never sent it)
+    token: s3cret                   # optional bearer token for the API (the Go original parsed it but never sent it)
     adminToken: s3cret-admin        # optional: join/unjoin send it when the daemon has server.adminToken
 
 The daemon calls ensure_cli_config() at start so `kubectl multicluster` works out of the box on the same host.
@@ -66,7 +66,7 @@ def _port(where: str, value: Any) -> int:
 
 
 def parse_cli_config(text: str, path: Path | None = None) -> CliConfig:
-    """Parse either format. Unknown keys are ignored (the seed ignored them too)."""
+    """Parse either format. Unknown keys are ignored (the Go original ignores them too)."""
     import yaml  # here, not at the top: `kubectl multicluster list` without a config file never needs it
 
     where = str(path) if path else "CLI config"

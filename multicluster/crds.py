@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-GROUP = "mulitcluster.practice.com"  # the seed's spelling, kept for compatibility
+GROUP = "mulitcluster.practice.com"  # the Go original's spelling (sic), kept for compatibility
 VERSION = "v1alpha1"
 REVISION_LABEL = "multicluster.practice.com/crd-revision"
 FILES = ("multiclusterresource.yaml", "multicluster.yaml")
@@ -41,7 +41,7 @@ def bundle_text() -> str:
 
 
 def revision_of(obj: dict[str, Any]) -> int:
-    """The crd-revision label of a CRD object; 0 when absent or not a number (the seed used `version: "0.1"`)."""
+    """The crd-revision label of a CRD object; 0 when absent or not a number (the Go original used `version: "0.1"`)."""
     labels = (obj.get("metadata") or {}).get("labels") or {}
     try:
         return int(str(labels.get(REVISION_LABEL, "0")))

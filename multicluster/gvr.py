@@ -2,9 +2,9 @@
 
 Spellings accepted (all case-insensitive for the resource part):
   pods, po, Pod                       resource, short name or kind; any group
-  v1.pods, core.v1.pods, v1/pods      the seed's dotted and slash forms; `core` means the legacy group ""
+  v1.pods, core.v1.pods, v1/pods      the Go original's dotted and slash forms; `core` means the legacy group ""
   apps.v1.deployments, apps/v1/deployments, batch.v1.jobs
-  v1.apps.deployments                 the seed README's version-first form
+  v1.apps.deployments                 the Go original's README's version-first form
   deployments.apps, deployments.v1.apps, multiclusterresources.mulitcluster.practice.com   kubectl's forms
 
 Parsing is pure and yields candidate readings; discovery decides which one names a real resource, so a
@@ -61,7 +61,7 @@ class GVR:
         return base
 
     def __str__(self) -> str:
-        """Slash form, the one the seed's API takes: `apps/v1/deployments`, `v1/pods`."""
+        """Slash form, the one the Go original's API takes: `apps/v1/deployments`, `v1/pods`."""
         return f"{self.group}/{self.version}/{self.resource}" if self.group else f"{self.version}/{self.resource}"
 
     @property
@@ -151,7 +151,7 @@ def parse(text: str) -> list[GVRQuery]:
         if not rest:
             raise GVRError(f'"{raw}" names a version but no resource')
         if vi == 0:
-            # v1.pods / v1.apps.deployments (seed): version first, then group, resource last.
+            # v1.pods / v1.apps.deployments (the Go original's form): version first, then group, resource last.
             out.append(GVRQuery(rest[-1], _group(rest[:-1]), version))
         # apps.v1.deployments / core.v1.pods: group before the version, resource last.
         if vi > 0 and vi == len(low) - 2:

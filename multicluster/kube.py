@@ -2,7 +2,8 @@
 
 kubernetes_asyncio does what it is good at — reading the operator's kubeconfigs and their auth (tokens, client
 certs, exec plugins, refresh hooks) — and we talk HTTP ourselves with one aiohttp session per cluster, parsing bytes
-with orjson into plain dicts. Generated client models cost ~7x the parse time (harness notes) and are never built.
+with orjson into plain dicts. Generated client models cost about 7x the parse time of orjson into dicts, so they
+are never built.
 
 Clusters that joined over HTTP (`trusted=False`) never reach that loader: their kubeconfig came from whoever could
 call the API, and the loader runs commands and reads local files on its behalf. They are connected from the

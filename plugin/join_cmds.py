@@ -1,5 +1,5 @@
 """`kubectl-multicluster join NAME --file KUBECONFIG` and `unjoin NAME`: runtime membership through the daemon
-API (the seed's commands, with its copy-pasted error messages fixed).
+API (the Go original's commands, each with its own error messages).
 
 Both need the daemon's admin scope when it has one (server.adminToken): they send --admin-token,
 $MULTICLUSTER_ADMIN_TOKEN or the config file's `adminToken:`, else the read token. A refusal (401/403) is one

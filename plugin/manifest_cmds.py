@@ -1,7 +1,7 @@
 """`kubectl-multicluster apply|create|delete|get`: manifests and objects against the MASTER cluster.
 
 Unlike `list`/`describe` (which ask the daemon's API), these talk to the master cluster's API server directly
-through plugin.master, like the seed did (its apply/delete were kubectl's own commands bound to
+through plugin.master, as the Go original does (its apply/delete are kubectl's own commands bound to
 `masterClusterKubeConfigPath`): creating a MultiClusterResource there is what makes the controller deliver it.
 
 - apply: server-side apply (field manager `kubectl-multicluster`), multi-document YAML/JSON, `kind: List`,

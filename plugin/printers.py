@@ -6,7 +6,7 @@ are laid out like kubectl's (left-aligned, three spaces between columns, no bord
 stdout is a terminal, so pipes and scripts see exactly the same columns kubectl users expect. Column widths are
 computed per page, which is what kubectl's own chunked output does too.
 
-The per-kind columns keep the seed's layout (pods: NODE, POD IP, STATUS, CONTAINER, IMAGE) with English headers
+The per-kind columns keep the Go original's layout (pods: NODE, POD IP, STATUS, CONTAINER, IMAGE) with English headers
 and all containers instead of only the first. Every other type gets CLUSTER NAME [NAMESPACE] AGE, and a custom
 resource also its CRD's additionalPrinterColumns (listing.py fetches them through plugin.crd_columns; their
 cells come from multicluster.columns, which the daemon's Kubernetes tables use too).

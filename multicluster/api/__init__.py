@@ -1,7 +1,7 @@
 """The HTTP query API (aiohttp): build_app(backend) → an Application the daemon serves on port 31888.
 
 Routes (details and schemas at GET /openapi.json):
-  GET /v1/list, /v1/list_with_cluster          seed-compatible (limit defaults to 10, like the Go original)
+  GET /v1/list, /v1/list_with_cluster          the Go original's routes (limit defaults to 10, as there)
   GET /v1/resources                            paginated query with selectors and per-cluster freshness
   GET /v1/resources/{cluster}/{gvr}/{namespace}/{name}   one object, JSON or YAML
   GET /v1/clusters, /healthz, /readyz, /metrics, /openapi.json

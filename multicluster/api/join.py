@@ -1,8 +1,8 @@
-"""POST /v1/join and DELETE /v1/unjoin: the seed's runtime membership routes, done properly.
+"""POST /v1/join and DELETE /v1/unjoin: the Go original's runtime membership routes.
 
-Parameters are the seed's (`cluster`, `insecure`, multipart field `kubeconfig`), plus a JSON body form
+Parameters are the Go original's (`cluster`, `insecure`, multipart field `kubeconfig`), plus a JSON body form
 (`{"cluster", "kubeconfig", "insecure"}`) and `wait=false` to join a cluster that is not reachable yet. One
-deliberate difference: `insecure` defaults to false (the seed defaulted to true, silently skipping TLS
+deliberate difference: `insecure` defaults to false (the Go original defaults to true, silently skipping TLS
 verification for every uploaded kubeconfig).
 """
 

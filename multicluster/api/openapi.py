@@ -1,7 +1,7 @@
 """The OpenAPI 3.1 description served at /openapi.json.
 
 Written by hand next to the routes (a test fails when a registered route is missing here), because the
-interesting parts — the seed's limit=10 default, the continue-token rules, the freshness block — are prose a
+interesting parts — the Go original's limit=10 default, the continue-token rules, the freshness block — are prose a
 generator could not infer from handler signatures.
 """
 
@@ -63,7 +63,8 @@ _SEED_LIMIT = ("Maximum number of objects. **Defaults to 10, like the Go origina
                "only the 10 newest objects. Pass limit=0 for all matching objects (streamed page by page).")
 
 _SEED_PARAMS = [
-    _q("gvr", _GVR_HELP + ". The seed's slash forms (v1/pods, core/v1/pods, apps/v1/deployments) work unchanged.",
+    _q("gvr", _GVR_HELP + ". The Go original's slash forms (v1/pods, core/v1/pods, apps/v1/deployments) work "
+       "unchanged.",
        required=True),
     _q("cluster", "Exact cluster name; empty = every cluster"),
     _q("namespace", "Exact namespace; empty = every namespace"),
@@ -178,9 +179,9 @@ def document() -> dict[str, Any]:
         },
         "security": bearer,
         "paths": {
-            "/v1/list": {"get": _seed_op("List raw objects (seed-compatible)", _OBJ)},
-            "/v1/list_with_cluster": {"get": _seed_op("List objects with their cluster (seed-compatible)",
-                                                      _ref("SeedItem"))},
+            "/v1/list": {"get": _seed_op("List raw objects (compatible with the Go original)", _OBJ)},
+            "/v1/list_with_cluster": {"get": _seed_op(
+                "List objects with their cluster (compatible with the Go original)", _ref("SeedItem"))},
             "/v1/resources": {"get": {
                 "summary": "List objects, paginated, with per-cluster freshness",
                 "parameters": _RESOURCES_PARAMS,
@@ -214,8 +215,9 @@ def document() -> dict[str, Any]:
                 "responses": {"200": _json(_ref("ClusterList"), "Every configured cluster"), **_ERRORS},
             }},
             "/v1/join": {"post": {
-                "summary": "Join a cluster at runtime (seed-compatible); persisted across restarts",
-                "description": "Body: multipart/form-data with the kubeconfig file in field `kubeconfig` (seed), or "
+                "summary": "Join a cluster at runtime (compatible with the Go original); persisted across restarts",
+                "description": "Body: multipart/form-data with the kubeconfig file in field `kubeconfig` (as for the "
+                               "Go original), or "
                                "JSON {cluster, kubeconfig, insecure}, or the kubeconfig YAML as the raw body. "
                                "`insecure` defaults to false (the Go original defaulted to true).",
                 "parameters": [

@@ -1,10 +1,10 @@
-"""Route handlers: the seed-compatible list routes, our paginated /v1/resources, clusters and health.
+"""Route handlers: the list routes of the Go original, our paginated /v1/resources, clusters and health.
 
 Objects leave the store as JSON bytes and are spliced into response bodies without being parsed again, so a
 page costs one store query and one join of byte strings. A page is bounded in bytes as well as rows
 (server.maxPageBytes): the store stops reading at the cap and the continue token resumes after the last row
-sent. Large seed lists (`limit=0`) are streamed: the handler walks the store page by page and writes each page
-to a chunked response, so memory stays at one page whatever the result size. The first page is fetched before
+sent. Large lists on those routes (`limit=0`) are streamed: the handler walks the store page by page and writes
+each page to a chunked response, so memory stays at one page whatever the result size. The first page is fetched before
 the response starts, so a store outage still gets a proper 503 JSON error instead of a truncated body.
 """
 
@@ -48,7 +48,7 @@ from multicluster.store.base import Query, Requirement, StoredObject
 
 API_VERSION = "multicluster/v1"
 STREAM_PAGE = 500  # rows per store query when streaming
-SEED_DEFAULT_LIMIT = 10  # the seed's default; kept so old API users see the same first page
+SEED_DEFAULT_LIMIT = 10  # the Go original's default; kept so its API users see the same first page
 DEFAULT_LIMIT = 500
 MAX_LIMIT = 5000
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
@@ -84,27 +84,28 @@ def _freshness_headers(block: dict[str, Any]) -> dict[str, str]:
     return headers
 
 
-# --------------------------------------------------------------------------------------------------- seed routes
+# ---------------------------------------------------------------------------------------- the Go original's routes
 
 
 async def seed_list(request: web.Request) -> web.StreamResponse:
-    """GET /v1/list: a JSON array of raw objects, newest first (seed-compatible).
+    """GET /v1/list: a JSON array of raw objects, newest first (as the Go original answers).
 
-    Note: `limit` defaults to 10, like the seed; pass limit=0 for everything (streamed).
+    Note: `limit` defaults to 10, like the Go original; pass limit=0 for everything (streamed).
     """
     return await _seed(request, wrap=False)
 
 
 async def seed_list_with_cluster(request: web.Request) -> web.StreamResponse:
-    """GET /v1/list_with_cluster: `[{"Object": {...}, "clusterName": "..."}]`, newest first (seed-compatible).
+    """GET /v1/list_with_cluster: `[{"Object": {...}, "clusterName": "..."}]`, newest first (as the Go original
+    answers).
 
-    Note: `limit` defaults to 10, like the seed; pass limit=0 for everything (streamed).
+    Note: `limit` defaults to 10, like the Go original; pass limit=0 for everything (streamed).
     """
     return await _seed(request, wrap=True)
 
 
 def seed_labels(q: Any) -> tuple[Requirement, ...]:
-    """The seed's `labels[key]=value` parameters (gin QueryMap), which it parsed and then ignored: honoured here
+    """The Go original's `labels[key]=value` parameters (gin QueryMap), which it parses and then ignores: honoured here
     as equality terms, validated like a label selector."""
     out: list[Requirement] = []
     for key, value in q.items():

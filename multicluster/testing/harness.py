@@ -133,7 +133,7 @@ class Harness:
         return path
 
     def write_config(self, extra: dict[str, Any] | None = None) -> Path:
-        """A daemon config in the seed's format listing every cluster, cluster1 as master."""
+        """A daemon config in the Go original's format listing every cluster, cluster1 as master."""
         doc: dict[str, Any] = {
             "clusters": [
                 {
