@@ -27,6 +27,7 @@ from multicluster.errors import GVRError, MulticlusterError
 from multicluster.feed.hub import Hub
 from multicluster.gvr import GVR, APIResource
 from multicluster.kube import ClusterClient
+from multicluster.logsetup import cluster_logger
 from multicluster.membership import Membership
 from multicluster.registry import ClusterRegistry
 from multicluster.store import open_store
@@ -186,14 +187,14 @@ class Daemon:
         for name in sorted(old_names - new_by_name.keys() - joined):
             if name in registry:
                 removal = await registry.remove(name)
-                log.info("reload: cluster %s removed (%d rows purged)", name, removal.rows)
+                cluster_logger(log, name).info("reload: cluster removed (%d rows purged)", removal.rows)
         for name, c in new_by_name.items():
             if name in registry and registry.syncs[name].cluster != c:
                 await registry.remove(name)
-                log.info("reload: cluster %s changed; restarting its sync", name)
+                cluster_logger(log, name).info("reload: cluster changed; restarting its sync")
             if name not in registry:
                 registry.add(c)
-                log.info("reload: cluster %s added", name)
+                cluster_logger(log, name).info("reload: cluster added")
         registry.kick()
         log.info("config reloaded from %s", self.config.source)
 
@@ -228,10 +229,11 @@ class Daemon:
             self.registry.add(c)
         for c in joined:
             if c.name in self.registry:
-                log.warning("joined cluster %s is also in the config file; using the config file's entry", c.name)
+                cluster_logger(log, c.name).warning(
+                    "joined cluster is also in the config file; using the config file's entry")
                 continue
             self.registry.add(c)
-            log.info("restored joined cluster %s", c.name)
+            cluster_logger(log, c.name).info("restored joined cluster")
         self.supervisor.spawn("membership", self.membership.run)
         if api:
             await self._start_api()
@@ -250,11 +252,11 @@ class Daemon:
             shards = self.registry.shards
             others = await shards.others_holding(cluster) if shards is not None else []
             if others:
-                log.info("rows of cluster %s kept: not configured here, but replicas %s sync it", cluster,
-                         ", ".join(others))
+                cluster_logger(log, cluster).info("rows kept: not configured here, but replicas %s sync the cluster",
+                                                  ", ".join(others))
                 continue
             n = await self.store.delete_cluster(cluster)
-            log.info("removed %d rows of cluster %s (no longer configured)", n, cluster)
+            cluster_logger(log, cluster).info("removed %d rows (cluster no longer configured)", n)
 
     async def _start_leases(self, clusters: set[str]) -> None:
         """Leader election + informer sharding (--lease-mode). Leases live on the master (or first) cluster."""

@@ -41,6 +41,7 @@ from multicluster import kubeconn, metrics
 from multicluster.config import ClusterConfig, SyncConfig
 from multicluster.errors import ClusterError, ConfigError, KubeAPIError, kube_error
 from multicluster.gvr import APIResource, parse_discovery
+from multicluster.logsetup import cluster_logger
 from multicluster.watchlines import Lines, LineTooLong
 
 log = logging.getLogger(__name__)
@@ -302,7 +303,7 @@ class ClusterClient:
         for (gv, pref), res in zip(fetches, results, strict=True):
             if isinstance(res, BaseException):
                 # An aggregated API that is down (e.g. metrics-server) must not break discovery of the rest.
-                log.warning("cluster %s: discovery of %s failed: %s", self.name, gv, res)
+                cluster_logger(log, self.name).warning("discovery of %s failed: %s", gv, res)
                 continue
             out += parse_discovery(gv, res, preferred=pref)
         return out

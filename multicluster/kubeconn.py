@@ -24,6 +24,7 @@ from kubernetes_asyncio.config import kube_config
 
 from multicluster.errors import ConfigError
 from multicluster.kubeconfig import ConnectionSpec, KubeconfigError, parse_kubeconfig
+from multicluster.logsetup import cluster_logger
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def read_uploaded(name: str, path: Path | None, context: str | None) -> Connecti
     try:
         text = path.read_bytes()
     except OSError as exc:
-        log.error("cluster %s: cannot read its kubeconfig %s: %s", name, path, exc)
+        cluster_logger(log, name).error("cannot read its kubeconfig %s: %s", path, exc)
         raise ConfigError(f"cluster {name}: its kubeconfig cannot be read", hint="join the cluster again") from exc
     try:
         return parse_kubeconfig(text, context)
@@ -73,7 +74,7 @@ def spec_ssl(name: str, spec: ConnectionSpec, *, insecure: bool) -> ssl.SSLConte
             # Only this CA, like client-go: the system's CAs do not vouch for a cluster that names its own.
             ctx = ssl.create_default_context(cadata=spec.ca_data.decode("ascii"))
         except (ssl.SSLError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
-            log.warning("cluster %s: certificate-authority-data cannot be loaded: %s", name, exc)
+            cluster_logger(log, name).warning("certificate-authority-data cannot be loaded: %s", exc)
             raise ConfigError(
                 f"cluster {name}: certificate-authority-data is not a PEM CA certificate",
                 hint="use the base64 of the cluster's CA certificate, as `kubectl config view --minify --raw` "
@@ -100,9 +101,8 @@ def _load_client_cert(name: str, ctx: ssl.SSLContext, cert: bytes, key: bytes) -
         try:
             ctx.load_cert_chain(paths[0], paths[1])
         except (ssl.SSLError, ValueError) as exc:
-            log.warning(
-                "cluster %s: client-certificate-data/client-key-data cannot be loaded: %s",
-                name,
+            cluster_logger(log, name).warning(
+                "client-certificate-data/client-key-data cannot be loaded: %s",
                 getattr(exc, "reason", None) or type(exc).__name__,
             )
             raise ConfigError(

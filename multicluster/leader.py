@@ -36,6 +36,7 @@ from typing import Any
 from multicluster import metrics
 from multicluster.errors import ClusterError, Conflict, KubeAPIError, NotFound
 from multicluster.kube import ClusterClient
+from multicluster.logsetup import cluster_logger
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +263,7 @@ class ShardMembership:
             await self.lock.try_acquire()
             self.members = sorted({*await self._live(), self.identity})
         except (KubeAPIError, ClusterError) as exc:
-            log.warning("shard membership unreadable (%s); keeping the rows of %s", exc, cluster)
+            cluster_logger(log, cluster).warning("shard membership unreadable (%s); keeping the cluster's rows", exc)
             return [m for m in self.members if m != self.identity] or ["(unknown: leases unreadable)"]
         return [m for m in self.members if m != self.identity and self._holds(m, cluster)]
 

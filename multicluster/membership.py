@@ -31,6 +31,7 @@ from multicluster.config import ClusterConfig
 from multicluster.errors import ClusterError, KubeAPIError, MembershipError, MulticlusterError, NotFound
 from multicluster.kube import APPLY_PATCH, MERGE_PATCH, ClusterClient, failure_summary
 from multicluster.kubeconfig import KubeconfigError, parse_kubeconfig
+from multicluster.logsetup import cluster_logger
 from multicluster.registry import ClusterRegistry
 
 log = logging.getLogger(__name__)
@@ -99,10 +100,10 @@ class Membership:
                 assert cfg.config_path is not None
                 parse_kubeconfig(cfg.config_path.read_bytes())
             except KubeconfigError as exc:
-                log.error(
-                    "joined cluster %s is not restored: its kubeconfig %s is refused: %s (%s); remove it from %s "
+                cluster_logger(log, str(e["name"])).error(
+                    "joined cluster not restored: its kubeconfig %s is refused: %s (%s); remove it from %s "
                     "and join the cluster again with an inline kubeconfig",
-                    e["name"], e["configPath"], exc.message, exc.hint, self._members_file,
+                    e["configPath"], exc.message, exc.hint, self._members_file,
                 )
                 continue
             except (KeyError, TypeError, AttributeError, OSError) as exc:
@@ -155,7 +156,7 @@ class Membership:
             try:
                 spec = parse_kubeconfig(kubeconfig)
             except KubeconfigError as exc:
-                log.warning("join of cluster %s refused: %s", name, exc.message)
+                cluster_logger(log, name).warning("join refused: %s", exc.message)
                 raise
             self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd, tmpname = tempfile.mkstemp(prefix=f".{name}-", suffix=".kubeconfig", dir=self.state_dir)
@@ -173,7 +174,7 @@ class Membership:
                         version = await client.server_version()
                     except (MulticlusterError, ValueError) as exc:  # ValueError: an answer that is not JSON
                         # The caller learns what failed; paths, TLS library text and remote bodies go to the log.
-                        log.warning("join of cluster %s: %s cannot be used: %s", name, spec.server, exc)
+                        cluster_logger(log, name).warning("join: %s cannot be used: %s", spec.server, exc)
                         raise MembershipError(
                             f"cluster {name} cannot be reached with that kubeconfig: {failure_summary(exc)}",
                             hint="check the server address and credentials (the daemon's log has the details), "
@@ -193,7 +194,7 @@ class Membership:
             # gitVersion comes from a server the caller chose: echo it only when it looks like a version.
             git_version = version.get("gitVersion")
             shown = git_version if isinstance(git_version, str) and _VERSION.match(git_version) else ""
-            log.info("cluster %s joined%s", name, f" ({shown})" if shown else "")
+            cluster_logger(log, name).info("joined%s", f" ({shown})" if shown else "")
             return {
                 "res": "join cluster successful",
                 "cluster": name,
@@ -237,10 +238,11 @@ class Membership:
                 out["note"] = (f"this replica stopped syncing {name}; its rows stay in the shared store because "
                                f"replicas {', '.join(removal.kept_for)} still sync it (unjoin it there too)")
                 out["keptFor"] = list(removal.kept_for)
-                log.info("cluster %s unjoined on this replica; rows kept for %s", name, ", ".join(removal.kept_for))
+                cluster_logger(log, name).info("unjoined on this replica; rows kept for %s",
+                                               ", ".join(removal.kept_for))
             else:
                 await self._delete_multicluster(name)
-                log.info("cluster %s unjoined; %d rows purged", name, removal.rows)
+                cluster_logger(log, name).info("unjoined; %d rows purged", removal.rows)
             return out
 
     # ------------------------------------------------------------------ health
@@ -278,10 +280,9 @@ class Membership:
             if new == "Unknown" and p.failures >= self.failure_threshold:
                 new = status
         if new != p.status:
-            log.log(
+            cluster_logger(log, name).log(
                 logging.INFO if new == "Ready" else logging.WARNING,
-                "cluster %s is %s%s",
-                name,
+                "cluster is %s%s",
                 new,
                 f" ({p.reason})" if p.reason else "",
             )
@@ -342,7 +343,7 @@ class Membership:
                 log.debug("MultiCluster CRD not installed on the master yet")
                 return
             except (ClusterError, KubeAPIError) as exc:
-                log.debug("updating MultiCluster %s failed: %s", name, exc)
+                cluster_logger(log, name).debug("updating its MultiCluster object failed: %s", exc)
 
     async def _delete_multicluster(self, name: str) -> None:
         client = self.registry.master_client()

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from multicluster.config import ClusterConfig, Config
 from multicluster.gvr import GVR, APIResource
 from multicluster.kube import ClusterClient
+from multicluster.logsetup import cluster_logger
 from multicluster.store.base import Store
 from multicluster.sync.cluster import ClusterSync
 from multicluster.sync.health import Tracker
@@ -111,7 +112,7 @@ class ClusterRegistry:
             kept_for = await self.shards.others_holding(name)
         rows = 0
         if kept_for:
-            log.info("cluster %s: rows kept, replicas %s still sync it", name, ", ".join(kept_for))
+            cluster_logger(log, name).info("rows kept: replicas %s still sync the cluster", ", ".join(kept_for))
         elif self.writer is not None:
             async with self.writer.paused():
                 rows = await self.store.delete_cluster(name)

@@ -14,6 +14,7 @@ from multicluster.config import ClusterConfig, Config
 from multicluster.errors import ClusterError, GVRError, MulticlusterError
 from multicluster.gvr import GVR, APIResource, selected
 from multicluster.kube import ClusterClient
+from multicluster.logsetup import cluster_logger
 from multicluster.retry import Backoff
 from multicluster.store.base import Store
 from multicluster.sync.health import Tracker
@@ -57,6 +58,7 @@ class ClusterSync:
         self.tracker = tracker
         self.supervisor = supervisor
         self.rediscover_seconds = rediscover_seconds
+        self.log = cluster_logger(log, cluster.name)
         self.informers: dict[GVR, Informer] = {}
         self.resources: list[APIResource] = []
         self.discovered = asyncio.Event()
@@ -100,7 +102,7 @@ class ClusterSync:
                 self.tracker.fail(self.cluster.name, str(exc))
                 delay = backoff.delay(attempt)
                 if attempt == 0:
-                    log.warning("%s; retrying in %.1fs (other clusters are unaffected)", exc, delay)
+                    self.log.warning("%s; retrying in %.1fs (other clusters are unaffected)", exc, delay)
                 attempt += 1
                 await asyncio.sleep(delay)
 
@@ -119,8 +121,8 @@ class ClusterSync:
                 raise
             for s in include:
                 if s not in usable and s not in self._unresolved:
-                    log.warning("[%s] resources.include entry %r names nothing this cluster serves; syncing the "
-                                "other entries", self.cluster.name, s)
+                    self.log.warning("resources.include entry %r names nothing this cluster serves; syncing the "
+                                     "other entries", s)
             self._unresolved = {s for s in include if s not in usable}
             return selected(resources, usable, exclude)
 
@@ -137,9 +139,9 @@ class ClusterSync:
         left_out = tuple(r.gvr for r in ordered[cap:])
         if len(left_out) != len(health.left_out):
             metrics.MEMBER_LIMITS.labels(self.cluster.name, "maxTypesPerCluster").inc()
-            log.warning("[%s] the cluster serves %d selected types, over sync.maxTypesPerCluster (%d): %d are not "
-                        "synced (%s...); raise the limit or narrow resources.include/exclude", self.cluster.name,
-                        len(wanted), cap, len(left_out), ", ".join(str(g) for g in left_out[:5]))
+            self.log.warning("the cluster serves %d selected types, over sync.maxTypesPerCluster (%d): %d are not "
+                             "synced (%s...); raise the limit or narrow resources.include/exclude",
+                             len(wanted), cap, len(left_out), ", ".join(str(g) for g in left_out[:5]))
         health.left_out = left_out
         return {r.gvr: r for r in ordered[:cap]}
 
@@ -166,14 +168,14 @@ class ClusterSync:
         for cb in self.on_discovery:
             cb(self.cluster.name, resources)
         for gvr in [g for g in self.informers if g not in wanted]:
-            log.info("[%s] %s is no longer served or selected; dropping its rows", self.cluster.name, gvr)
+            cluster_logger(log, self.cluster.name, gvr).info("no longer served or selected; dropping its rows")
             await self.supervisor.stop(self.prefix + str(gvr))
             del self.informers[gvr]
             await self.store.delete_gvr(self.cluster.name, gvr)
             self.tracker.drop(self.cluster.name, gvr)
         for gvr in [g for g in self.informers if not self.owns(self.cluster.name, g)]:
             # Another replica owns it now: stop watching but keep the rows (the owner keeps them current).
-            log.info("[%s] %s moved to another replica", self.cluster.name, gvr)
+            cluster_logger(log, self.cluster.name, gvr).info("moved to another replica")
             await self.supervisor.stop(self.prefix + str(gvr))
             del self.informers[gvr]
             self.tracker.drop(self.cluster.name, gvr)
@@ -200,16 +202,15 @@ class ClusterSync:
             self.supervisor.spawn(self.prefix + str(gvr), inf.run)
         metrics.INFORMERS.labels(self.cluster.name).set(len(self.informers))
         if not self.discovered.is_set():
-            log.info("[%s] syncing %d resource types", self.cluster.name, len(wanted))
+            self.log.info("syncing %d resource types", len(wanted))
             self._report = asyncio.get_running_loop().create_task(self._report_initial_sync(time.monotonic()))
         self.discovered.set()
 
     async def _report_initial_sync(self, t0: float) -> None:
         await asyncio.gather(*(i.synced.wait() for i in list(self.informers.values())))
         objects = sum(len(i.index) for i in self.informers.values())
-        log.info(
-            "[%s] initial sync done: %d types, %s objects in %.1f s; watching",
-            self.cluster.name,
+        self.log.info(
+            "initial sync done: %d types, %s objects in %.1f s; watching",
             len(self.informers),
             f"{objects:,}",
             time.monotonic() - t0,

@@ -36,6 +36,7 @@ from multicluster.config import SyncConfig
 from multicluster.errors import ClusterError, Forbidden, Gone, KubeAPIError, NotFound, kube_error
 from multicluster.gvr import APIResource
 from multicluster.kube import ClusterClient, TooLarge
+from multicluster.logsetup import cluster_logger
 from multicluster.retry import DEFAULT_BACKOFF, Backoff
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,7 @@ class Informer:
         self.rv = ""
         self.synced = asyncio.Event()
         self.last_list = 0.0
-        self.label = f"[{client.name}] {resource.gvr.api_version} {resource.gvr.resource}"
+        self.log = cluster_logger(log, client.name, resource.gvr)
         self.rejected = 0  # objects skipped because no store could hold them (see _reject)
         self.skipped: dict[Key, str] = {}  # objects skipped right now, with the reason
         self._reported = 0  # len(skipped) the sink last heard of
@@ -140,7 +141,7 @@ class Informer:
                 if self.opts.resync_seconds and time.monotonic() - self.last_list >= self.opts.resync_seconds:
                     need_list, reason = True, "resync"
             except Gone:
-                log.info("%s: resourceVersion %s is too old (410 Gone); relisting", self.label, self.rv)
+                self.log.info("resourceVersion %s is too old (410 Gone); relisting", self.rv)
                 metrics.WATCH_RESTARTS.labels(self.client.name, self._gvr, "gone").inc()
                 need_list, reason = True, "gone"
             except (NotFound, Forbidden) as exc:
@@ -150,7 +151,7 @@ class Informer:
                 await self.sink.failed(str(exc), cluster_fault=False)
                 delay = self.opts.backoff.delay(attempt + 3)
                 attempt += 1
-                log.warning("%s: %s; retrying in %.0fs", self.label, exc, delay)
+                self.log.warning("%s; retrying in %.0fs", exc, delay)
                 need_list, reason = True, "error"
                 await asyncio.sleep(delay)
             except (ClusterError, KubeAPIError) as exc:
@@ -159,9 +160,9 @@ class Informer:
                 attempt += 1
                 metrics.WATCH_RESTARTS.labels(self.client.name, self._gvr, "error").inc()
                 if attempt <= 1:
-                    log.warning("%s: %s; retrying in %.1fs", self.label, exc, delay)
+                    self.log.warning("%s; retrying in %.1fs", exc, delay)
                 else:
-                    log.debug("%s: %s; retrying in %.1fs", self.label, exc, delay)
+                    self.log.debug("%s; retrying in %.1fs", exc, delay)
                 # A response over a byte limit is this type's fault; the cluster answers the rest.
                 await self.sink.failed(str(exc), cluster_fault=isinstance(exc, ClusterError)
                                        and not isinstance(exc, TooLarge))
@@ -194,7 +195,7 @@ class Informer:
                     raw = await (ahead or self._page(path, cont))
                 except Gone:
                     # The continue token expired mid-list: start over with a fresh snapshot.
-                    log.info("%s: list continue token expired; restarting the list", self.label)
+                    self.log.info("list continue token expired; restarting the list")
                     ahead = None
                     seen.clear()
                     skipped.clear()
@@ -213,7 +214,7 @@ class Informer:
                 count += len(page.items)
                 changed += n
                 if time.monotonic() - last_progress > 5:
-                    log.info("%s: listing... %s objects so far", self.label, f"{count:,}")
+                    self.log.info("listing... %s objects so far", f"{count:,}")
                     last_progress = time.monotonic()
                 if not cont:
                     break
@@ -236,10 +237,9 @@ class Informer:
         self.synced.set()
         # Routine small lists are debug noise; big, slow or recovery lists are what a person wants to see.
         level = logging.INFO if (count >= 1000 or secs > 2 or reason != "initial") else logging.DEBUG
-        log.log(
+        self.log.log(
             level,
-            "%s: listed %s in %.1f s (%s changed, %s deleted), watching from RV %s",
-            self.label,
+            "listed %s in %.1f s (%s changed, %s deleted), watching from RV %s",
             f"{count:,}",
             secs,
             f"{changed:,}",
@@ -261,7 +261,7 @@ class Informer:
                     raise
                 # Big objects: ask for the rest of this list in pages a tenth the size, down to one object.
                 self._page_size = max(1, self._page_size // 10)
-                log.warning("%s: %s; listing in pages of %d", self.label, exc.message, self._page_size)
+                self.log.warning("%s; listing in pages of %d", exc.message, self._page_size)
 
     async def _hand_on(self, items: list[bytes], seen: set[Key], skipped: dict[Key, str]) -> int:
         """Record every listed object in the index and hand the new or changed ones to the sink."""
@@ -400,7 +400,7 @@ class Informer:
         self.rejected += 1
         metrics.OBJECTS_REJECTED.labels(self.client.name, self._gvr).inc()
         level = logging.WARNING if self.rejected == 1 else logging.DEBUG
-        log.log(level, "%s: skipping %s/%s: %s", self.label, namespace[:63], name[:253], reason)
+        self.log.log(level, "skipping %s/%s: %s", namespace[:63], name[:253], reason)
         return reason
 
     def _too_large(self, namespace: str, name: str, size: int) -> str:

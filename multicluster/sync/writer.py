@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable
 from multicluster import metrics
 from multicluster.errors import StoreError
 from multicluster.gvr import GVR
+from multicluster.logsetup import cluster_logger
 from multicluster.retry import Backoff
 from multicluster.store.base import ApplyResult, Mutation, PipelinedStore, Store
 from multicluster.sync.health import Tracker
@@ -191,7 +192,9 @@ class Writer:
                 if not transient:
                     reason = "rejected" if isinstance(exc, StoreError) else "error"
                     metrics.ROWS_DROPPED.labels(reason).inc()
-                    log.error("store rejected %s: %s: %s (dropped)", _describe(mutations[0]), type(exc).__name__, exc)
+                    m = mutations[0]
+                    cluster_logger(log, m.cluster, m.gvr).error(
+                        "store rejected %s: %s: %s (dropped)", _describe(m), type(exc).__name__, exc)
                     self.healthy = True
                     return
                 delay = self.backoff.delay(attempt)
@@ -278,10 +281,12 @@ def _storable(shard: CoalescingQueue[QueueKey, Mutation], batch: Batch) -> Batch
         else:
             dropped.append(item)
             metrics.ROWS_DROPPED.labels("resource-version-out-of-range").inc()
-            log.error("%s has resourceVersion %d, outside 0..2^63-1 (dropped)", _describe(m), m.resource_version)
+            cluster_logger(log, m.cluster, m.gvr).error(
+                "%s has resourceVersion %d, outside 0..2^63-1 (dropped)", _describe(m), m.resource_version)
     _finished(shard, dropped)
     return kept
 
 
 def _describe(m: Mutation) -> str:
-    return f"{m.cluster}/{m.gvr}/{m.namespace}/{m.name}"
+    """The object a mutation is about; its cluster and type are the log record's fields."""
+    return f"{m.namespace}/{m.name}" if m.namespace else m.name
