@@ -44,6 +44,8 @@ RESOURCES = {"ConfigMap": "configmaps", "Secret": "secrets", "ServiceAccount": "
              "PersistentVolumeClaim": "persistentvolumeclaims"}
 USER_LABEL_PREFIX = "dependency.multicluster.practice.com/"
 SOURCE_ANNOTATION = f"{PREFIX}/dependency-source"  # "<master namespace>/<name>" it was copied from
+# Reasons of the Dependencies condition and of the Warning Events that report a dependency problem.
+MISSING, DENIED, FAILED = "DependencyMissing", "DependencyDenied", "DependencyFailed"
 _CONTAINERS = ("initContainers", "containers", "ephemeralContainers")
 # What is copied of each kind: the content, never server-set fields (PVC: no volumeName, which names a master PV).
 _COPY = {"ConfigMap": ("data", "binaryData", "immutable"), "Secret": ("type", "data", "immutable"),
@@ -186,7 +188,7 @@ class Outcome:
     """One cluster's dependencies after a reconcile."""
 
     delivered: list[tuple[Ref, str]] = field(default_factory=list)  # (ref, namespace): recorded in the status
-    problems: list[str] = field(default_factory=list)  # for the Dependencies condition
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (reason, message): the Dependencies condition
     events: list[tuple[str, str, str]] = field(default_factory=list)
     retry: bool = False
 
@@ -228,25 +230,26 @@ class Dependencies:
             try:
                 src = await sources[where]
             except (ClusterError, KubeAPIError) as exc:
-                out.problems.append(f"{cluster}: {ref.describe()}: reading it on the master failed: {why(exc)}")
+                out.problems.append((FAILED, f"{cluster}: {ref.describe()}: reading it on the master failed: "
+                                             f"{why(exc)}"))
                 out.retry = True
                 continue
             if src is None:
                 if not ref.optional:
-                    out.problems.append(f"{cluster}: {ref.describe()} does not exist in namespace {key[0]} on the "
-                                        "master (delivered once it is created)")
+                    out.problems.append((MISSING, f"{cluster}: {ref.describe()} does not exist in namespace {key[0]} "
+                                                  "on the master (delivered once it is created)"))
                     out.retry = True
                 continue
             denial = policy.check(delivery_policy, policy.Request(key[0], "", ref.kind, True, namespace))
             if denial is not None:
-                out.problems.append(f"{cluster}: {ref.describe()}: {denial.reason}: {denial.message}")
+                out.problems.append((DENIED, f"{cluster}: {ref.describe()}: {denial.reason}: {denial.message}"))
                 continue
             body = render(src, namespace, key[0], cr_uid, cluster)
             problem = await self._put(writer, key, cr_uid, cluster, ref, namespace, body, out)
             if problem is None:
                 out.delivered.append((ref, namespace))
             else:
-                out.problems.append(problem)
+                out.problems.append((FAILED, problem))
                 out.retry = True
         still = {(r.kind, r.name) for r in wanted}
         for ref, ns in recorded:
@@ -260,7 +263,7 @@ class Dependencies:
                 raise
             except KubeAPIError as exc:
                 out.delivered.append((ref, ns))  # still ours to clean up
-                out.problems.append(f"{cluster}: removing {ref.describe()} failed: {why(exc)}")
+                out.problems.append((FAILED, f"{cluster}: removing {ref.describe()} failed: {why(exc)}"))
                 out.retry = True
                 continue
             if what in ("deleted", "released"):

@@ -195,12 +195,13 @@ def add_conditions(status: MCRStatus, previous: MCRStatus, generation: int, resu
         _set(status, previous, "Invalid", (True, reasons.pop() if len(reasons) == 1 else "Invalid", message), None,
              generation)
     _set(status, previous, "Suspended", None, (False, "Delivering", "spec.suspend is false"), generation)
-    missing = [p for r in placed for p in r.dependency_problems]
-    reason = "Delivered" if not missing else "DependencyMissing" if all("does not exist" in p for p in missing) \
-        else "DependencyFailed"
+    dep_problems = [p for r in placed for p in r.dependency_problems]
+    dep_reasons = {reason for reason, _ in dep_problems}
+    reason = "Delivered" if not dep_problems else dep_reasons.pop() if len(dep_reasons) == 1 else "DependencyProblems"
     _set(status, previous, "Dependencies",
-         (not missing, reason, "; ".join(missing) or "every referenced ConfigMap, Secret, ServiceAccount and "
-                                                     "PersistentVolumeClaim is delivered")
+         (not dep_problems, reason, "; ".join(m for _, m in dep_problems) or "every referenced ConfigMap, Secret, "
+                                                                             "ServiceAccount and PersistentVolumeClaim "
+                                                                             "is delivered")
          if life.propagate_dependencies else None,
          (True, "NotPropagated", "spec.propagateDependencies is off"), generation)
     return status

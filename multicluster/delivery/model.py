@@ -156,7 +156,7 @@ class ClusterResult:
     # spec.propagateDependencies (dependencies.py): the copies this cluster holds, as status entries, and what
     # kept some from being delivered (the Dependencies condition)
     dependencies: list[dict[str, str]] = field(default_factory=list)
-    dependency_problems: list[str] = field(default_factory=list)
+    dependency_problems: list[tuple[str, str]] = field(default_factory=list)  # (reason, message)
 
     @property
     def applied(self) -> bool:

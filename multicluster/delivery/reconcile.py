@@ -262,12 +262,12 @@ class Reconciler:
             except ClusterError as exc:
                 self.breakers.trip(cluster, exc)
                 result.dependencies = dependencies.to_status(prev_deps)
-                result.dependency_problems = [f"{cluster}: {exc.reason}"]
+                result.dependency_problems = [(dependencies.FAILED, f"{cluster}: {exc.reason}")]
                 result.retry = True
                 return result
             result.dependencies = dependencies.to_status(dep.delivered)
             result.dependency_problems = dep.problems
-            result.events += dep.events
+            result.events += dep.events + [(WARNING, reason, message) for reason, message in dep.problems]
             result.retry = result.retry or dep.retry
         return result
 

@@ -108,6 +108,7 @@ async def test_missing_dependency_is_named_then_delivered_and_shared_ones_outliv
     assert cond["reason"] == "DependencyMissing"
     assert f"cluster2: ConfigMap shared-cfg does not exist in namespace {env.ns} on the master" in cond["message"]
     assert (await env.entry("one", "cluster2"))["phase"] == "Applied"  # the workload itself is delivered
+    await env.event("DependencyMissing", "cluster2: ConfigMap shared-cfg does not exist")
 
     await on_master(env, "ConfigMap", "shared-cfg", data={"k": "v"})
     await condition(env, "one", "Dependencies", "True", timeout=60)  # retried with backoff until it appears
