@@ -135,3 +135,17 @@ async def test_missing_dependency_is_named_then_delivered_and_shared_ones_outliv
     async def cm_gone() -> bool:
         return await env.get("cluster2", env.cm_path("shared-cfg")) is None
     await eventually(cm_gone, what="shared ConfigMap deleted with its last user")
+
+
+async def test_the_delivery_policy_applies_to_dependencies(make_env: MakeEnv) -> None:
+    # The operator allows Deployments only: the workload goes, its ConfigMap does not.
+    env = await make_env(delivery={"policy": [{"kinds": ["apps/Deployment"]}]})
+    await on_master(env, "ConfigMap", "pol-cfg", data={"k": "v"})
+    cr = env.cr("pol", workload("pol-web", "pol-cfg", None), clusters=["cluster2"])
+    cr["spec"]["propagateDependencies"] = True
+    await env.apply_cr(cr)
+    cond = await condition(env, "pol", "Dependencies", "False")
+    assert cond["reason"] == "DependencyDenied"
+    assert "cluster2: ConfigMap pol-cfg: KindNotAllowed" in cond["message"]
+    assert (await env.entry("pol", "cluster2"))["phase"] == "Applied"
+    assert await env.get("cluster2", env.cm_path("pol-cfg")) is None
