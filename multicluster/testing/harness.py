@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from multicluster.testing.certs import make_pki
+from multicluster.testing.certs import FRONT_PROXY_CLIENT, make_pki
 
 BUILD_SCRIPT = Path(__file__).with_name("build-testbin.sh")
 ADMIN_TOKEN = "multicluster-harness-admin-token"
@@ -238,6 +238,18 @@ class Harness:
             "--allow-privileged=true",
             "--disable-admission-plugins=ServiceAccount",
             "--endpoint-reconciler-type=none",
+            # Aggregation (APIService): requests proxied to an aggregated API server carry the user in these
+            # headers, and the proxy proves it is the API server with a client certificate from its own CA.
+            # --enable-aggregator-routing stays off: with it the aggregator dials the Service's EndpointSlices,
+            # and EndpointSlice validation refuses loopback addresses, so a daemon on 127.0.0.1 is reachable only
+            # through a Service of type ExternalName (`localhost`), which the ClusterIP resolver accepts.
+            f"--requestheader-client-ca-file={p / 'front-proxy-ca.crt'}",
+            f"--requestheader-allowed-names={FRONT_PROXY_CLIENT}",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={p / 'front-proxy-client.crt'}",
+            f"--proxy-client-key-file={p / 'front-proxy-client.key'}",
             "--v=1",
         ]
 
