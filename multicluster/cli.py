@@ -203,6 +203,22 @@ def run(
         str | None,
         typer.Option("--cert-dir", envvar="MULTICLUSTER_CERT_DIR", help="serve HTTPS with tls.crt/tls.key from here"),
     ] = None,
+    apiservice: Annotated[
+        bool | None,
+        typer.Option(
+            "--apiservice/--no-apiservice",
+            envvar="MULTICLUSTER_APISERVICE",
+            help="register the Kubernetes API with the master's API server (APIService) and serve it HTTPS with "
+            "front-proxy authentication and the master's RBAC (server.apiService)",
+            show_default=False,
+        ),
+    ] = None,
+    auth: Annotated[
+        str | None,
+        typer.Option("--auth", envvar="MULTICLUSTER_AUTH", help="token (the static tokens) or kubernetes (also "
+                     "users' own tokens of the master, checked with a TokenReview; server.auth)",
+                     show_default=False),
+    ] = None,
     log_level: Annotated[str, typer.Option("--log-level", envvar="MULTICLUSTER_LOG_LEVEL")] = "INFO",
     debug_mode: Annotated[
         bool,
@@ -346,6 +362,14 @@ def kubeconfig(
     certificate_authority: Annotated[Path | None, typer.Option(
         "--certificate-authority", help="PEM file of the CA that signed the daemon's certificate (server.certDir), "
         "embedded in the kubeconfig")] = None,
+    via_master: Annotated[bool, typer.Option(
+        "--via-master", help="reach the daemon through the master's API server (multicluster run --apiservice) "
+        "with your own credentials for it, from --kubeconfig/--context")] = False,
+    master_kubeconfig: Annotated[Path | None, typer.Option(
+        "--kubeconfig", help="with --via-master: the kubeconfig that reaches the master (default: $KUBECONFIG, "
+        "else ~/.kube/config)")] = None,
+    master_context: Annotated[str | None, typer.Option(
+        "--context", help="with --via-master: the master's context in it (default: its current context)")] = None,
 ) -> None:
     """Add kubectl contexts for the daemon's Kubernetes API: `multicluster` (all clusters) and
     `multicluster-<cluster>` (one each). Then: kubectl --context multicluster get pods -A"""
@@ -356,6 +380,10 @@ def kubeconfig(
 
     from multicluster import cliconfig
     from multicluster.api.kube import contexts
+
+    if via_master:
+        _kubeconfig_via_master(out, master_kubeconfig, master_context)
+        return
 
     try:
         cli = cliconfig.load_cli_config()
@@ -408,6 +436,57 @@ def kubeconfig(
     typer.echo(f"wrote contexts multicluster and {len(names)} multicluster-<cluster> to {target}"
                + (f" (previous file kept as {saved})" if saved else ""))
     typer.echo(f"try: kubectl {'--kubeconfig ' + str(target) + ' ' if out else ''}--context multicluster get pods -A")
+
+
+def _kubeconfig_via_master(out: Path | None, source: Path | None, context: str | None) -> None:
+    """`multicluster kubeconfig --via-master`: contexts through the master's APIService (see contexts.via_master);
+    the member list comes from the master too (GET .../v1alpha1/clusters, as the user)."""
+    from multicluster.api.kube import contexts
+
+    source = source or contexts.default_path()
+    try:
+        doc = contexts.load(source)
+        names = _run_members_via_master(source, context)
+        new = contexts.via_master(doc, source, context, names, copy_user=out is not None or
+                                  source.resolve() != contexts.default_path().resolve())
+        if out is not None:
+            contexts.write(out, contexts.merge(contexts.empty(), new), backup=False)
+            target, saved = out, None
+        else:
+            target = contexts.default_path()
+            saved = contexts.write(target, contexts.merge(contexts.load(target), new), backup=True)
+    except MulticlusterError as exc:
+        _fail(str(exc), exc.hint)
+    except OSError as exc:
+        _fail(f"cannot write the kubeconfig: {exc}", "choose another file with --out FILE")
+    typer.echo(f"wrote contexts multicluster and {len(names)} multicluster-<cluster> (through the master) to {target}"
+               + (f" (previous file kept as {saved})" if saved else ""))
+    typer.echo(f"try: kubectl {'--kubeconfig ' + str(target) + ' ' if out else ''}--context multicluster get pods -A")
+
+
+def _run_members_via_master(source: Path, context: str | None) -> list[str]:
+    """The member clusters the master's APIService lists for this kubeconfig's user."""
+    from multicluster.api.kube.paths import PREFIX
+    from multicluster.config import ClusterConfig
+    from multicluster.errors import KubeAPIError, NotFound
+    from multicluster.kube import ClusterClient
+
+    async def members() -> list[str]:
+        client = ClusterClient(ClusterConfig(name="master", config_path=source, context=context))
+        try:
+            doc = await client.get(PREFIX)
+        except NotFound as exc:
+            raise MulticlusterError("the master serves no clusters.multicluster.practice.com API",
+                                    hint="start the daemon with --apiservice (server.apiService)") from exc
+        except KubeAPIError as exc:
+            raise MulticlusterError(f"the master answered {exc.status} to GET {PREFIX}: {exc.message[:300]}",
+                                    hint="the APIService must be Available and you need `list` on "
+                                    "clusters.clusters.multicluster.practice.com (docs/security.md)") from exc
+        finally:
+            await client.close()
+        return [str(i["metadata"]["name"]) for i in doc.get("items") or [] if isinstance(i, dict)]
+
+    return asyncio.run(members())
 
 
 @app.command("check-config")

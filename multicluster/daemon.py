@@ -23,7 +23,7 @@ from multicluster import memory, metrics
 from multicluster.api.backend import ClusterView
 from multicluster.config import Config, load_config
 from multicluster.delivery import Controller
-from multicluster.errors import GVRError, MulticlusterError
+from multicluster.errors import ConfigError, GVRError, MulticlusterError
 from multicluster.feed.hub import Hub
 from multicluster.gvr import GVR, APIResource
 from multicluster.kube import ClusterClient
@@ -39,8 +39,11 @@ from multicluster.tasks import Supervisor
 from multicluster.workqueue import ShardedQueue
 
 if TYPE_CHECKING:
+    import ssl
+
     from aiohttp import web
 
+    from multicluster.apiservice import ServingCert
     from multicluster.leader import LeaderElector
 
 log = logging.getLogger(__name__)
@@ -70,6 +73,7 @@ class Daemon:
         self._stored_gvrs: list[GVR] = []
         self._lease_client: ClusterClient | None = None
         self.api_address = ""
+        self._serving: ServingCert | None = None  # --apiservice
 
     # The registry owns these; the daemon's names stay for callers that hold a Daemon (cli, tests).
 
@@ -330,7 +334,9 @@ class Daemon:
         if self.membership is not None:
             app[MEMBERSHIP] = self.membership
         ssl_ctx = None
-        if self.config.server.cert_dir is not None:
+        if server.kubernetes_identities:
+            ssl_ctx = await self._kubernetes_auth(app)
+        elif self.config.server.cert_dir is not None:
             import ssl
 
             ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -345,6 +351,53 @@ class Daemon:
                  " (admin token required for join/unjoin)" if server.admin_token else "")
         if server.health_port is not None and server.health_port != server.port:
             await self._start_health_port(server.health_port)
+        if server.api_service and self._serving is not None:
+            from multicluster.apiservice import Registration, register
+
+            client, cfg, ca = self._master_client(), Registration.from_server(server), self._serving.ca_pem
+            self.supervisor.spawn("apiservice", lambda: register(client, cfg, server.port, ca))
+
+    def _master_client(self) -> ClusterClient:
+        master = self.config.master
+        if master is None or master.name not in self.clients:
+            raise ConfigError("--apiservice and server.auth: kubernetes need a master cluster: its API server "
+                              "authenticates the users and answers the access reviews",
+                              hint="mark one cluster isMaster: true in the config file")
+        return self.clients[master.name]
+
+    async def _kubernetes_auth(self, app: web.Application) -> ssl.SSLContext | None:
+        """Users of the master cluster (server.auth: kubernetes, --apiservice): the authenticators, the
+        authorizer, and with --apiservice the TLS context that authenticates the master's front proxy."""
+        from multicluster.api.auth.access import Authorizer
+        from multicluster.api.auth.chain import AUTH, Authenticators
+        from multicluster.api.auth.frontproxy import FrontProxy, keep_current, parse_configmap
+        from multicluster.api.auth.tokens import TokenReviewer
+        from multicluster.apiservice import MasterReviews, serving_cert
+
+        server = self.config.server
+        reviews = MasterReviews(self._master_client())
+        tokens = TokenReviewer(reviews, ttl=server.review_ttl_seconds) if server.auth == "kubernetes" else None
+        proxy = None
+        ssl_ctx: ssl.SSLContext | None = None
+        if server.api_service:
+            self._serving = serving_cert(server)
+            proxy = FrontProxy(self._serving.cert_file, self._serving.key_file)
+            ssl_ctx = proxy.ssl_context
+            try:  # before the first request, so the master's first proxied request is already trusted
+                proxy.update(parse_configmap(await reviews.request_header_config()))
+            except MulticlusterError as exc:
+                log.warning("front-proxy authentication is not ready yet (retrying): %s", exc)
+            every = server.front_proxy_reload_seconds
+            self.supervisor.spawn("front-proxy-config",
+                                  lambda: keep_current(proxy, reviews.request_header_config, every))
+        elif server.cert_dir is not None:
+            import ssl as ssl_mod
+
+            ssl_ctx = ssl_mod.create_default_context(ssl_mod.Purpose.CLIENT_AUTH)
+            ssl_ctx.load_cert_chain(server.cert_dir / "tls.crt", server.cert_dir / "tls.key")
+        app[AUTH] = Authenticators(front_proxy=proxy, tokens=tokens,
+                                   authorizer=Authorizer(reviews, ttl=server.review_ttl_seconds))
+        return ssl_ctx
 
     async def _start_health_port(self, port: int) -> None:
         """--HealthPort (the Go original's probe port): /healthz and /readyz, and nothing else, also answer on a
@@ -442,4 +495,8 @@ class Daemon:
             await self._lease_client.close()
         if self._store is not None:
             await self._store.close()
+        if self._serving is not None:
+            from multicluster.apiservice import remove_generated
+
+            remove_generated(self._serving)
         log.info("stopped")

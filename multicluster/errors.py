@@ -156,6 +156,16 @@ class MembershipError(MulticlusterError):
         self.http_status = status
 
 
+class NotAuthenticated(MulticlusterError):
+    """A request's credentials cannot be accepted (a front-proxy certificate with a name that is not allowed, a
+    proxied request naming no user): answered 401."""
+
+
+class AccessDenied(MulticlusterError):
+    """The authenticated user may read none of what the request asks for: answered 403 (a Forbidden Status under
+    the Kubernetes-compatible paths)."""
+
+
 def yaml_syntax(exc: BaseException) -> str:
     """` at line L, column C: problem` for a YAML parser error, without the source line the parser's own message
     quotes (a kubeconfig's line may hold a token); "" parts are left out when the parser gives no position."""

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from multicluster.api import join, routes
 from multicluster.api.backend import ApiBackend, ClusterView, freshness
+from multicluster.api.kube import group
 from multicluster.api.kube import handlers as kube
 from multicluster.api.middleware import ACCESS, BACKEND, Access, api_middleware, json_response
 from multicluster.api.openapi import document
@@ -54,6 +55,9 @@ def build_app(backend: ApiBackend, access: Access | None = None) -> web.Applicat
     r.add_get("/openapi.json", openapi, allow_head=False)
     r.add_post("/v1/join", join.join)
     r.add_delete("/v1/unjoin", join.unjoin)
+    r.add_get(group.GROUP_ROUTE, group.api_group, allow_head=False)
+    r.add_get(group.VERSION_ROUTE, group.resource_list, allow_head=False)
+    r.add_get(group.CLUSTERS_ROUTE, group.list_clusters, allow_head=False)
     r.add_get(kube.SCOPE_ROUTE, kube.serve, allow_head=False)
     r.add_get(kube.ROUTE, kube.serve, allow_head=False)
     return app

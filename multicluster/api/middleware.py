@@ -35,12 +35,23 @@ import orjson
 from aiohttp import web
 
 from multicluster import metrics
+from multicluster.api.auth.chain import identify
+from multicluster.api.auth.identity import IDENTITY
 from multicluster.api.backend import ApiBackend
 from multicluster.api.kube.paths import PREFIX as KUBE_PREFIX
 from multicluster.api.params import MAX_QUERY_BYTES, check_sizes
 from multicluster.api.server import GUARDS, LIMITS, Limits
 from multicluster.config import ServerConfig
-from multicluster.errors import ClusterError, GVRError, MembershipError, MulticlusterError, QueryError, StoreError
+from multicluster.errors import (
+    AccessDenied,
+    ClusterError,
+    GVRError,
+    MembershipError,
+    MulticlusterError,
+    NotAuthenticated,
+    QueryError,
+    StoreError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +70,9 @@ class Access:
     allowed_origins: frozenset[str] = frozenset()
     allowed_hosts: frozenset[str] = frozenset()
     bind: str = "127.0.0.1"
+    # Without a read token reads are open, unless Kubernetes identities are accepted (server.auth: kubernetes,
+    # server.apiService): then every read needs an identity or a static token.
+    open_without_token: bool = True
 
     @classmethod
     def from_server(cls, server: ServerConfig) -> Access:
@@ -66,8 +80,9 @@ class Access:
             token=server.token,
             admin_token=server.admin_token,
             allowed_origins=frozenset(o.lower().rstrip("/") for o in server.allowed_origins),
-            allowed_hosts=frozenset(h.lower() for h in server.allowed_hosts),
+            allowed_hosts=frozenset(h.lower() for h in server.allowed_hosts) | _service_hosts(server),
             bind=server.bind,
+            open_without_token=not server.kubernetes_identities,
         )
 
     def host_allowed(self, header: str | None) -> bool:
@@ -89,8 +104,18 @@ class Access:
         """(read, admin): what a bearer token opens. Without a read token reads are open; without an admin token
         the admin routes need what the read routes need."""
         is_admin = _matches(given, self.admin_token)
-        read = is_admin or _matches(given, self.token) or self.token is None
+        read = is_admin or _matches(given, self.token) or (self.token is None and self.open_without_token)
         return read, (is_admin if self.admin_token is not None else read)
+
+
+def _service_hosts(server: ServerConfig) -> frozenset[str]:
+    """With --apiservice, the names the master's API server may dial the daemon by (its Service)."""
+    if not server.api_service:
+        return frozenset()
+    service, namespace = server.api_service_name, server.api_service_namespace
+    base = f"{service}.{namespace}.svc"
+    names = {service, f"{service}.{namespace}", base, f"{base}.cluster.local"}
+    return frozenset(names | ({server.api_service_external_name} if server.api_service_external_name else set()))
 
 
 def _hostname(header: str) -> str:
@@ -140,7 +165,7 @@ def _route_label(request: web.Request) -> str:
     return resource.canonical
 
 
-def _refusal(request: web.Request, access: Access) -> web.Response | None:
+async def _refusal(request: web.Request, access: Access) -> web.Response | None:
     """The trust boundary's answer to a request it refuses, or None to let it through."""
     if not access.host_allowed(request.headers.get("Host")):
         log.warning("refused %s %s: Host %r is not one of this daemon's names", request.method, request.path[:200],
@@ -156,6 +181,17 @@ def _refusal(request: web.Request, access: Access) -> web.Response | None:
                               "server.allowedOrigins; command-line clients send no Origin header")
     given = _bearer(request)
     read, admin = access.scopes(given)
+    if not (_matches(given, access.token) or _matches(given, access.admin_token)):
+        user = await identify(request, given)
+        if user is not None:
+            # A Kubernetes user: reads are filtered by the master's RBAC (api.auth.access); membership is the
+            # operator's, so join and unjoin stay with the admin token.
+            request[IDENTITY] = user
+            request[AUTHORIZED] = True
+            if _route_label(request) in ADMIN_ROUTES:
+                return error_response(403, f"user {user.name[:200]!r} cannot join or unjoin clusters: that needs "
+                                      "the daemon's admin token", "send server.adminToken as the bearer token")
+            return None
     request[AUTHORIZED] = read
     if request.path in UNAUTHENTICATED:
         return None
@@ -220,7 +256,7 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         guard.request_started()
     deadline = _body_deadline(request, request.app.get(LIMITS, _DEFAULT_LIMITS).body_timeout)
     try:
-        refused = _refusal(request, request.app[ACCESS])
+        refused = await _refusal(request, request.app[ACCESS])
         if refused is not None:
             return _as_status(request, refused)
         if len(request.raw_path) > MAX_QUERY_BYTES:
@@ -282,6 +318,11 @@ def _error_for(request: web.Request, exc: Exception) -> web.StreamResponse:
         return error_response(503, f"the store is unavailable: {exc.message}",
                               exc.hint or "retry in a moment; the daemon reconnects by itself",
                               headers={"Retry-After": "5"})
+    if isinstance(exc, NotAuthenticated):
+        log.warning("refused %s %s: %s", request.method, request.path[:200], exc.message)
+        return error_response(401, exc.message, exc.hint)
+    if isinstance(exc, AccessDenied):
+        return error_response(403, exc.message, exc.hint)
     if isinstance(exc, ClusterError):
         return error_response(503, exc.message, exc.hint)
     if isinstance(exc, MembershipError):

@@ -139,7 +139,16 @@ def _kube_paths() -> dict[str, Any]:
                "4XX": {"description": "A Kubernetes Status object (kind: Status) with the code and reason; write "
                                       "methods are 405 MethodNotAllowed: the API is read-only",
                        "content": {"application/json": {"schema": _OBJ}}}}
+    group = "/apis/clusters.multicluster.practice.com"
+    ok = {"200": {"description": "A Kubernetes discovery document or list", "content": {"application/json": {
+        "schema": _OBJ}}}}
     return {
+        group: {"get": {"summary": "The APIGroup of clusters.multicluster.practice.com", "responses": ok}},
+        group + "/v1alpha1": {"get": {"summary": "Its APIResourceList (the master's API server checks the "
+                                                 "APIService's availability here)", "responses": ok}},
+        group + "/v1alpha1/clusters": {"get": {"summary": "The member clusters as a ClusterList (what `multicluster "
+                                                          "kubeconfig --via-master` makes contexts for)",
+                                               "responses": ok}},
         prefix: {"get": {"summary": "A scope of the read-only Kubernetes API (the `server:` of a kubeconfig)",
                          "parameters": [cluster], "responses": answers}},
         prefix + "/{rest}": {"get": {

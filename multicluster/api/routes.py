@@ -20,6 +20,7 @@ import yaml
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from multicluster.api.auth.chain import scope_of
 from multicluster.api.backend import ApiBackend, ClusterView, freshness, gvr_json
 from multicluster.api.middleware import AUTHORIZED, BACKEND, STREAMING, error_response, json_response
 from multicluster.api.params import (
@@ -138,6 +139,7 @@ async def _seed(request: web.Request, *, wrap: bool) -> web.StreamResponse:
         limit=min(limit, STREAM_PAGE) if limit else STREAM_PAGE,
         max_bytes=lim.max_page_bytes,
     )
+    base = await limit_to_user(request, base, res.namespaced)
     store = backend.store
     page = await store.query(base)
     block = freshness(backend.clusters(), res.gvr, base.clusters)
@@ -207,6 +209,7 @@ async def list_resources(request: web.Request) -> web.StreamResponse:
     res = await resolve(backend, required(q, "gvr", "pods"))
     lim = limits(request)
     query, _ = build_query(q, res, lim)
+    query = await limit_to_user(request, query, res.namespaced)
     block = freshness(backend.clusters(), res.gvr, query.clusters)
     head = b'{"apiVersion":"' + API_VERSION.encode() + b'","resource":' + orjson.dumps(gvr_json(res)) + \
         b',"items":['
@@ -224,6 +227,16 @@ async def list_resources(request: web.Request) -> web.StreamResponse:
               b',"remainingCapped":', orjson.dumps(page.remaining_capped),
               b',"clusters":', clusters, b"}")
     return web.Response(body=b"".join(parts), content_type="application/json", headers=_freshness_headers(block))
+
+
+async def limit_to_user(request: web.Request, query: Query, namespaced: bool) -> Query:
+    """`query` limited to the clusters and namespaces the request's Kubernetes user may list (api.auth); as it
+    is for a request authenticated by a static token. AccessDenied when the user may list none of it."""
+    namespace = query.namespaces[0] if len(query.namespaces) == 1 else ""
+    clusters = query.clusters or tuple(v.name for v in request.app[BACKEND].clusters())
+    grant = await scope_of(request, request.app[BACKEND].store, "list", query.gvr, namespaced=namespaced,
+                           namespace=namespace, clusters=clusters)
+    return query if grant is None else replace(query, allowed=grant.clusters)
 
 
 def _wants_yaml(request: web.Request) -> bool:
@@ -251,6 +264,7 @@ async def get_resource(request: web.Request) -> web.StreamResponse:
     if res.namespaced and not ns:
         raise QueryError(f"{res.kind} ({res.gvr}) is namespaced: put its namespace in the path instead of _",
                          hint=f"GET /v1/resources/{cluster}/{m['gvr']}/NAMESPACE/{name}")
+    await scope_of(request, backend.store, "get", res.gvr, namespaced=res.namespaced, namespace=ns, clusters=[cluster])
     obj: StoredObject | None = await backend.store.get(cluster, res.gvr, ns, name)
     block = freshness(backend.clusters(), res.gvr, (cluster,))
     state = "fresh" if block["fresh"] else "stale" if block["stale"] else "missing"

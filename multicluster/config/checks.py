@@ -45,6 +45,35 @@ def cluster_name(where: str, value: str) -> str:
     return name
 
 
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_DNS_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+
+
+def dns_label(where: str, value: str) -> str:
+    """A namespace or Service name."""
+    if not _DNS_LABEL.fullmatch(value):
+        raise ConfigError(f"{where}: {value[:100]!r} is not a DNS label",
+                          hint="lower-case letters, digits and '-', at most 63 characters")
+    return value
+
+
+def dns_name_or_empty(where: str, value: str) -> str:
+    if value and not _DNS_NAME.fullmatch(value):
+        raise ConfigError(f"{where}: {value[:100]!r} is not a DNS name",
+                          hint="e.g. localhost, or the host name the master's API server reaches the daemon at")
+    return value
+
+
+AUTH_MODES = ("token", "kubernetes")
+
+
+def auth_mode(where: str, value: str) -> str:
+    if value not in AUTH_MODES:
+        raise ConfigError(f"{where}: {value[:64]!r} is not one of {', '.join(AUTH_MODES)}",
+                          hint="kubernetes also accepts users' own tokens of the master cluster (TokenReview)")
+    return value
+
+
 def store_type(where: str, value: str) -> str:
     if value not in ("sqlite", "mysql"):
         raise ConfigError(

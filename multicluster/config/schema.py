@@ -156,6 +156,30 @@ class ServerConfig:
                                               doc="a request head must be complete this long after its first byte")
     body_timeout_seconds: Seconds = setting(30.0, key="bodyTimeoutSeconds", what="seconds",
                                             doc="a request body must be complete this long after its head (else 408)")
+    # Kubernetes identities (docs/security.md): users of the master cluster, through its API server (an APIService)
+    # or with their own tokens, each reading what the master's RBAC allows them.
+    auth: str = setting("token", key="auth", what="token or kubernetes", check=checks.auth_mode, flag="--auth",
+                        env="MULTICLUSTER_AUTH", doc="kubernetes: also accept users' own tokens of the master "
+                        "(TokenReview), then authorize with SubjectAccessReviews")
+    api_service: bool = setting(False, key="apiService", what="true or false", flag="--apiservice",
+                                env="MULTICLUSTER_APISERVICE", doc="register the Kubernetes API as an APIService on "
+                                "the master and authenticate the requests it proxies (front proxy)")
+    api_service_namespace: str = setting("multicluster-system", key="apiServiceNamespace", what="a namespace name",
+                                         check=checks.dns_label, doc="namespace of the Service the APIService names")
+    api_service_name: str = setting("multicluster", key="apiServiceName", what="a Service name",
+                                    check=checks.dns_label, doc="the Service the APIService names")
+    api_service_external_name: str = setting(
+        "", key="apiServiceExternalName", what="a DNS name", check=checks.dns_name_or_empty,
+        doc="outside a cluster: create that Service as type ExternalName pointing at this host (e.g. localhost)")
+    front_proxy_reload_seconds: Seconds = setting(60.0, key="frontProxyReloadSeconds", what="seconds",
+                                                  doc="how often the master's front-proxy CA is re-read (rotation)")
+    review_ttl_seconds: Seconds = setting(10.0, key="reviewTtlSeconds", what="seconds",
+                                          doc="how long a TokenReview or SubjectAccessReview answer is reused")
+
+    @property
+    def kubernetes_identities(self) -> bool:
+        """Requests may carry a Kubernetes user (a token the master vouches for, or a front-proxy request)."""
+        return self.auth == "kubernetes" or self.api_service
 
 
 @dataclass(frozen=True, slots=True)

@@ -139,6 +139,9 @@ class Query:
     # A page ends before the row that would take it past this many bytes, each row counted as its object, its
     # cluster name and ROW_OVERHEAD (0 = no cap). The first row is always returned, whatever its size.
     max_bytes: int = 0
+    # Rows only from these clusters, each in every namespace (None) or only in the listed ones: what an
+    # authenticated user may read (multicluster.api.auth.access). None = no such limit.
+    allowed: tuple[tuple[str, tuple[str, ...] | None], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +218,9 @@ class Store(Protocol):
 
     async def counts(self) -> dict[tuple[str, GVR], int]:
         """Rows per cluster x GVR."""
+
+    async def namespaces(self, gvr: GVR, clusters: Sequence[str]) -> list[tuple[str, str]]:
+        """The distinct (cluster, namespace) pairs holding rows of `gvr` in `clusters`."""
 
     async def gvrs(self) -> list[GVR]:
         """Every GVR that has at least one row (lets the API resolve spellings without live discovery)."""

@@ -424,6 +424,10 @@ class SQLStore(abc.ABC):
                                 "GROUP BY api_group, version, resource, cluster")
         return {(c, GVR(g, v, r)): int(n) for c, g, v, r, n in rows}
 
+    async def namespaces(self, gvr: GVR, clusters: Sequence[str]) -> list[tuple[str, str]]:
+        text, params = sql.namespaces_of(gvr, clusters)
+        return [(str(c), str(n)) for c, n in await self.fetch(self.dialect.sql(text), params)]
+
     async def gvrs(self) -> list[GVR]:
         rows = await self.fetch("SELECT DISTINCT api_group, version, resource FROM resources")
         return sorted(GVR(g, v, r) for g, v, r in rows)

@@ -442,7 +442,40 @@ def filters(q: Query) -> Where:
         _label_term(w, req)
     for req in q.fields:
         _field_term(w, req)
+    if q.allowed is not None:
+        _allowed_term(w, q.allowed)
     return w
+
+
+def _allowed_term(w: Where, allowed: Sequence[tuple[str, Sequence[str] | None]]) -> None:
+    """`(cluster = ? [AND namespace IN (...)]) OR ...`: the clusters and namespaces a user may read."""
+    terms: list[str] = []
+    params: list[str] = []
+    for cluster, namespaces in allowed:
+        if not cluster.isascii():
+            continue
+        if namespaces is None:
+            terms.append("r.cluster = ?")
+            params.append(cluster)
+            continue
+        usable = [n for n in dict.fromkeys(namespaces) if n.isascii()]
+        if usable:
+            terms.append(f"(r.cluster = ? AND r.namespace IN {ids_in(len(usable))})")
+            params += [cluster, *usable]
+    if not terms:
+        w.never()
+    else:
+        w.add("(" + " OR ".join(terms) + ")", *params)
+
+
+def namespaces_of(gvr: GVR, clusters: Sequence[str]) -> tuple[str, list[str]]:
+    """SELECT the distinct (cluster, namespace) pairs of one type's rows in some clusters (an index range of
+    resources_identity)."""
+    usable = [c for c in dict.fromkeys(clusters) if c.isascii()]
+    if not usable or not (gvr.group.isascii() and gvr.version.isascii() and gvr.resource.isascii()):
+        return "SELECT cluster, namespace FROM resources WHERE 1 = 0", []
+    return (f"SELECT DISTINCT cluster, namespace FROM resources WHERE api_group = ? AND version = ? AND resource = ? "
+            f"AND cluster IN {ids_in(len(usable))}", [gvr.group, gvr.version, gvr.resource, *usable])
 
 
 def pinned(q: Query) -> dict[str, str]:

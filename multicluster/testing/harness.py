@@ -254,7 +254,7 @@ class Harness:
         ]
 
     def start_server(self, name: str) -> None:
-        """(Re)start one API server on its fixed port (and its controller-manager)."""
+        """(Re)start one API server on its fixed port (its controller-manager starts once it is ready)."""
         s = self.servers[name]
         progress(f"starting kube-apiserver {name} on {s.url}")
         s.proc = subprocess.Popen(
@@ -263,22 +263,29 @@ class Harness:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        if self.controller_manager and s.cm_proc is None:
-            cm_kubeconfig = self._kubeconfig(f"{name}-cm", s.port, "ca-token")
-            s.cm_proc = subprocess.Popen(
-                [
-                    self._bin("kube-controller-manager"),
-                    f"--kubeconfig={cm_kubeconfig}",
-                    "--leader-elect=false",
-                    "--secure-port=0",
-                    f"--service-account-private-key-file={self.pki / 'sa.key'}",
-                    f"--root-ca-file={self.pki / 'ca.crt'}",
-                    "--v=1",
-                ],
-                stdout=open(self.logs / f"{name}-controller-manager.log", "ab"),  # noqa: SIM115
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+
+    def _start_controller_manager(self, name: str) -> None:
+        """Start the controller-manager of a ready API server, or start it again when it has exited. Started
+        together with the API server, it gives up when the server is not healthy within 10 s, which happens on a
+        loaded machine, and then Deployments get no Pods and aggregated ClusterRoles (view) no rules."""
+        s = self.servers[name]
+        if not self.controller_manager or (s.cm_proc is not None and s.cm_proc.poll() is None):
+            return
+        cm_kubeconfig = self._kubeconfig(f"{name}-cm", s.port, "ca-token")
+        s.cm_proc = subprocess.Popen(
+            [
+                self._bin("kube-controller-manager"),
+                f"--kubeconfig={cm_kubeconfig}",
+                "--leader-elect=false",
+                "--secure-port=0",
+                f"--service-account-private-key-file={self.pki / 'sa.key'}",
+                f"--root-ca-file={self.pki / 'ca.crt'}",
+                "--v=1",
+            ],
+            stdout=open(self.logs / f"{name}-controller-manager.log", "ab"),  # noqa: SIM115
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def wait_ready(self, name: str, timeout: float = 120.0) -> None:
         s = self.servers[name]
@@ -290,6 +297,7 @@ class Harness:
                 raise RuntimeError(f"kube-apiserver {name} exited with {s.proc.returncode}; see {log_file}")
             try:
                 self.request(name, "GET", "/readyz")
+                self._start_controller_manager(name)
                 return
             except (OSError, urllib.error.URLError) as exc:
                 last = str(exc)

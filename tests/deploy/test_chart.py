@@ -175,3 +175,30 @@ def test_bad_values_fail_to_render(helm: Helm, values: list[str], message: str) 
     res = helm.run(*args)
     assert res.returncode != 0
     assert message in res.stderr
+
+
+APISERVICE = ("apiService.enabled=true", "tls.enabled=true", "tls.secretName=mc-tls")
+
+
+def test_api_service_renders_what_manifests_apiservice_yaml_holds(helm: Helm) -> None:
+    """apiService.enabled: the objects of manifests/apiservice.yaml, the daemon run with --apiservice and
+    server.apiServiceNamespace/apiServiceName naming the release's Service, ca.crt mounted for the caBundle; it
+    refuses to render without TLS (replicas with generated certificates would each put another CA in the
+    caBundle)."""
+    base = helm.template("tls.enabled=true", "tls.secretName=mc-tls")
+    docs = helm.template(*APISERVICE)
+    added = _by_key([d for d in docs if _by_key([d]).keys() - _by_key(base).keys()])
+    assert added == _by_key(load_docs(MANIFESTS / "apiservice.yaml"))
+    args = container(find(docs, "Deployment", "multicluster"))["args"]
+    assert "--apiservice" in args and "--cert-dir" in args
+    volume = next(v for v in find(docs, "Deployment", "multicluster")["spec"]["template"]["spec"]["volumes"]
+                  if v["name"] == "tls")
+    assert {"key": "ca.crt", "path": "ca.crt"} in volume["secret"]["items"]
+    cfg = yaml.safe_load(find(docs, "ConfigMap", "multicluster-config")["data"]["config.yaml"])
+    assert (cfg["server"]["apiServiceNamespace"], cfg["server"]["apiServiceName"]) == (NAMESPACE, "multicluster")
+    assert "auth" not in cfg["server"]
+    cfg = yaml.safe_load(find(helm.template(*APISERVICE, "apiService.auth=kubernetes"), "ConfigMap",
+                              "multicluster-config")["data"]["config.yaml"])
+    assert cfg["server"]["auth"] == "kubernetes"
+    res = helm.run("template", "multicluster", str(CHART), "--namespace", NAMESPACE, "--set", "apiService.enabled=true")
+    assert res.returncode != 0 and "apiService.enabled needs tls.enabled" in res.stderr

@@ -33,6 +33,7 @@ VARIANTS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     ("in-cluster", (), ("--set-json", f"config.clusters={IN_CLUSTER}")),
     ("nodeport", ("service.type=NodePort", "service.nodePort=31888"), ()),
     ("tls", ("tls.enabled=true", "tls.secretName=mc-tls"), ()),
+    ("apiservice", ("apiService.enabled=true", "tls.enabled=true", "tls.secretName=mc-tls"), ()),
     ("no-leader-election", ("leaderElection.enabled=false",), ()),
     ("existing-secrets", ("apiToken.existingSecret=tok", "db.existingSecret=db", "mariadb.enabled=true"), ()),
 ]

@@ -155,6 +155,28 @@ async def test_cluster_and_namespace_filters(store: Store) -> None:
     assert await names(store, replace(q, clusters=("c9",))) == []
 
 
+async def test_allowed_limits_rows_per_cluster_and_namespace(store: Store) -> None:
+    """Query.allowed is what an authenticated user may read: whole clusters, or some namespaces of a cluster."""
+    await store.apply([row("a", cluster="c1", namespace="team-a"), row("b", cluster="c1", namespace="team-b"),
+                       row("c", cluster="c2", namespace="team-a"), row("d", cluster="c2", namespace="team-b"),
+                       row("e", cluster="c3", namespace="team-b"), row("x", cluster="c1", namespace="team-a",
+                                                                        gvr=DEPLOYS)])
+    q = Query(gvr=PODS)
+    assert await names(store, replace(q, allowed=(("c1", ("team-a",)), ("c2", None)))) == ["a", "c", "d"]
+    assert await names(store, replace(q, allowed=(("c3", None),))) == ["e"]
+    assert await names(store, replace(q, allowed=(("c1", ("team-a", "team-b")),), clusters=("c1", "c2"))) == ["a", "b"]
+    assert await names(store, replace(q, allowed=())) == []
+    assert await names(store, replace(q, allowed=(("c1", ()),))) == []
+    assert await names(store, replace(q, allowed=(("c1", ("tëam",)), ("c\u00e9", None)))) == []
+    # Paging keeps the limit: every page, and the count after it.
+    first = await store.query(replace(q, allowed=(("c1", None), ("c2", ("team-b",))), limit=1, count_remaining=True))
+    assert [o.name for o in first.items] == ["a"] and first.remaining == 2
+    assert sorted(await store.namespaces(PODS, ["c1", "c2"])) == [("c1", "team-a"), ("c1", "team-b"),
+                                                                  ("c2", "team-a"), ("c2", "team-b")]
+    assert await store.namespaces(DEPLOYS, ["c1", "c3"]) == [("c1", "team-a")]
+    assert await store.namespaces(PODS, ["c\u00e9"]) == []
+
+
 @pytest.mark.parametrize("order", ORDERS)
 async def test_every_order_paginates_to_the_full_sorted_list(store: Store, order: SortOrder) -> None:
     rows = dataset()

@@ -169,3 +169,34 @@ def test_cli_exit_code_2_and_one_line(d: Path) -> None:
     ok = CliRunner().invoke(app, ["check-config", "--config", str(write(d, SEED.format(d=d)))])
     assert ok.exit_code == 0, ok.output
     assert "2 clusters, master tencent2" in ok.output
+
+
+def test_server_auth_and_api_service(d: Path) -> None:
+    """server.auth and the server.apiService* keys (issue 19): defaults, flags, and bad values named."""
+    cfg = load_config(write(d, SEED.format(d=d)))
+    assert cfg.server.auth == "token" and not cfg.server.api_service and not cfg.server.kubernetes_identities
+    cfg = load_config(write(d, SEED.format(d=d) + "server: {auth: kubernetes}\n"))
+    assert cfg.server.kubernetes_identities and not cfg.server.api_service
+    text = ("server: {apiService: true, apiServiceNamespace: mc, apiServiceName: api, apiServiceExternalName: "
+            "localhost, frontProxyReloadSeconds: 5}\n")
+    s = load_config(write(d, SEED.format(d=d) + text)).server
+    assert (s.api_service, s.api_service_namespace, s.api_service_name, s.api_service_external_name,
+            s.front_proxy_reload_seconds, s.kubernetes_identities) == (True, "mc", "api", "localhost", 5.0, True)
+    assert (s.api_service_namespace, s.api_service_name) != ("multicluster-system", "multicluster")
+    defaults = load_config(write(d, SEED.format(d=d))).server
+    assert (defaults.api_service_namespace, defaults.api_service_name) == ("multicluster-system", "multicluster")
+    on = apply_overrides(defaults_cfg := load_config(write(d, SEED.format(d=d))),
+                         Overrides(apiservice=True, auth="kubernetes")).server
+    assert on.api_service and on.auth == "kubernetes" and defaults_cfg.server.auth == "token"
+    for text, expected in [
+        ("server: {auth: ldap}\n", "server.auth: 'ldap' is not one of token, kubernetes"),
+        ("server: {apiServiceNamespace: Bad_NS}\n", "server.apiServiceNamespace"),
+        ("server: {apiServiceExternalName: 'a b'}\n", "server.apiServiceExternalName"),
+        ("server: {frontProxyReloadSeconds: 0}\n", "server.frontProxyReloadSeconds"),
+        ("server: {apiService: yes please}\n", "server.apiService"),
+    ]:
+        with pytest.raises(ConfigError) as err:
+            load_config(write(d, SEED.format(d=d) + text))
+        assert expected in str(err.value), (text, str(err.value))
+    with pytest.raises(ConfigError, match="--auth"):
+        apply_overrides(load_config(write(d, SEED.format(d=d))), Overrides(auth="basic"))

@@ -48,6 +48,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "multicluster.feed": ("multicluster.store.base",),
     "multicluster.api": ("multicluster.store.base", "multicluster.selectors", "multicluster.feed"),
     "multicluster.delivery": ("multicluster.kube", "multicluster.sync.informer"),
+    # The master's side of aggregation: a kube client, and the API group/version it registers.
+    "multicluster.apiservice": ("multicluster.kube", "multicluster.api.kube.paths"),
 }
 UNRESTRICTED = ("multicluster.daemon", "multicluster.cli", "multicluster.__main__", "multicluster.demo",
                 "multicluster.testing")

@@ -173,6 +173,13 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- with .Values.api.allowedOrigins }}
 {{- $_ := set $server "allowedOrigins" . }}
 {{- end }}
+{{- if .Values.apiService.enabled }}
+{{- $_ := set $server "apiServiceNamespace" .Release.Namespace }}
+{{- $_ := set $server "apiServiceName" (include "multicluster.fullname" .) }}
+{{- with .Values.apiService.auth }}
+{{- $_ := set $server "auth" . }}
+{{- end }}
+{{- end }}
 {{- $_ := set $cfg "server" $server }}
 {{- toYaml $cfg }}
 {{- end }}

@@ -46,6 +46,49 @@ def entries(server: str, clusters: Sequence[str], token: str | None,
     }
 
 
+_PATH_KEYS = ("certificate-authority", "client-certificate", "client-key", "tokenFile")
+
+
+def via_master(kubeconfig: dict[str, Any], source: Path, context: str | None, clusters: Sequence[str], *,
+               copy_user: bool) -> dict[str, list[dict[str, Any]]]:
+    """Contexts that reach the daemon through the master's API server (the APIService): each cluster entry is
+    the master's own (its server URL plus a scope's prefix, its TLS settings), each context uses the user of the
+    master's context, so kubectl sends the user's own credentials and the master authenticates them. With
+    `copy_user` (another file than `source`) the user entry is copied too, file paths made absolute."""
+    name = context or str(kubeconfig.get("current-context") or "")
+    ctx = _named(kubeconfig, "contexts", name, "context")
+    cluster = _named(kubeconfig, "clusters", str(ctx.get("cluster", "")), "cluster")
+    user_name = str(ctx.get("user", ""))
+    server = str(cluster.get("server", "")).rstrip("/")
+    if not server.startswith("https://"):
+        raise ConfigError(f"context {name!r}: the master's server {server[:200]!r} is not an https:// URL")
+    tls = {k: _absolute(k, v, source) for k, v in cluster.items() if k != "server" and k != "extensions"}
+    scopes = [(NAME, ALL_CLUSTERS)] + [(f"{NAME}-{c}", c) for c in clusters]
+    users = []
+    if copy_user and user_name:
+        user = _named(kubeconfig, "users", user_name, "user")
+        users = [{"name": user_name, "user": {k: _absolute(k, v, source) for k, v in user.items()}}]
+    return {
+        "clusters": [{"name": n, "cluster": {"server": server + scope_prefix(scope), **tls}} for n, scope in scopes],
+        "users": users,
+        "contexts": [{"name": n, "context": {"cluster": n, "user": user_name}} for n, _ in scopes],
+    }
+
+
+def _named(doc: dict[str, Any], key: str, name: str, inner: str) -> dict[str, Any]:
+    for entry in doc.get(key) or []:
+        if isinstance(entry, dict) and entry.get("name") == name and isinstance(entry.get(inner), dict):
+            return dict(entry[inner])
+    raise ConfigError(f"the kubeconfig has no {inner} named {name!r}",
+                      hint="name the master's context with --context (kubectl config get-contexts lists them)")
+
+
+def _absolute(key: str, value: Any, source: Path) -> Any:
+    if key in _PATH_KEYS and isinstance(value, str) and value and not os.path.isabs(value):
+        return str((source.parent / value).resolve())
+    return value
+
+
 def default_path() -> Path:
     env = os.environ.get("KUBECONFIG", "")
     first = next((p for p in env.split(os.pathsep) if p), "")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from multicluster.api.auth.chain import scope_of
 from multicluster.api.backend import ClusterView
 from multicluster.api.kube import discovery, lists
 from multicluster.api.kube.paths import ALL_CLUSTERS, PREFIX, PathError, Target, parse, scope_prefix
@@ -85,6 +86,10 @@ async def _objects(request: web.Request, target: Target, scope: list[ClusterView
         return status_response(405, "watch is not served by the multicluster Kubernetes API: list again to see "
                                "changes", {"kind": res.gvr.resource, "group": res.gvr.group})
     backend = request.app[BACKEND]
+    # A Kubernetes user (front proxy, TokenReview) reads only what the master's RBAC lets them: see api.auth.
+    grant = await scope_of(request, backend.store, "get" if target.kind == "get" else "list", res.gvr,
+                           namespaced=res.res.namespaced, namespace=target.namespace,
+                           clusters=[v.name for v in scope])
     if target.kind == "get":
-        return await lists.get_object(request, backend, res, target, clusters)
-    return await lists.list_objects(request, backend, res, target, clusters)
+        return await lists.get_object(request, backend, res, target, clusters, grant)
+    return await lists.list_objects(request, backend, res, target, clusters, grant)

@@ -26,6 +26,7 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
+from multicluster.api.auth.access import Grant
 from multicluster.api.backend import ApiBackend, freshness
 from multicluster.api.kube.discovery import KubeResource
 from multicluster.api.kube.paths import CLUSTER_ANNOTATION, Target
@@ -65,7 +66,10 @@ def _field_selector(text: str | None) -> Any:
     return parse_field_selector(text)
 
 
-def build_query(request: web.Request, res: KubeResource, clusters: tuple[str, ...], namespace: str) -> Query:
+def build_query(request: web.Request, res: KubeResource, clusters: tuple[str, ...], namespace: str,
+                grant: Grant | None = None) -> Query:
+    """The store query of a list: the request's selectors and paging, limited to what `grant` allows (the
+    clusters and namespaces an authenticated user may read; None = no limit)."""
     q = request.query
     lim = limits(request)
     label_text = q.get("labelSelector") or ""
@@ -80,7 +84,7 @@ def build_query(request: web.Request, res: KubeResource, clusters: tuple[str, ..
     limit = int_param(q, "limit", 0, minimum=0)
     query = Query(gvr=res.gvr, clusters=clusters, namespaces=(namespace,) if namespace else (), labels=labels,
                   fields=fields, order="cluster", limit=min(limit, MAX_LIMIT) if limit else 0,
-                  max_bytes=lim.max_page_bytes)
+                  max_bytes=lim.max_page_bytes, allowed=grant.clusters if grant is not None else None)
     token = q.get("continue")
     if token:
         query = replace(query, after=decode_continue(token, query))
@@ -164,10 +168,10 @@ class Renderer:
 
 
 async def list_objects(request: web.Request, backend: ApiBackend, res: KubeResource, target: Target,
-                       clusters: tuple[str, ...]) -> web.StreamResponse:
-    query = build_query(request, res, clusters, target.namespace)
+                       clusters: tuple[str, ...], grant: Grant | None = None) -> web.StreamResponse:
+    query = build_query(request, res, clusters, target.namespace, grant)
     render = Renderer(request, res)
-    headers = warnings(backend, res, clusters)
+    headers = warnings(backend, res, grant.cluster_names() if grant is not None else clusters)
     store = backend.store
     if query.limit:
         # One page, as asked: the continue token resumes after its last row.
@@ -207,17 +211,21 @@ async def list_objects(request: web.Request, backend: ApiBackend, res: KubeResou
 
 
 async def get_object(request: web.Request, backend: ApiBackend, res: KubeResource, target: Target,
-                     clusters: tuple[str, ...]) -> web.StreamResponse:
+                     clusters: tuple[str, ...], grant: Grant | None = None) -> web.StreamResponse:
     """One object by name. Across all clusters the same name may exist in several: a Table lists each of them,
-    and a JSON answer is the first cluster's object with a warning naming the others."""
+    and a JSON answer is the first cluster's object with a warning naming the others. With a `grant`, only the
+    clusters it allows are looked in."""
     render = Renderer(request, res)
+    if grant is not None:
+        clusters = grant.cluster_names()
     headers = warnings(backend, res, clusters)
     if len(clusters) == 1:
         one = await backend.store.get(clusters[0], res.gvr, target.namespace, target.name)
         found = [one] if one is not None else []
     else:
         page = await backend.store.query(Query(gvr=res.gvr, namespaces=(target.namespace,) if target.namespace
-                                               else (), name=target.name, order="cluster", limit=0))
+                                               else (), name=target.name, order="cluster", limit=0,
+                                               allowed=grant.clusters if grant is not None else None))
         found = [o for o in page.items if o.namespace == target.namespace]
     if not found:
         where = f"in cluster {clusters[0]}" if len(clusters) == 1 else "in any cluster"
