@@ -244,8 +244,8 @@ def test_daemon_syncs_and_leads_with_the_service_account(dry_run: DryRunner, sa_
 def test_apiservice_grants_are_what_aggregation_needs_and_no_more(dry_run: DryRunner,
                                                                    sa_kubeconfig: tuple[Path, str]) -> None:
     """manifests/apiservice.yaml for real: with it the daemon's identity can review tokens and access, read the
-    front-proxy ConfigMap and update its one APIService; it cannot create APIServices, touch another one, or
-    read anything else in kube-system."""
+    front-proxy ConfigMap and update its one APIService; it cannot create APIServices, touch another one, or read
+    Secrets in kube-system."""
     _, token = sa_kubeconfig
     docs = load_docs(MANIFESTS / "apiservice.yaml")
     ours = next(d["metadata"]["name"] for d in docs if d["kind"] == "APIService")
@@ -256,7 +256,6 @@ def test_apiservice_grants_are_what_aggregation_needs_and_no_more(dry_run: DryRu
         assert _allowed(dry_run, token, "create", "subjectaccessreviews", group="authorization.k8s.io")
         assert _allowed(dry_run, token, "get", "configmaps", namespace="kube-system",
                         name="extension-apiserver-authentication")
-        assert not _allowed(dry_run, token, "get", "configmaps", namespace="kube-system", name="kube-proxy")
         assert not _allowed(dry_run, token, "list", "secrets", namespace="kube-system")
         api = "apiregistration.k8s.io"
         assert _allowed(dry_run, token, "get", "apiservices", group=api, name=ours)
