@@ -5,7 +5,7 @@ reviews the master answers about users.
 `multicluster run --apiservice` (server.apiService) registers the APIService
 `v1alpha1.clusters.multicluster.practice.com`, pointing at Service `<namespace>/<service>` on the daemon's port
 with the CA of the daemon's serving certificate as its caBundle. In a cluster the Service is the chart's; outside
-one (server.apiService.externalName) the daemon creates a Service of type ExternalName naming that host: the
+one (server.apiServiceExternalName) the daemon creates a Service of type ExternalName naming that host: the
 aggregator's default resolver dials an ExternalName Service's host, while with --enable-aggregator-routing it
 dials EndpointSlices, which may not hold loopback addresses.
 
