@@ -10,10 +10,11 @@ and the names that mark delivered objects. Modules, by role:
 - breaker: per-cluster circuit breaker shared by reconcile and finalize
 - render: one CR for one member (kind resolution, rendering, the writing client, the policy request)
 - removal: what removing copies needs in both reconcile and finalize
-- pure: patches (template → per-cluster object), status (health and status), policy (who may deliver what),
+- pure: patches (template → per-cluster object), selector (placement: names and clusterSelector), health (a
+  copy's own status summarised, its verdict), status (the CR's status), policy (who may deliver what),
   model (names, options, records), types (TypedDicts of the MultiClusterResource: object, spec, status)
 - I/O helpers: apply (one object into one cluster), watches (drift detection, the delivered-copy index),
-  events, install (CRDs)
+  clusterlabels (the clusters' labels from the MultiCluster objects), events, install (CRDs)
 """
 
 from .controller import Controller

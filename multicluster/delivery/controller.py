@@ -32,6 +32,7 @@ from multicluster.wire import WireObject
 from multicluster.workqueue import WorkQueue
 
 from .breaker import Breakers
+from .clusterlabels import ClusterLabels
 from .crs import MasterCRs
 from .events import EventRecorder
 from .finalize import Finalizer
@@ -39,6 +40,7 @@ from .install import install_crds
 from .model import DONE, RETRY, CRKey, DeliveryOptions, Outcome
 from .reconcile import Reconciler
 from .render import Renderer
+from .selector import uses_labels
 from .watches import Copy, CopyKey, DeliveredIndex, DriftWatches
 
 __all__ = ["DONE", "RETRY", "Controller"]
@@ -99,10 +101,11 @@ class Controller:
         self.watches = DriftWatches(self.clients, supervisor, DeliveredIndex(), self._copy_changed,
                                     prefix=self.opts.task_prefix, resync_seconds=self.opts.watch_resync_seconds)
         self.events = EventRecorder(self.master)
+        self.labels = ClusterLabels(self.master, self._labels_changed, resync_seconds=self.opts.watch_resync_seconds)
         self.synced = asyncio.Event()
         renderer, breakers = Renderer(), Breakers()
         self.reconciler = Reconciler(self.crs, clients, self.opts, config.delivery, renderer, breakers,
-                                     self.watches, self.events)
+                                     self.watches, self.events, labels=self.labels)
         self.finalizer = Finalizer(self.crs, clients, self.opts, config.delivery, renderer, breakers, self.events)
 
     # ------------------------------------------------------------------------------------------ lifecycle
@@ -116,6 +119,7 @@ class Controller:
             informer = Informer(self.master, resource, _CRSink(self), options=InformerOptions(
                 namespace=self.opts.namespace, emit_unchanged=True, resync_seconds=self.opts.resync_seconds))
             self.supervisor.spawn(f"{prefix}/events", self.events.run)
+            self.supervisor.spawn(f"{prefix}/cluster-labels", self.labels.run)
             self.supervisor.spawn(f"{prefix}/crs", informer.run)
             for i in range(self.opts.workers):
                 self.supervisor.spawn(f"{prefix}/worker-{i}", self._worker)
@@ -173,6 +177,14 @@ class Controller:
     def queue_add(self, key: CRKey, delay: float = 0.0) -> None:
         if self.opts.namespace is None or key[0] == self.opts.namespace:
             self.queue.add_after(key, delay)
+
+    def _labels_changed(self) -> None:
+        """A cluster appeared, left or was relabelled: reconcile the CRs whose placement or overrides use labels."""
+        for key in self.crs.snapshot():
+            cr = self.crs.get(key)
+            spec = cr.get("spec") if cr is not None else None
+            if isinstance(spec, dict) and uses_labels(spec):
+                self.queue_add(key)
 
     def _copy_changed(self, owner: CRKey, key: CopyKey, copy: Copy | None) -> None:
         """A watched copy changed: requeue its CR, unless this is the echo of our own last apply; a change of

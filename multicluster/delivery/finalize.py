@@ -27,6 +27,7 @@ from .model import DONE, FINALIZER, CRKey, DeliveryOptions, Outcome, Target
 from .patches import placement
 from .removal import REASON, describe, unique, why
 from .render import Renderer, cr_owner, policy_request, remover
+from .selector import cluster_selector
 from .status import previous_entry, recorded_targets
 from .types import MCR, MCRSpec
 from .watches import DeliveredIndex
@@ -68,7 +69,8 @@ class Finalizer:
             victims.setdefault(cluster, []).append(t)
         for c, g, ns, name in index.owned_by(key):
             victims.setdefault(c, []).append(Target(g.api_version, "", g.resource, ns, name))
-        placed, _ = placement(spec, self.crs.master_name)
+        # Clusters a clusterSelector chose are in the status and the index; the master is no default then.
+        placed, _ = placement(spec, self.crs.master_name, default_master=cluster_selector(spec) is None)
         # A placed cluster we cannot reach may hold a copy nobody recorded (crash before the status write):
         # it counts as failing, so deletion waits for it up to cleanup_timeout instead of forgetting it.
         blocked: dict[str, str] = {}

@@ -239,9 +239,10 @@ def digest(obj: Any) -> str:
 # --------------------------------------------------------------------------------------------- placement
 
 
-def placement(spec: MCRSpec, master: str) -> tuple[list[str], list[str]]:
+def placement(spec: MCRSpec, master: str, *, default_master: bool = True) -> tuple[list[str], list[str]]:
     """(cluster names in order without duplicates, problems). Empty or absent placement means the master only,
-    like the seed: a CR always lands somewhere visible."""
+    like the seed: a CR always lands somewhere visible (not when `default_master` is False: a clusterSelector
+    decides the rest, selector.py)."""
     pl = spec.get("placement")
     entries = pl.get("clusters") if isinstance(pl, dict) else None
     problems: list[str] = []
@@ -256,6 +257,6 @@ def placement(spec: MCRSpec, master: str) -> tuple[list[str], list[str]]:
             continue
         if name not in names:
             names.append(name)
-    if not names and not problems:
+    if not names and not problems and default_master:
         names = [master]
     return names, problems

@@ -37,19 +37,23 @@ from multicluster.kube import ClusterClient
 
 from . import apply, dependencies, lifecycle, policy
 from .breaker import Breakers
+from .clusterlabels import ClusterLabels
 from .crs import MasterCRs
 from .events import NORMAL, WARNING, EventRecorder
 from .health import CopySummary
 from .model import DONE, FINALIZER, PERMANENT, RETRY, ClusterResult, CRKey, DeliveryOptions, Outcome, Phase, Target
 from .overriders import OverrideError
-from .patches import PatchError, TemplateError, check_template, digest, placement
+from .patches import PatchError, TemplateError, check_template, digest
 from .removal import REASON, describe, indexed_targets, unique, why
 from .render import Renderer, cr_owner, member, policy_request, remover
+from .selector import cluster_selector, resolve
 from .status import build_status, now_rfc3339, previous_entry, recorded_targets, same_status
 from .types import MCR, MCRSpec, MCRStatus
 from .watches import Copy, CopyKey, DriftWatches, content_digest
 
 log = logging.getLogger(__name__)
+
+_LABELS_PENDING: Outcome = 0.5  # seconds: a CR that places by label waits this long for the first list of labels
 
 
 @dataclass(slots=True)
@@ -68,7 +72,7 @@ class _Memo:
 class Reconciler:
     def __init__(self, crs: MasterCRs, clients: Mapping[str, ClusterClient], opts: DeliveryOptions,
                  delivery_policy: DeliveryConfig, renderer: Renderer, breakers: Breakers, watches: DriftWatches,
-                 events: EventRecorder) -> None:
+                 events: EventRecorder, *, labels: ClusterLabels) -> None:
         self.crs = crs
         self.clients = clients
         self.opts = opts
@@ -79,6 +83,7 @@ class Reconciler:
         self.events = events
         self.deps = dependencies.Dependencies(crs.master, opts.field_manager, opts.request_timeout,
                                               opts.resync_seconds)
+        self.labels = labels
         self._memo: dict[CRKey, dict[str, _Memo]] = {}
         self._status_written: dict[CRKey, float] = {}  # monotonic time of each CR's last status write
 
@@ -108,8 +113,11 @@ class Reconciler:
         spec: MCRSpec = spec_now if isinstance(spec_now, dict) else {}
         status_now = cr.get("status")
         previous: MCRStatus = status_now if isinstance(status_now, dict) else {}
-        placed, problems = placement(spec, self.crs.master_name)
         recorded = recorded_targets(previous)
+        where = self._placement(spec, recorded)
+        if where is None:
+            return _LABELS_PENDING
+        placed, problems = where
         owner = cr_owner(key, cr, self.opts.field_manager)
         life, life_problems = lifecycle.parse(spec)
         generation = int(md.get("generation") or 0)
@@ -165,6 +173,16 @@ class Reconciler:
                 self.events.record(cr, etype, reason, message)
         return RETRY if any(r.retry for r in results) else DONE
 
+    def _placement(self, spec: MCRSpec, recorded: Mapping[str, Target]) -> tuple[list[str], list[str]] | None:
+        """(placed clusters, spec problems); None while a clusterSelector waits for the clusters' labels."""
+        if cluster_selector(spec) is not None and not self.labels.synced.is_set():
+            return None
+        where = resolve(spec, self.crs.master_name, self.labels.snapshot(), self.clients)
+        placed = list(where.clusters)
+        if where.selector_invalid:  # keep every copy where it is until the selector is fixed
+            placed += [c for c in recorded if c not in placed]
+        return placed, where.problems
+
     async def _deliver(self, cr: MCR, spec: MCRSpec, owner: apply.Owner, cluster: str,
                        template_error: TemplateError | None, recorded: Target | None,
                        previous: MCRStatus, gate: asyncio.Future[Any] | None, life: lifecycle.Lifecycle,
@@ -203,7 +221,8 @@ class Reconciler:
         if down is not None:
             return fail(Phase.UNREACHABLE, down)
         try:
-            desired, target, resource = await self.renderer.render(client, spec, owner, cluster)
+            desired, target, resource = await self.renderer.render(client, spec, owner, cluster,
+                                                                   self.labels.get(cluster))
         except PatchError as exc:
             return fail(Phase.INVALID_PATCH, exc.message)
         except OverrideError as exc:
