@@ -123,6 +123,13 @@ _RESOURCES_PARAMS = [
     _q("count", "Also count the objects after this page (`remaining`), up to server.maxCount (default 100,000): "
                 "past it `remaining` is that cap and `remainingCapped` is true",
        {"type": "boolean", "default": False}),
+    _q("watch", "Server-Sent Events instead of a page (text/event-stream): the current state as ADDED events, a "
+                "SYNCED event, then each change as `id: <position>`, `event: ADDED|MODIFIED|DELETED`, `data: <item>`. "
+                "Resume with the Last-Event-ID header (or resourceVersion / since); a position older than the "
+                "change log keeps is an `error` event with code 410",
+       {"type": "boolean", "default": False}),
+    _q("resourceVersion", "With watch=true: resume after this event id (the Last-Event-ID header does the same)"),
+    _q("since", "With watch=true: the same as resourceVersion"),
 ]
 
 
@@ -194,7 +201,10 @@ def document() -> dict[str, Any]:
             "/v1/resources": {"get": {
                 "summary": "List objects, paginated, with per-cluster freshness",
                 "parameters": _RESOURCES_PARAMS,
-                "responses": {"200": _json(_ref("ResourceList"), "One page"), **_ERRORS},
+                "responses": {"200": {"description": "One page; with watch=true, a stream of Server-Sent Events",
+                                      "content": {"application/json": {"schema": _ref("ResourceList")},
+                                                  "text/event-stream": {"schema": {"type": "string"}}}},
+                              **_ERRORS},
             }},
             "/v1/resources/{cluster}/{gvr}/{namespace}/{name}": {"get": {
                 "summary": "Get one object as JSON or YAML",

@@ -20,6 +20,7 @@ import yaml
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from multicluster.api import sse
 from multicluster.api.auth.chain import scope_of
 from multicluster.api.backend import ApiBackend, ClusterView, freshness, gvr_json
 from multicluster.api.middleware import AUTHORIZED, BACKEND, STREAMING, error_response, json_response
@@ -203,13 +204,16 @@ def build_query(q: Any, res: APIResource, lim: Limits = _DEFAULT_LIMITS) -> tupl
 
 
 async def list_resources(request: web.Request) -> web.StreamResponse:
-    """GET /v1/resources: one page of objects with a continue token and per-cluster freshness."""
+    """GET /v1/resources: one page of objects with a continue token and per-cluster freshness; with watch=true,
+    the objects and then their changes as Server-Sent Events (api/sse.py)."""
     backend = request.app[BACKEND]
     q = request.query
     res = await resolve(backend, required(q, "gvr", "pods"))
     lim = limits(request)
     query, _ = build_query(q, res, lim)
     query = await limit_to_user(request, query, res.namespaced)
+    if bool_param(q, "watch"):
+        return await sse.watch(request, query)
     block = freshness(backend.clusters(), res.gvr, query.clusters)
     head = b'{"apiVersion":"' + API_VERSION.encode() + b'","resource":' + orjson.dumps(gvr_json(res)) + \
         b',"items":['

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from multicluster.feed.match import Filter
 from multicluster.store.base import Change, EventType
@@ -43,7 +43,7 @@ class Closed(Exception):
 class Subscription:
     """One watcher's queue. Read it with `next()`; `close()` when done."""
 
-    __slots__ = ("_hub", "_queue", "_wake", "closed", "filter", "limit")
+    __slots__ = ("_hub", "_queue", "_wake", "closed", "filter", "limit", "on_end")
 
     def __init__(self, hub: Hub, flt: Filter, limit: int) -> None:
         self._hub = hub
@@ -52,6 +52,8 @@ class Subscription:
         self._queue: deque[Event] = deque()
         self._wake = asyncio.Event()
         self.closed: str = ""  # why it was closed ("" = open)
+        # Called once with the reason when the subscription ends (the watch path drops a too-slow connection).
+        self.on_end: Callable[[str], None] | None = None
 
     def _offer(self, change: Change) -> None:
         if self.closed or not self.filter.routes(change):
@@ -71,6 +73,8 @@ class Subscription:
             self._queue.clear()
             self._wake.set()
             self._hub._drop(self)
+            if self.on_end is not None:
+                self.on_end(reason)
 
     async def next(self, timeout: float | None = None) -> list[Event]:
         """Every event waiting (at least one), or [] after `timeout` seconds without any; Closed once closed."""

@@ -87,7 +87,7 @@ async def test_openapi_describes_every_route(client: TestClient, backend: Backen
                 assert segment.strip("{}") in names, (path, segment)
     params = {p["name"]: p for p in doc["paths"]["/v1/resources"]["get"]["parameters"]}
     assert set(params) == {"gvr", "cluster", "namespace", "name", "namePrefix", "nameContains", "labelSelector",
-                           "fieldSelector", "order", "limit", "continue", "count"}
+                           "fieldSelector", "order", "limit", "continue", "count", "watch", "resourceVersion", "since"}
     seed = {p["name"]: p for p in doc["paths"]["/v1/list"]["get"]["parameters"]}
     assert seed["limit"]["schema"]["default"] == 10 and "10" in seed["limit"]["description"]
     # Every $ref resolves.
