@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 class Daemon:
     def __init__(self, config: Config) -> None:
-        self.supervisor = Supervisor("daemon")
+        self.supervisor = Supervisor("daemon", restart_policy=config.retry.task_restart)
         # store.writers (default 2) lets a MySQL server take one batch while the daemon prepares the next; ids come
         # from reserved blocks so concurrent batches do not contend on InnoDB's AUTO_INCREMENT lock. SQLite always
         # has one writer (its writer process pipelines instead).
@@ -221,7 +221,8 @@ class Daemon:
         joined = self.membership.load()
         configured = {c.name for c in cfg.clusters} | {c.name for c in joined}
         self.writer = Writer(
-            self.store, self.queue, self.tracker, batch_size=cfg.store.batch_size, linger=cfg.store.flush_interval
+            self.store, self.queue, self.tracker, batch_size=cfg.store.batch_size, linger=cfg.store.flush_interval,
+            backoff=cfg.retry.write,
         )
         self.registry.attach(self.store, self.writer)
         self.supervisor.spawn("writer", self.writer.run)

@@ -14,7 +14,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from multicluster import metrics
-from multicluster.retry import Backoff
+from multicluster.config import RetryConfig
+from multicluster.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +28,10 @@ class TaskFailure:
 
 
 class Supervisor:
-    def __init__(self, name: str = "supervisor", *, healthy_after: float = 60.0) -> None:
+    def __init__(self, name: str = "supervisor", *, healthy_after: float = 60.0,
+                 restart_policy: RetryPolicy | None = None) -> None:
         self.name = name
+        self.restart_policy = restart_policy or RetryConfig().task_restart  # unless spawn() is given another
         self.healthy_after = healthy_after
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._failures: dict[str, TaskFailure] = {}
@@ -45,12 +48,13 @@ class Supervisor:
         return [n for n, t in self._tasks.items() if not t.done()]
 
     def spawn(
-        self, name: str, factory: Callable[[], Awaitable[None]], *, restart: bool = True, backoff: Backoff | None = None
+        self, name: str, factory: Callable[[], Awaitable[None]], *, restart: bool = True,
+        backoff: RetryPolicy | None = None,
     ) -> asyncio.Task[None]:
         """Run `factory()`; when it raises (not when cancelled) log it and, if `restart`, run it again later."""
         if name in self:
             raise RuntimeError(f"task {name} is already running")
-        bo = backoff or Backoff(initial=1.0, cap=60.0)
+        bo = backoff or self.restart_policy
 
         kind = name.split("/", 1)[0]  # the metric label: task names carry cluster and type, kinds are few
 

@@ -17,7 +17,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
-from multicluster.retry import Backoff
+from multicluster.config import RetryConfig
+from multicluster.retry import RetryPolicy
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -143,8 +144,8 @@ class CoalescingQueue(Generic[K, V]):
 
 
 class WorkQueue(Generic[K]):
-    def __init__(self, backoff: Backoff | None = None) -> None:
-        self.backoff = backoff or Backoff(initial=0.2, cap=60.0)
+    def __init__(self, backoff: RetryPolicy | None = None) -> None:
+        self.backoff = backoff or RetryConfig().delivery
         self._queue: asyncio.Queue[K] = asyncio.Queue()
         self._dirty: set[K] = set()
         self._processing: set[K] = set()

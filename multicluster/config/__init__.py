@@ -25,6 +25,7 @@ from multicluster.config.schema import (
     KindPattern,
     LeaseConfig,
     PolicyRule,
+    RetryConfig,
     ServerConfig,
     StoreConfig,
     SyncConfig,
@@ -33,7 +34,7 @@ from multicluster.config.schema import (
 __all__ = [
     "DEFAULT_BIND", "DEFAULT_EXCLUDE", "DEFAULT_PORT", "KIB", "MAX_SELECTOR_TERMS", "MIB", "SAME_NAMESPACE",
     "SA_TOKEN", "ClusterConfig", "Config", "DeliveryConfig", "KindPattern", "LeaseConfig", "Overrides",
-    "PolicyRule", "ServerConfig", "StoreConfig", "SyncConfig", "apply_overrides", "check_exposure",
+    "PolicyRule", "RetryConfig", "ServerConfig", "StoreConfig", "SyncConfig", "apply_overrides", "check_exposure",
     "check_kubeconfig", "check_scopes", "is_loopback", "load_config", "parse_config", "parse_endpoints",
     "parse_go_duration", "scrub_secret_env",
 ]

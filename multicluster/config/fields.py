@@ -115,7 +115,7 @@ def is_section(hint: Any) -> bool:
 _TYPE_WORDS = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false",
                "array": "a list", "object": "a mapping"}
 _EXPECTED = re.compile(r"^Expected `([^`]+)`, got `([^`]+)`")
-_INDEX = re.compile(r"\[(\d+)\]")
+_PATH_PART = re.compile(r"\.(\w+)|\[(\d+)\]")
 
 
 def convert(where: str, value: Any, hint: Any, what: str) -> Any:
@@ -130,9 +130,13 @@ def convert(where: str, value: Any, hint: Any, what: str) -> Any:
 def _explain(where: str, value: Any, hint: Any, what: str, text: str) -> str:
     text, _, at = text.partition(" - at `$")
     if at:
-        for index in _INDEX.findall(at):
-            where += f"[{index}]"
-            value = value[int(index)] if isinstance(value, list) and int(index) < len(value) else value
+        for key, index in _PATH_PART.findall(at):
+            if key:
+                where += f".{key}"
+                value = value.get(key) if isinstance(value, dict) else value
+            else:
+                where += f"[{index}]"
+                value = value[int(index)] if isinstance(value, list) and int(index) < len(value) else value
     m = _EXPECTED.match(text)
     if m:
         expected = what if not at else _TYPE_WORDS.get(m.group(1), m.group(1))
@@ -220,6 +224,11 @@ def read_section(cls: type, where: str, data: Any, base: Path | None, *, extra: 
             value = data[s.key]
             if is_section(b.hint):
                 value = b.hint(**read_section(b.hint, at, value, base))
+            elif isinstance(b.hint, type) and dataclasses.is_dataclass(b.hint) and isinstance(b.default, b.hint):
+                # A value object (a RetryPolicy): the keys given replace those of this setting's own default.
+                typed(at, value, dict, s.what)
+                check_keys(at, value, [f.name for f in dataclasses.fields(b.hint)])
+                value = convert(at, {**dataclasses.asdict(b.default), **value}, b.hint, s.what)
             else:
                 value = convert(at, value, b.hint, s.what)
         elif s.path and isinstance(b.default, Path) and base is not None:

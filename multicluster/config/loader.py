@@ -20,6 +20,7 @@ from multicluster.config.schema import (
     Config,
     DeliveryConfig,
     LeaseConfig,
+    RetryConfig,
     ServerConfig,
     StoreConfig,
     SyncConfig,
@@ -145,6 +146,7 @@ def parse_config(data: Any, base: Path, *, source: Path | None = None, check_fil
         sync=_parse_sync(data.get("sync")),
         lease=LeaseConfig(**read_section(LeaseConfig, "lease", _section(data, "lease"), None)),
         delivery=DeliveryConfig(**read_section(DeliveryConfig, "delivery", _section(data, "delivery"), None)),
+        retry=RetryConfig(**read_section(RetryConfig, "retry", _section(data, "retry"), None)),
         source=source,
     )
 

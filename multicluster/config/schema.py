@@ -17,6 +17,7 @@ import msgspec
 from multicluster.config import checks
 from multicluster.config.checks import MIB
 from multicluster.config.fields import read_section, setting
+from multicluster.retry import RetryPolicy
 
 DEFAULT_PORT = 31888
 DEFAULT_BIND = "127.0.0.1"
@@ -292,6 +293,30 @@ class DeliveryConfig:
                                 doc="MCRs may take over existing objects (annotation multicluster.practice.com/adopt)")
 
 
+_POLICY = "a mapping with initial, max, factor and jitter"
+
+
+@dataclass(frozen=True, slots=True)
+class RetryConfig:
+    """The retry policy of each retry loop in the daemon, by name."""
+
+    watch: RetryPolicy = setting(RetryPolicy(initial=0.5, max=30.0), key="watch", what=_POLICY,
+                                 doc="an informer's list or watch that failed (sync and delivery informers)")
+    discovery: RetryPolicy = setting(RetryPolicy(initial=1.0, max=30.0), key="discovery", what=_POLICY,
+                                     doc="connecting to a cluster and reading its discovery")
+    write: RetryPolicy = setting(RetryPolicy(initial=0.2, max=10.0), key="write", what=_POLICY,
+                                 doc="a batch of rows the store refused (the queue fills and watches pause)")
+    delivery: RetryPolicy = setting(RetryPolicy(initial=0.5, max=30.0), key="delivery", what=_POLICY,
+                                    doc="a MultiClusterResource whose reconcile failed")
+    crd_install: RetryPolicy = setting(RetryPolicy(initial=1.0, max=60.0), key="crdInstall", what=_POLICY,
+                                       doc="installing the CRDs on the master cluster")
+    task_restart: RetryPolicy = setting(RetryPolicy(initial=1.0, max=60.0), key="taskRestart", what=_POLICY,
+                                        doc="a long-lived task that crashed")
+    member_breaker: RetryPolicy = setting(RetryPolicy(initial=0.5, max=30.0, jitter=0.0), key="memberBreaker",
+                                          what=_POLICY, doc="how long delivery skips a member that failed at the "
+                                          "connection level")
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     clusters: tuple[ClusterConfig, ...]
@@ -306,6 +331,7 @@ class Config:
     lease: LeaseConfig = setting(LeaseConfig(), key="lease", what="a mapping", doc="leader election")
     delivery: DeliveryConfig = setting(DeliveryConfig(), key="delivery", what="a mapping",
                                        doc="MultiClusterResource delivery")
+    retry: RetryConfig = setting(RetryConfig(), key="retry", what="a mapping", doc="retry policies by name")
     source: Path | None = None
 
     @property

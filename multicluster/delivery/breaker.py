@@ -1,7 +1,8 @@
 """Per-cluster circuit breaker: a member that fails at the connection level is skipped for a short while.
 
 Without it every CR placed on a dead cluster would wait out its own request timeout; with it a dead cluster costs
-one timeout, then reconciles report it unreachable at once until the breaker closes again (0.5 s doubling to 30 s).
+one timeout, then reconciles report it unreachable at once until the breaker closes again (the config's
+`retry.memberBreaker`: 0.5 s doubling to 30 s).
 A successful apply closes it. Reconcile and finalize share one `Breakers`; nobody else reads or writes its state.
 """
 
@@ -11,9 +12,7 @@ import time
 from dataclasses import dataclass
 
 from multicluster.errors import ClusterError
-
-_INITIAL = 0.5
-_CAP = 30.0
+from multicluster.retry import RetryPolicy
 
 
 @dataclass(slots=True)
@@ -24,7 +23,8 @@ class _Breaker:
 
 
 class Breakers:
-    def __init__(self) -> None:
+    def __init__(self, policy: RetryPolicy) -> None:
+        self.policy = policy
         self._breakers: dict[str, _Breaker] = {}
 
     def open(self, cluster: str) -> str | None:
@@ -39,7 +39,7 @@ class Breakers:
         if time.monotonic() < b.until:
             return  # already open: this failure is the breaker's own verdict, or a concurrent one
         b.failures += 1
-        b.until = time.monotonic() + min(_CAP, _INITIAL * 2 ** (b.failures - 1))
+        b.until = time.monotonic() + self.policy.delay(b.failures - 1)
         b.error = exc.reason
         self._breakers[cluster] = b
 

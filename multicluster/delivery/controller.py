@@ -25,7 +25,6 @@ from multicluster import metrics
 from multicluster.config import Config, DeliveryConfig
 from multicluster.errors import ClusterError, ConfigError, KubeAPIError, MulticlusterError, ReconcileError
 from multicluster.kube import ClusterClient
-from multicluster.retry import Backoff
 from multicluster.sync.informer import Informer, InformerOptions
 from multicluster.tasks import Supervisor
 from multicluster.wire import WireObject
@@ -46,10 +45,6 @@ from .watches import Copy, CopyKey, DeliveredIndex, DriftWatches
 __all__ = ["DONE", "RETRY", "Controller"]
 
 log = logging.getLogger(__name__)
-
-
-def _queue() -> WorkQueue[CRKey]:
-    return WorkQueue(Backoff(initial=0.5, cap=30.0))
 
 
 class _CRSink:
@@ -96,14 +91,15 @@ class Controller:
         self.clients = clients
         self.supervisor = supervisor
         self.opts = options or DeliveryOptions()
-        self.queue = _queue()
+        self.queue: WorkQueue[CRKey] = WorkQueue(config.retry.delivery)
         self.crs = MasterCRs(self.master, self.master_name)
         self.watches = DriftWatches(self.clients, supervisor, DeliveredIndex(), self._copy_changed,
-                                    prefix=self.opts.task_prefix, resync_seconds=self.opts.watch_resync_seconds)
+                                    prefix=self.opts.task_prefix, resync_seconds=self.opts.watch_resync_seconds,
+                                    retry=config.retry.watch)
         self.events = EventRecorder(self.master)
         self.labels = ClusterLabels(self.master, self._labels_changed, resync_seconds=self.opts.watch_resync_seconds)
         self.synced = asyncio.Event()
-        renderer, breakers = Renderer(), Breakers()
+        renderer, breakers = Renderer(), Breakers(config.retry.member_breaker)
         self.reconciler = Reconciler(self.crs, clients, self.opts, config.delivery, renderer, breakers,
                                      self.watches, self.events, labels=self.labels)
         self.finalizer = Finalizer(self.crs, clients, self.opts, config.delivery, renderer, breakers, self.events)
@@ -112,12 +108,13 @@ class Controller:
 
     async def run(self) -> None:
         prefix = self.opts.task_prefix
-        self.queue = _queue()
+        self.queue = WorkQueue(self.config.retry.delivery)
         try:
             await self._install()
             resource = await self.crs.discover()
             informer = Informer(self.master, resource, _CRSink(self), options=InformerOptions(
-                namespace=self.opts.namespace, emit_unchanged=True, resync_seconds=self.opts.resync_seconds))
+                namespace=self.opts.namespace, emit_unchanged=True, resync_seconds=self.opts.resync_seconds,
+                backoff=self.config.retry.watch))
             self.supervisor.spawn(f"{prefix}/events", self.events.run)
             self.supervisor.spawn(f"{prefix}/cluster-labels", self.labels.run)
             self.supervisor.spawn(f"{prefix}/crs", informer.run)
@@ -158,7 +155,7 @@ class Controller:
     async def _install(self) -> None:
         if not self.opts.install_crds:
             return
-        backoff = Backoff(initial=1.0, cap=60.0)
+        backoff = self.config.retry.crd_install
         attempt = 0
         while True:
             try:

@@ -20,6 +20,7 @@ from typing import Any
 
 from multicluster.gvr import GVR, APIResource
 from multicluster.kube import ClusterClient
+from multicluster.retry import RetryPolicy
 from multicluster.sync.informer import Informer, InformerOptions
 from multicluster.tasks import Supervisor
 from multicluster.wire import WireObject
@@ -157,13 +158,14 @@ class DriftWatches:
     """Starts (once) the informer for each (cluster, type) we deliver to, under the supervisor."""
 
     def __init__(self, clients: Mapping[str, ClusterClient], supervisor: Supervisor, index: DeliveredIndex,
-                 on_change: OnChange, *, prefix: str, resync_seconds: float) -> None:
+                 on_change: OnChange, *, prefix: str, resync_seconds: float, retry: RetryPolicy) -> None:
         self.clients = clients
         self.supervisor = supervisor
         self.index = index
         self.on_change = on_change
         self.prefix = prefix
         self.resync_seconds = resync_seconds
+        self.retry = retry
         self._informers: dict[tuple[str, GVR], Informer] = {}
 
     def ensure(self, cluster: str, resource: APIResource) -> Informer:
@@ -174,7 +176,7 @@ class DriftWatches:
         client = self.clients[cluster]
         sink = _CopySink(cluster, resource.gvr, self.index, self.on_change)
         inf = Informer(client, resource, sink, options=InformerOptions(
-            label_selector=MANAGED_SELECTOR, resync_seconds=self.resync_seconds))
+            label_selector=MANAGED_SELECTOR, resync_seconds=self.resync_seconds, backoff=self.retry))
         self._informers[key] = inf
         self.supervisor.spawn(f"{self.prefix}/watch/{cluster}/{resource.gvr}", inf.run)
         log.debug("watching delivered %s in cluster %s", resource.gvr, cluster)

@@ -15,7 +15,6 @@ from multicluster.errors import ClusterError, GVRError, MulticlusterError
 from multicluster.gvr import GVR, APIResource, selected
 from multicluster.kube import ClusterClient
 from multicluster.logsetup import cluster_logger
-from multicluster.retry import Backoff
 from multicluster.store.base import Store
 from multicluster.sync.health import Tracker
 from multicluster.sync.informer import Informer, InformerOptions
@@ -81,7 +80,7 @@ class ClusterSync:
         return self.discovered.is_set() and all(i.synced.is_set() or i.denied for i in self.informers.values())
 
     async def run(self) -> None:
-        backoff = Backoff(initial=1.0, cap=30.0)
+        backoff = self.config.retry.discovery
         attempt = 0
         health = self.tracker.cluster(self.cluster.name)
         while True:
@@ -196,6 +195,7 @@ class ClusterSync:
                     resync_seconds=self.config.sync.resync_seconds,
                     max_object_bytes=self.config.sync.max_object_bytes,
                     list_timeout=self.config.sync.list_timeout_seconds,
+                    backoff=self.config.retry.watch,
                 ),
             )
             self.informers[gvr] = inf

@@ -32,12 +32,12 @@ from typing import Any, Protocol
 import orjson
 
 from multicluster import metrics, wire
-from multicluster.config import SyncConfig
+from multicluster.config import RetryConfig, SyncConfig
 from multicluster.errors import ClusterError, Forbidden, Gone, KubeAPIError, NotFound, kube_error
 from multicluster.gvr import APIResource
 from multicluster.kube import ClusterClient, TooLarge
 from multicluster.logsetup import cluster_logger
-from multicluster.retry import DEFAULT_BACKOFF, Backoff
+from multicluster.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,7 @@ def parse_rv(rv: str) -> int | None:
 
 
 _DEFAULTS = SyncConfig()
+_RETRY = RetryConfig()
 
 
 @dataclass
@@ -91,7 +92,7 @@ class InformerOptions:
     page_size: int = 500
     watch_timeout: int = 300
     resync_seconds: float = 600.0
-    backoff: Backoff = DEFAULT_BACKOFF
+    backoff: RetryPolicy = _RETRY.watch
     namespace: str | None = None
     label_selector: str | None = None
     # Hand every listed object to the sink on a relist, even unchanged ones (controllers want periodic resync).

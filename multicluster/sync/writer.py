@@ -15,10 +15,11 @@ import time
 from collections.abc import AsyncIterator, Awaitable
 
 from multicluster import metrics
+from multicluster.config import RetryConfig
 from multicluster.errors import StoreError
 from multicluster.gvr import GVR
 from multicluster.logsetup import cluster_logger
-from multicluster.retry import Backoff
+from multicluster.retry import RetryPolicy
 from multicluster.store.base import ApplyResult, Mutation, PipelinedStore, Store
 from multicluster.sync.health import Tracker
 from multicluster.workqueue import CoalescingQueue, ShardedQueue
@@ -40,14 +41,14 @@ class Writer:
         *,
         batch_size: int = 500,
         linger: float = 0.05,
-        backoff: Backoff | None = None,
+        backoff: RetryPolicy | None = None,
     ) -> None:
         self.store = store
         self.queue = queue
         self.tracker = tracker
         self.batch_size = batch_size
         self.linger = linger
-        self.backoff = backoff or Backoff(initial=0.2, cap=10.0)
+        self.backoff = backoff or RetryConfig().write
         self.written = 0
         self.deleted = 0
         self.skipped = 0

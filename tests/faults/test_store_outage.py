@@ -18,7 +18,7 @@ import pytest
 
 from multicluster import metrics
 from multicluster.daemon import Daemon
-from multicluster.retry import Backoff
+from multicluster.retry import RetryPolicy
 from multicluster.testing.harness import Harness
 from multicluster.testing.mariadb import MariaDB
 from tests.faults.helpers import assert_daemon_healthy, bulk, mkns, rmns
@@ -63,7 +63,7 @@ async def test_an_outage_past_the_old_backoff_overflow_then_recovery(harness: Ha
         writer = d.writer
         assert writer is not None
         # Retries a millisecond apart: a thousand attempts take seconds instead of hours.
-        writer.backoff = Backoff(initial=0.001, factor=2.0, cap=0.002)
+        writer.backoff = RetryPolicy(initial=0.001, factor=2.0, max=0.002)
         before, crashes = store_errors(), writer_crashes()
         await asyncio.to_thread(db.stop)
 

@@ -13,7 +13,7 @@ import pytest
 
 from multicluster.config import StoreConfig
 from multicluster.errors import StoreError
-from multicluster.retry import Backoff
+from multicluster.retry import RetryPolicy
 from multicluster.store import Delete, Query, open_store, schema
 from multicluster.store.mysql import MySQLStore
 from multicluster.store.sqlite import SQLiteStore
@@ -327,7 +327,7 @@ async def test_writer_pipeline_keeps_order_through_a_locked_store(tmp_path: Path
     s = SQLiteStore(path)
     await s.open()
     queue: CoalescingQueue[Any, Any] = CoalescingQueue(maxsize=100_000)
-    writer = Writer(s, queue, Tracker(), batch_size=50, linger=0, backoff=Backoff(initial=0.05, cap=0.1))
+    writer = Writer(s, queue, Tracker(), batch_size=50, linger=0, backoff=RetryPolicy(initial=0.05, max=0.1))
     other = sqlite3.connect(path, isolation_level=None)
     task = asyncio.create_task(writer.run())
     try:

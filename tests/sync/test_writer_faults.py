@@ -14,7 +14,7 @@ import pytest
 
 from multicluster import metrics
 from multicluster.config import StoreConfig
-from multicluster.retry import Backoff
+from multicluster.retry import RetryPolicy
 from multicluster.store import Query, Store, open_store
 from multicluster.store.base import ApplyResult, Mutation
 from multicluster.store.mysql import MySQLStore
@@ -44,7 +44,7 @@ async def test_a_row_the_store_cannot_take_does_not_stop_the_writer(engine: Stor
     store = open_store(engine)
     await store.open()
     queue: CoalescingQueue[Any, Any] = CoalescingQueue(maxsize=10_000)
-    writer = Writer(store, queue, Tracker(), batch_size=100, linger=0, backoff=Backoff(initial=0.01, cap=0.05))
+    writer = Writer(store, queue, Tracker(), batch_size=100, linger=0, backoff=RetryPolicy(initial=0.01, max=0.05))
     task = asyncio.create_task(writer.run())
     before = _dropped()
     try:
@@ -100,7 +100,7 @@ async def test_any_error_of_one_row_is_isolated_to_that_row(engine: StoreConfig)
     store: Store = _PoisonedSQLite(engine.path) if engine.type == "sqlite" else _PoisonedMySQL(engine)
     await store.open()
     queue: CoalescingQueue[Any, Any] = CoalescingQueue(maxsize=10_000)
-    writer = Writer(store, queue, Tracker(), batch_size=64, linger=0.05, backoff=Backoff(initial=0.01, cap=0.05))
+    writer = Writer(store, queue, Tracker(), batch_size=64, linger=0.05, backoff=RetryPolicy(initial=0.01, max=0.05))
     task = asyncio.create_task(writer.run())
     before = _dropped()
     try:

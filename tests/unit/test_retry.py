@@ -1,4 +1,4 @@
-"""Backoff and the task supervisor over very long outages: thousands of attempts never overflow or give up."""
+"""RetryPolicy and the task supervisor over very long outages: thousands of attempts never overflow or give up."""
 
 from __future__ import annotations
 
@@ -8,19 +8,19 @@ import math
 import pytest
 
 from multicluster import metrics
-from multicluster.retry import Backoff
+from multicluster.retry import RetryPolicy
 from multicluster.tasks import Supervisor
 
 
 @pytest.mark.parametrize("attempt", [0, 10, 1023, 1024, 5000, 10**9])
 def test_backoff_never_overflows(attempt: int) -> None:
-    b = Backoff(initial=0.5, factor=2.0, cap=30.0, jitter=0.0)
+    b = RetryPolicy(initial=0.5, factor=2.0, max=30.0, jitter=0.0)
     d = b.delay(attempt)
     assert d == (min(30.0, 0.5 * 2**attempt) if attempt < 100 else 30.0)
 
 
 def test_backoff_with_large_factor_and_odd_retry_after() -> None:
-    b = Backoff(initial=1.0, factor=1e10, cap=60.0, jitter=0.2)
+    b = RetryPolicy(initial=1.0, factor=1e10, max=60.0, jitter=0.2)
     assert 48.0 <= b.delay(400) <= 72.0
     for ra in (math.inf, math.nan, -5.0):
         d = b.delay(0, retry_after=ra)
@@ -38,7 +38,7 @@ async def test_supervisor_outlives_a_thousand_crashes() -> None:
             raise RuntimeError("still broken")
 
     sup = Supervisor()
-    task = sup.spawn("flaky", flaky, backoff=Backoff(initial=1e-6, cap=1e-6, jitter=0.0))
+    task = sup.spawn("flaky", flaky, backoff=RetryPolicy(initial=1e-6, max=1e-6, jitter=0.0))
     await asyncio.wait_for(task, 60)
     assert task.exception() is None and crashes == 1101
 
@@ -48,7 +48,7 @@ async def test_supervisor_resets_the_backoff_after_a_healthy_run() -> None:
     delays: list[float] = []
     runs = 0
 
-    class Recording(Backoff):
+    class Recording(RetryPolicy):
         def delay(self, attempt: int, retry_after: float | None = None) -> float:
             d = super().delay(attempt, retry_after)
             delays.append(attempt)

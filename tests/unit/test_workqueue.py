@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from multicluster.retry import Backoff
+from multicluster.retry import RetryPolicy
 from multicluster.workqueue import CoalescingQueue, WorkQueue
 
 
@@ -62,7 +62,7 @@ async def test_workqueue_never_processes_a_key_twice_at_once() -> None:
 
 
 async def test_requeue_failed_backs_off_and_forget_resets() -> None:
-    wq: WorkQueue[str] = WorkQueue(Backoff(initial=0.05, factor=2, cap=1, jitter=0))
+    wq: WorkQueue[str] = WorkQueue(RetryPolicy(initial=0.05, factor=2, max=1, jitter=0))
     wq.add("k")
     k = await wq.get()
     assert wq.requeue_failed(k) == 0.05
@@ -77,10 +77,10 @@ async def test_requeue_failed_backs_off_and_forget_resets() -> None:
 
 
 def test_backoff_caps_and_honours_retry_after() -> None:
-    b = Backoff(initial=1, factor=2, cap=30, jitter=0)
+    b = RetryPolicy(initial=1, factor=2, max=30, jitter=0)
     assert [b.delay(i) for i in range(7)] == [1, 2, 4, 8, 16, 30, 30]
     assert b.delay(0, retry_after=12) == 12
-    jittered = Backoff(initial=10, jitter=0.2)
+    jittered = RetryPolicy(initial=10, jitter=0.2)
     assert all(8 <= jittered.delay(0) <= 12 for _ in range(50))
 
 
