@@ -115,6 +115,8 @@ def is_section(hint: Any) -> bool:
 _TYPE_WORDS = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false",
                "array": "a list", "object": "a mapping"}
 _EXPECTED = re.compile(r"^Expected `([^`]+)`, got `([^`]+)`")
+_BOUND = re.compile(r"^Expected `(\w+)` (>=|>|<=|<) (-?[\d.e+-]+)")
+_BOUND_WORDS = {">": "greater than {}", ">=": "{} or more", "<": "less than {}", "<=": "{} or less"}
 _PATH_PART = re.compile(r"\.(\w+)|\[(\d+)\]")
 
 
@@ -124,10 +126,10 @@ def convert(where: str, value: Any, hint: Any, what: str) -> Any:
     try:
         return msgspec.convert(value, hint, strict=True)
     except msgspec.ValidationError as exc:
-        raise ConfigError(_explain(where, value, hint, what, str(exc))) from None
+        raise ConfigError(_explain(where, value, what, str(exc))) from None
 
 
-def _explain(where: str, value: Any, hint: Any, what: str, text: str) -> str:
+def _explain(where: str, value: Any, what: str, text: str) -> str:
     text, _, at = text.partition(" - at `$")
     if at:
         for key, index in _PATH_PART.findall(at):
@@ -143,14 +145,12 @@ def _explain(where: str, value: Any, hint: Any, what: str, text: str) -> str:
         if isinstance(value, bool):
             return f"{where}: expected {expected}, got a boolean ({value!r})"
         return f"{where}: expected {expected}, got {type(value).__name__} ({value!r})"
-    for meta in typing.get_args(hint)[1:]:
-        if isinstance(meta, msgspec.Meta):
-            if meta.gt is not None and not value > meta.gt:
-                return f"{where}: must be greater than {meta.gt}, got {value}"
-            if meta.ge is not None and not value >= meta.ge:
-                return f"{where}: must be {meta.ge} or more, got {value}"
-            if meta.le is not None and not value <= meta.le:
-                return f"{where}: must be {meta.le} or less, got {value}"
+    bound_ = _BOUND.match(text)
+    if bound_:
+        kind, op, limit = bound_.group(1), bound_.group(2), float(bound_.group(3))
+        if kind == "int" and op == ">=" and limit >= 1:  # msgspec says `>= 1` for `gt=0`: keep the declared words
+            op, limit = ">", limit - 1
+        return f"{where}: must be {_BOUND_WORDS[op].format(format(limit, 'g'))}, got {value}"
     return f"{where}: {text[:1].lower()}{text[1:]}"
 
 

@@ -125,3 +125,50 @@ def test_flag_file_wins_over_the_flag_and_an_empty_file_is_refused(config_file: 
 def test_unknown_override_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="not a config flag: prot"):
         Overrides(prot=1)
+
+
+# --------------------------------------------------------------------------------------------------- retry policies
+
+
+def test_a_retry_policy_overrides_only_the_keys_given(config_file: Path) -> None:
+    from multicluster.config import RetryConfig
+
+    cfg = load(config_file, "retry: {write: {max: 20}, watch: {jitter: 0, factor: 3}}")
+    assert (cfg.retry.write.initial, cfg.retry.write.max) == (RetryConfig().write.initial, 20.0)
+    assert (cfg.retry.watch.jitter, cfg.retry.watch.factor) == (0.0, 3.0)
+    assert cfg.retry.discovery == RetryConfig().discovery
+    assert load(config_file, "").retry == RetryConfig()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("retry: {write: {factor: 0.5}}", "retry.write.factor: must be 1 or more, got 0.5"),
+        ("retry: {write: {jitter: 2}}", "retry.write.jitter: must be 1 or less, got 2"),
+        ("retry: {write: {max: 0}}", "retry.write.max: must be greater than 0, got 0"),
+        ("retry: {write: {initial: soon}}", "retry.write.initial: expected a number, got str ('soon')"),
+        ("retry: {write: {cap: 1}}", 'retry.write: unknown key "cap"'),
+        ("retry: {wach: {}}", 'retry: unknown key "wach" (did you mean "watch"?)'),
+        ("retry: {write: 5}", "retry.write: expected a mapping with initial, max, factor and jitter"),
+    ],
+)
+def test_bad_retry_policies_name_the_field(config_file: Path, extra: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load(config_file, extra)
+    assert str(err.value).startswith(message), str(err.value)
+
+
+def test_retry_policies_are_built_only_by_the_schema() -> None:
+    """Every retry loop takes a named policy from the config: no RetryPolicy(...) with numbers anywhere else."""
+    import ast
+
+    root = Path(__file__).resolve().parents[2]
+    found = []
+    for pkg in ("multicluster", "plugin"):
+        for path in (root / pkg).rglob("*.py"):
+            if path == root / "multicluster" / "config" / "schema.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "RetryPolicy":
+                    found.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert not found, f"retry policies built outside the config schema: {found}"
