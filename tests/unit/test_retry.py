@@ -63,7 +63,7 @@ async def test_supervisor_resets_the_backoff_after_a_healthy_run() -> None:
             raise RuntimeError("crash")
 
     sup = Supervisor(healthy_after=0.1)
-    t = sup.spawn("t", task_body, backoff=Recording(initial=1e-4, cap=1e-4, jitter=0.0))
+    t = sup.spawn("t", task_body, backoff=Recording(initial=1e-4, max=1e-4, jitter=0.0))
     await asyncio.wait_for(t, 10)
     assert delays == [0, 1, 2, 0, 1]
 
