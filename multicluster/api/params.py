@@ -128,9 +128,24 @@ def fingerprint(q: Query) -> str:
     return hashlib.sha256(orjson.dumps(doc)).hexdigest()[:16]
 
 
-def encode_continue(q: Query, after: tuple[str, ...]) -> str:
-    raw = orjson.dumps({"v": 1, "a": list(after), "f": fingerprint(q)})
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+def encode_continue(q: Query, after: tuple[str, ...], resource_version: str = "") -> str:
+    """`resource_version`: what the first page answered (the Kubernetes-compatible API), carried to the next."""
+    data: dict[str, Any] = {"v": 1, "a": list(after), "f": fingerprint(q)}
+    if resource_version:
+        data["r"] = resource_version
+    return base64.urlsafe_b64encode(orjson.dumps(data)).rstrip(b"=").decode()
+
+
+def continue_resource_version(token: str) -> str:
+    """The resourceVersion a continue token carries ("" if none, or if the token is malformed: decode_continue
+    is the one that says so)."""
+    try:
+        padded = token.strip() + "=" * (-len(token.strip()) % 4)
+        data = orjson.loads(base64.b64decode(padded.replace("-", "+").replace("_", "/"), validate=True))
+    except (binascii.Error, ValueError, orjson.JSONDecodeError):
+        return ""
+    rv = data.get("r") if isinstance(data, dict) else None
+    return rv if isinstance(rv, str) else ""
 
 
 _BAD_TOKEN_HINT = (

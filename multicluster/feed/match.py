@@ -28,11 +28,16 @@ class Filter:
     namespace: str = ""  # "" = every namespace
     labels: tuple[Requirement, ...] = ()
     fields: tuple[Requirement, ...] = ()
+    # Where the watcher may read (Query.allowed: per cluster, every namespace (None) or the listed ones);
+    # None = anywhere.
+    allowed: tuple[tuple[str, tuple[str, ...] | None], ...] | None = None
 
     def routes(self, change: Change) -> bool:
-        """The cheap part: the change is of this watcher's type, cluster and namespace."""
+        """The cheap part: the change is of this watcher's type, cluster and namespace, and it may read it."""
         return (change.gvr == self.gvr and (not self.clusters or change.cluster in self.clusters)
-                and (not self.namespace or change.namespace == self.namespace))
+                and (not self.namespace or change.namespace == self.namespace)
+                and (self.allowed is None or any(c == change.cluster and (ns is None or change.namespace in ns)
+                                                 for c, ns in self.allowed)))
 
     def selects(self, change: Change, labels: Mapping[str, str], fields: Mapping[str, str]) -> bool:
         return (all(_label(r, labels) for r in self.labels)

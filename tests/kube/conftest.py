@@ -13,7 +13,7 @@ import os
 import shutil
 import ssl
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -65,6 +65,16 @@ class Env:
     namespace: str
     kubeconfig: Path
     cache: Path
+
+    async def restart(self, while_down: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Stop the daemon, run `while_down`, and start a new one on the same store and port."""
+        cfg = self.daemon.config
+        await self.daemon.shutdown(5)
+        if while_down is not None:
+            await while_down()
+        self.daemon = Daemon(cfg)
+        await self.daemon.start(controller=False)
+        assert await self.daemon.wait_ready(90)
 
     async def kubectl(self, *args: str, context: str = "multicluster", ok: bool = True) -> tuple[int, str, str]:
         """Run the real kubectl against a scope of the daemon (the event loop keeps serving meanwhile)."""
@@ -171,6 +181,7 @@ async def env(harness: Harness, tmp_path_factory: pytest.TempPathFactory) -> Asy
     d = Daemon(cfg)
     await d.start(controller=False)
     url = f"https://127.0.0.1:{port}"
+    made: list[Env] = []
     try:
         assert await d.wait_ready(90)
         await wait_converged(d, harness, GVRS, 60)
@@ -181,9 +192,11 @@ async def env(harness: Harness, tmp_path_factory: pytest.TempPathFactory) -> Asy
             "kubeconfig", "--out", str(kubeconfig), "--server", url, "--certificate-authority",
             str(harness.pki / "ca.crt")], env={"MULTICLUSTER_TOKEN": TOKEN})
         assert result.exit_code == 0, result.output
-        yield Env(harness, d, url, ns, kubeconfig, tmp / "kube-cache")
+        made.append(Env(harness, d, url, ns, kubeconfig, tmp / "kube-cache"))
+        yield made[0]
     finally:
-        await d.shutdown(5)
+        # A test may have restarted the daemon (Env.restart): stop the one running now.
+        await (made[0].daemon if made else d).shutdown(5)
         for cluster in harness.servers:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(harness.request, cluster, "DELETE", f"/api/v1/namespaces/{ns}")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -293,6 +294,12 @@ async def test_the_daemons_port_wants_a_proxy_certificate_or_a_valid_token(agg: 
             assert resp.status == 200
             items = (await resp.json())["items"]
         assert {i["metadata"]["namespace"] for i in items} == {agg.team_a}
+        # A watch is limited the same way (checked with the verb watch).
+        async with http.get(pods, params={"watch": "true", "timeoutSeconds": "1"},
+                            headers={"Authorization": f"Bearer {agg.tokens['team-a']}"}) as resp:
+            assert resp.status == 200
+            events = [orjson.loads(line) for line in (await resp.read()).splitlines()]
+        assert events and {e["object"]["metadata"]["namespace"] for e in events} == {agg.team_a}
         async with http.get(agg.url + "/v1/resources", params={"gvr": "pods", "limit": "500"},
                             headers={"Authorization": f"Bearer {agg.tokens['cluster2']}"}) as resp:
             assert resp.status == 200

@@ -22,7 +22,7 @@ async def test_api_resources_lists_what_is_synced(env: Env) -> None:
     # Only synced types: secrets exist in every cluster but are not in the daemon's include list.
     assert "secrets" not in rows and "endpoints" not in rows
     _, wide, _ = await env.kubectl("api-resources", "-o", "wide", "--api-group=apps")
-    assert all(r[-2:] == ["get,list", ""] or "get,list" in r for r in table(wide)[1:])
+    assert all(r[-2:] == ["get,list,watch", ""] or "get,list,watch" in r for r in table(wide)[1:])
 
 
 async def test_short_names_and_categories(env: Env) -> None:

@@ -68,8 +68,9 @@ async def test_bad_requests_read_like_a_kube_apiserver(env: Env) -> None:
         async with http.get(url, params={"resourceVersionMatch": "Newest"}) as r:
             body = await r.json()
         assert r.status == 400 and body["message"].startswith('resourceVersionMatch: Unsupported value: "Newest"')
-        async with http.get(url, params={"watch": "true"}) as r:
-            assert r.status == 405 and (await r.json())["kind"] == "Status"
+        async with http.get(url, params={"watch": "true", "resourceVersionMatch": "NotOlderThan"}) as r:
+            body = await r.json()
+        assert r.status == 400 and body["kind"] == "Status" and "resourceVersionMatch is forbidden" in body["message"]
         async with http.get(env.url + scope_prefix("_all") + "/api/v1/secrets") as r:
             body = await r.json()
         assert r.status == 404 and body["reason"] == "NotFound" and "not synced" in body["message"]

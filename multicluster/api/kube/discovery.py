@@ -29,7 +29,7 @@ from multicluster.gvr import GVR, APIResource
 
 log = logging.getLogger(__name__)
 
-VERBS = ("get", "list")
+VERBS = ("get", "list", "watch")
 CRDS = GVR("apiextensions.k8s.io", "v1", "customresourcedefinitions")
 # The built-in types in the `all` category (what `kubectl get all` lists against a cluster).
 BUILTIN_CATEGORIES: dict[tuple[str, str], tuple[str, ...]] = {

@@ -7,7 +7,7 @@ from aiohttp import web
 
 from multicluster.api.auth.chain import scope_of
 from multicluster.api.backend import ClusterView
-from multicluster.api.kube import discovery, lists
+from multicluster.api.kube import discovery, lists, watch
 from multicluster.api.kube.paths import ALL_CLUSTERS, PREFIX, PathError, Target, parse, scope_prefix
 from multicluster.api.kube.status import status_response
 from multicluster.api.middleware import BACKEND, json_response
@@ -82,14 +82,14 @@ async def _objects(request: web.Request, target: Target, scope: list[ClusterView
         return _not_found(f"{res.res.kind} is cluster-scoped: drop the namespace")
     if target.subresource:
         return _not_found(f"subresource {target.subresource}: only stored objects are served")
-    if bool_param(request.query, "watch"):
-        return status_response(405, "watch is not served by the multicluster Kubernetes API: list again to see "
-                               "changes", {"kind": res.gvr.resource, "group": res.gvr.group})
     backend = request.app[BACKEND]
     # A Kubernetes user (front proxy, TokenReview) reads only what the master's RBAC lets them: see api.auth.
-    grant = await scope_of(request, backend.store, "get" if target.kind == "get" else "list", res.gvr,
-                           namespaced=res.res.namespaced, namespace=target.namespace,
-                           clusters=[v.name for v in scope])
+    watching = bool_param(request.query, "watch") or target.watch
+    verb = "watch" if watching else "get" if target.kind == "get" else "list"
+    grant = await scope_of(request, backend.store, verb, res.gvr, namespaced=res.res.namespaced,
+                           namespace=target.namespace, clusters=[v.name for v in scope])
+    if watching:
+        return await watch.watch_objects(request, backend, res, target, clusters, grant)
     if target.kind == "get":
         return await lists.get_object(request, backend, res, target, clusters, grant)
     return await lists.list_objects(request, backend, res, target, clusters, grant)

@@ -33,9 +33,16 @@ from multicluster.api.kube.paths import CLUSTER_ANNOTATION, Target
 from multicluster.api.kube.status import StatusDetails, status_response
 from multicluster.api.kube.tables import cells, column_definitions
 from multicluster.api.middleware import STREAMING
-from multicluster.api.params import check_terms, decode_continue, encode_continue, int_param
+from multicluster.api.params import (
+    check_terms,
+    continue_resource_version,
+    decode_continue,
+    encode_continue,
+    int_param,
+)
 from multicluster.api.routes import MAX_LIMIT, STREAM_PAGE, limits
 from multicluster.errors import QueryError
+from multicluster.feed import positions
 from multicluster.selectors import FIELD_KEYS, parse_field_selector, parse_label_selector, term_count
 from multicluster.store.base import Query, StoredObject
 
@@ -151,17 +158,24 @@ class Renderer:
         return (b'{"kind":"' + f"{self.res.res.kind}List".encode() + b'","apiVersion":"'
                 + self.res.gvr.api_version.encode() + b'","metadata":' + orjson.dumps(meta) + b',"items":[')
 
-    def item(self, stored: StoredObject) -> bytes:
-        obj = _item(stored, self.res)
-        if not self.table:
-            return orjson.dumps(obj)
-        row: dict[str, Any] = {"cells": cells(self.res, stored.cluster, obj, self.now)}
+    def obj(self, stored: StoredObject) -> dict[str, Any]:
+        """The object as this API serves it: apiVersion and kind filled in, the cluster annotation added."""
+        return _item(stored, self.res)
+
+    def table_row(self, cluster: str, obj: dict[str, Any], now: float | None = None) -> dict[str, Any]:
+        row: dict[str, Any] = {"cells": cells(self.res, cluster, obj, self.now if now is None else now)}
         if self.include == "Object":
             row["object"] = obj
         elif self.include == "Metadata":
             row["object"] = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
                              "metadata": obj.get("metadata", {})}
-        return orjson.dumps(row)
+        return row
+
+    def item(self, stored: StoredObject) -> bytes:
+        obj = _item(stored, self.res)
+        if not self.table:
+            return orjson.dumps(obj)
+        return orjson.dumps(self.table_row(stored.cluster, obj))
 
     def single(self, stored: StoredObject) -> bytes:
         return orjson.dumps(_item(stored, self.res))
@@ -173,12 +187,20 @@ async def list_objects(request: web.Request, backend: ApiBackend, res: KubeResou
     render = Renderer(request, res)
     headers = warnings(backend, res, grant.cluster_names() if grant is not None else clusters)
     store = backend.store
+    # The list's resourceVersion: the change log positions read before its first page, so a watch from it
+    # misses nothing that changed while the list was read (it may repeat a change the list already shows).
+    # Every page of a paged list carries its first page's (in the continue token), as one list.
+    token = request.query.get("continue")
+    rv = continue_resource_version(token) if token else ""
+    if not rv:
+        rv = positions.encode({c: p.last for c, p in (await store.log_positions()).items()
+                               if not clusters or c in clusters})
     if query.limit:
         # One page, as asked: the continue token resumes after its last row.
         page = await store.query(query)
-        meta: dict[str, Any] = {"resourceVersion": ""}
+        meta: dict[str, Any] = {"resourceVersion": rv}
         if page.next_after is not None:
-            meta["continue"] = encode_continue(query, page.next_after)
+            meta["continue"] = encode_continue(query, page.next_after, rv)
         parts = [render.head(meta)]
         for i, item in enumerate(page.items):
             parts += (b"," if i else b"", render.item(item))
@@ -193,7 +215,7 @@ async def list_objects(request: web.Request, backend: ApiBackend, res: KubeResou
     resp = web.StreamResponse(headers=headers)
     await resp.prepare(request)
     request[STREAMING] = True
-    buf = [render.head({"resourceVersion": ""})]
+    buf = [render.head({"resourceVersion": rv})]
     first = True
     while True:
         for item in page.items:

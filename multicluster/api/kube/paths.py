@@ -16,7 +16,7 @@ PathError that the handler turns into a NotFound Status.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 GROUP = "clusters.multicluster.practice.com"
@@ -42,6 +42,7 @@ class Target:
     namespace: str = ""  # "" = all namespaces (or a cluster-scoped resource)
     name: str = ""
     subresource: str = ""
+    watch: bool = False  # the deprecated /watch/ path prefix (…/v1/watch/namespaces/ns/pods)
 
 
 def scope_prefix(cluster: str) -> str:
@@ -73,6 +74,8 @@ def parse(rest: str) -> Target:
 def _resource_path(group: str, version: str, parts: list[str]) -> Target:
     if not parts:
         return Target("resources", group=group, version=version)
+    if parts[0] == "watch" and len(parts) > 1:
+        return replace(_resource_path(group, version, parts[1:]), watch=True)
     namespace = ""
     # /namespaces/{ns}/{resource}[/...] is a namespaced path; /namespaces and /namespaces/{name} (and its
     # subresources like /namespaces/{name}/status) are the Namespace resource itself.
