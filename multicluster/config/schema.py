@@ -323,8 +323,8 @@ class Config:
     include: tuple[str, ...] = setting((), key="include", what="a list of resource names", raw=Names,
                                        check=checks.names, doc="empty: every listable and watchable type")
     exclude: tuple[str, ...] = setting(DEFAULT_EXCLUDE, key="exclude", what="a list of resource names", raw=Names,
-                                       check=checks.names,
-                                       doc="added to the built-in exclusions (virtual and review groups)")
+                                       check=checks.names, doc="types never synced: the built-in ones (virtual "
+                                       "and review groups) plus those listed")
     store: StoreConfig = setting(StoreConfig(), key="store", what="a mapping", doc="where rows are kept")
     server: ServerConfig = setting(ServerConfig(), key="server", what="a mapping", doc="the HTTP API")
     sync: SyncConfig = setting(SyncConfig(), key="sync", what="a mapping", doc="informers and member limits")

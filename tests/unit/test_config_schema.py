@@ -172,3 +172,14 @@ def test_retry_policies_are_built_only_by_the_schema() -> None:
                 if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "RetryPolicy":
                     found.append(f"{path.relative_to(root)}:{node.lineno}")
     assert not found, f"retry policies built outside the config schema: {found}"
+
+
+def test_the_config_reference_is_generated_from_the_schema() -> None:
+    from multicluster.config import reference
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+    text = doc.read_text()
+    assert reference.splice(text) == text, (
+        "docs/configuration.md is out of date: python -m multicluster.config.reference --write docs/configuration.md")
+    for _, b in flag_settings():  # every flag and variable is in it
+        assert f"`{b.setting.flag}`" in text and f"`{b.setting.env}`" in text
