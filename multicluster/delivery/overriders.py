@@ -41,13 +41,13 @@ from typing import Any
 
 from multicluster.errors import ReconcileError
 
+from . import selector
 from .patches import Action, PatchError, apply_actions
 
 OPERATORS = ("add", "remove", "replace")
 COMPONENTS = ("Registry", "Repository", "Tag")
 ORDER = ("imageOverrider", "commandOverrider", "argsOverrider", "labelsOverrider", "annotationsOverrider",
          "plaintext")
-_SELECTOR_OPS = ("In", "NotIn", "Exists", "DoesNotExist")
 
 # Where each workload kind keeps its Pod spec (JSON pointer tokens).
 POD_SPEC: dict[str, tuple[str, ...]] = {
@@ -100,25 +100,10 @@ def _operator(item: dict[str, Any], where: str, allowed: tuple[str, ...] = OPERA
 
 
 def _check_selector(sel: Any, where: str) -> None:
-    if not isinstance(sel, dict):
-        raise _fail(where, "expected a label selector {matchLabels, matchExpressions}")
-    ml = sel.get("matchLabels") or {}
-    if not isinstance(ml, dict) or not all(isinstance(v, str) for v in ml.values()):
-        raise _fail(f"{where}.matchLabels", "expected a map of strings")
-    exprs = sel.get("matchExpressions") or []
-    if not isinstance(exprs, list):
-        raise _fail(f"{where}.matchExpressions", "expected a list")
-    for i, e in enumerate(exprs):
-        w = f"{where}.matchExpressions[{i}]"
-        if not isinstance(e, dict) or not isinstance(e.get("key"), str) or not e["key"]:
-            raise _fail(w, "needs a key")
-        if e.get("operator") not in _SELECTOR_OPS:
-            raise _fail(f"{w}.operator", f"{e.get('operator')!r} is not one of {', '.join(_SELECTOR_OPS)}")
-        values = _str_list(e.get("values") or [], f"{w}.values")
-        if e["operator"] in ("In", "NotIn") and not values:
-            raise _fail(f"{w}.values", f"{e['operator']} needs at least one value")
-        if e["operator"] in ("Exists", "DoesNotExist") and values:
-            raise _fail(f"{w}.values", f"{e['operator']} takes no values")
+    try:
+        selector.parse(sel, where)
+    except selector.SelectorError as exc:
+        raise OverrideError(exc.message) from None
 
 
 def _check_item(kind: str, item: Any, where: str) -> None:
@@ -204,22 +189,8 @@ def parse(spec: Mapping[str, Any]) -> list[Rule]:
 
 
 def selector_matches(sel: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
-    """A checked label selector against one cluster's labels (Kubernetes semantics: every term must hold)."""
-    for k, v in (sel.get("matchLabels") or {}).items():
-        if labels.get(k) != v:
-            return False
-    for e in sel.get("matchExpressions") or []:
-        key, op, values = e["key"], e["operator"], e.get("values") or []
-        present = key in labels
-        if op == "In" and not (present and labels[key] in values):
-            return False
-        if op == "NotIn" and present and labels[key] in values:
-            return False
-        if op == "Exists" and not present:
-            return False
-        if op == "DoesNotExist" and present:
-            return False
-    return True
+    """A checked label selector against one cluster's labels (selector.py: Kubernetes semantics)."""
+    return selector.parse(sel).matches(labels)
 
 
 def targets(rule: Rule, cluster: str, labels: Mapping[str, str]) -> bool:

@@ -187,3 +187,27 @@ async def test_kubectl_explain_describes_placement_and_status(make_env: MakeEnv,
     out = await eventually(lambda: explain("status.clusters", "health", "readyReplicas", "observedGeneration"),
                            timeout=30, what="kubectl explain status.clusters")
     assert "Unhealthy" in out
+
+
+async def test_override_rules_select_clusters_by_the_same_labels(make_env: MakeEnv, key: str) -> None:
+    """targetCluster.labelSelector of an override rule reads the MultiCluster labels too, and a relabel re-renders."""
+    env = await make_env()
+    await label(env, "cluster3", key, "on")
+    cr = env.cr("ovl", cm("ovl-cm"), clusters=["cluster2", "cluster3"])
+    cr["spec"]["overrideRules"] = [{"targetCluster": {"labelSelector": {"matchLabels": {key: "on"}}},
+                                    "overriders": {"labelsOverrider": [{"operator": "add",
+                                                                        "value": {"picked": "yes"}}]}}]
+    await env.apply_cr(cr)
+    await placed(env, "ovl", "cluster2,cluster3")
+
+    async def picked() -> list[str]:
+        return [c for c in ("cluster2", "cluster3")
+                if ((await env.get(c, env.cm_path("ovl-cm")) or {}).get("metadata", {}).get("labels") or {})
+                .get("picked") == "yes"]
+    await eventually(lambda: _equals(picked, ["cluster3"]), what="only the labelled cluster's copy overridden")
+    await label(env, "cluster2", key, "on")
+    await eventually(lambda: _equals(picked, ["cluster2", "cluster3"]), what="the relabelled cluster's copy too")
+
+
+async def _equals(fn: Any, want: list[str]) -> bool:
+    return bool(await fn() == want)
