@@ -67,10 +67,15 @@ def list_cmd(
     no_headers: Annotated[bool, typer.Option("--no-headers", help="Omit the header row")] = False,
     server: ServerOpt = None,
     token: TokenOpt = None,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="After the list, print each change as it happens "
+                                                              "(Ctrl-C ends)")] = False,
+    output_watch_events: Annotated[bool, typer.Option("--output-watch-events",
+                                                      help="Watch, with an EVENT column (ADDED, MODIFIED, DELETED)")
+                                   ] = False,
 ) -> None:
-    """List objects of one resource type across clusters (streams page by page)."""
+    """List objects of one resource type across clusters (streams page by page); -w then watches."""
     run_list(resource, name_arg, cluster, cluster_name, namespace, name, all_namespaces, selector, field_selector,
-             output, limit, chunk_size, no_headers, server, token)
+             output, limit, chunk_size, no_headers, server, token, watch, output_watch_events)
 
 
 @app.command("describe")

@@ -48,6 +48,8 @@ _LIST_FLAGS: dict[str, tuple[str, Any]] = {
     "--no-headers": ("no_headers", "bool"),
     "--server": ("server", "str"), "-s": ("server", "str"),
     "--token": ("token", "str"),
+    "--watch": ("watch", "bool"), "-w": ("watch", "bool"),
+    "--output-watch-events": ("output_watch_events", "bool"),
 }
 
 

@@ -229,6 +229,30 @@ class Client:
             raise PluginError("unexpected answer from /v1/resources", hint="is the daemon up to date?")
         return page
 
+    def open_stream(self, path: str, params: Sequence[tuple[str, str]], headers: dict[str, str],
+                    timeout: float) -> Any:
+        """A streaming GET (Server-Sent Events): the open response, read line by line. `timeout` bounds each
+        read, so a connection that went silent (no event and no heartbeat) ends as an OSError. Errors as
+        send() raises them."""
+        url = self.endpoint.url + path + "?" + urllib.parse.urlencode(list(params))
+        hdrs = {"Accept": "text/event-stream", "User-Agent": "kubectl-multicluster", **headers}
+        if self.endpoint.token:
+            hdrs["Authorization"] = f"Bearer {self.endpoint.token}"
+        req = urllib.request.Request(url, headers=hdrs, method="GET")  # noqa: S310 - http(s) only
+        try:
+            return self._opener.open(req, timeout=timeout)
+        except urllib.error.HTTPError as exc:
+            raise self._api_error(exc) from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            what = getattr(reason, "strerror", None) or str(reason)
+            raise Unreachable(
+                f"cannot reach the multicluster API at {self.endpoint.url} ({what}); "
+                f"the address came from {self.endpoint.source}",
+                hint="start the daemon with `multicluster run`, or point --server / $MULTICLUSTER_SERVER "
+                "(or the config file) at a running one",
+            ) from None
+
     def get_object(self, cluster: str, gvr: str, namespace: str, name: str) -> dict[str, Any]:
         """GET /v1/resources/{cluster}/{gvr}/{namespace}/{name} (`namespace` "" = cluster-scoped)."""
         q = urllib.parse.quote

@@ -92,8 +92,11 @@ def run_list(
     no_headers: bool = False,
     server: str | None = None,
     token: str | None = None,
+    watch: bool = False,
+    output_watch_events: bool = False,
 ) -> None:
-    """List objects of one resource type across clusters, printing each page as it arrives."""
+    """List objects of one resource type across clusters, printing each page as it arrives; with `watch`, then
+    every change (plugin/watching.py)."""
     with reported():
         res_text = _require_resource(resource)
         _check_output(output)
@@ -102,6 +105,10 @@ def run_list(
             _list_clusters(client, output, no_headers)
             return
         clusters, namespaces, obj_name = _filters(cluster, cluster_name, namespace, all_namespaces, name, name_arg)
+        if watch or output_watch_events:
+            _watch(client, res_text, clusters, namespaces, obj_name, selector, field_selector, output,
+                   output_watch_events, no_headers, chunk_size, limit)
+            return
         fresh = Freshness(res_text)
         crd_columns = CRDColumns(client)
         printer: printers.Printer | None = None
@@ -124,6 +131,21 @@ def run_list(
             printer.close()
         if count == 0 and output not in ("json", "yaml"):
             note("No resources found.")
+
+
+def _watch(client: Client, resource: str, clusters: list[str], namespaces: list[str], name: str | None,
+           selector: str | None, field_selector: str | None, output: str | None, events: bool, no_headers: bool,
+           chunk_size: int, limit: int) -> None:
+    if limit:
+        raise UsageError("--limit cannot be combined with --watch", hint="drop --limit: a watch shows every change")
+    from plugin import watching
+
+    base: list[tuple[str, str]] = [("gvr", resource), *(("cluster", c) for c in clusters),
+                                   *(("namespace", n) for n in namespaces)]
+    for key, value in (("name", name), ("labelSelector", selector), ("fieldSelector", field_selector)):
+        if value:
+            base.append((key, value))
+    watching.run(client, base, output, events=events, no_headers=no_headers, chunk_size=chunk_size, color=_color())
 
 
 def _list_clusters(client: Client, output: str | None, no_headers: bool) -> None:
