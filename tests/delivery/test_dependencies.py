@@ -149,3 +149,61 @@ async def test_the_delivery_policy_applies_to_dependencies(make_env: MakeEnv) ->
     assert "cluster2: ConfigMap pol-cfg: KindNotAllowed" in cond["message"]
     assert (await env.entry("pol", "cluster2"))["phase"] == "Applied"
     assert await env.get("cluster2", env.cm_path("pol-cfg")) is None
+
+
+async def grant(client: Any, ns: str, sa: str, resources: list[str], verbs: list[str]) -> None:
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
+    name = f"dep-{'-'.join(resources)}"
+    await client.request("POST", f"{rbac}/namespaces/{ns}/roles", body={
+        "metadata": {"name": name}, "rules": [{"apiGroups": [""], "resources": resources, "verbs": verbs}]})
+    await client.request("POST", f"{rbac}/namespaces/{ns}/rolebindings", body={
+        "metadata": {"name": name}, "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns}],
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name}})
+
+
+async def test_with_a_service_account_the_master_read_is_its_own(make_env: MakeEnv) -> None:
+    """The attack: an author who may not read a Secret on the master names it as a dependency, to have it copied
+    to a member they can read. With spec.serviceAccountName the master read is done as that account: refused."""
+    env = await make_env()
+    sa = "dep-reader"
+    await grant(env.master, env.ns, sa, ["configmaps"], ["get"])  # the master: ConfigMaps only, no Secrets
+    await grant(env.client("cluster2"), env.ns, sa, ["pods", "configmaps", "secrets"],
+                ["get", "list", "watch", "create", "update", "patch", "delete"])
+    await on_master(env, "ConfigMap", "visible", data={"k": "v"})
+    await on_master(env, "Secret", "hidden", data={"pw": base64.b64encode(SECRET_VALUE.encode()).decode()})
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "reader"}, "spec": {"containers": [{
+        "name": "c", "image": "registry.k8s.io/pause:3.9",
+        "env": [{"name": "A", "valueFrom": {"configMapKeyRef": {"name": "visible", "key": "k"}}},
+                {"name": "B", "valueFrom": {"secretKeyRef": {"name": "hidden", "key": "pw"}}}]}]}}
+    cr = env.cr("reader", pod, clusters=["cluster2"])
+    cr["spec"]["propagateDependencies"] = True
+    cr["spec"]["serviceAccountName"] = sa
+    await env.apply_cr(cr)
+    cond = await condition(env, "reader", "Dependencies", "False")
+    assert cond["reason"] == "DependencyFailed"
+    assert "cluster2: Secret hidden: reading it on the master failed" in cond["message"]
+    assert f"system:serviceaccount:{env.ns}:{sa}" in cond["message"] and SECRET_VALUE not in cond["message"]
+    assert await env.get("cluster2", secret_path(env, "hidden")) is None
+    assert await env.get("cluster2", env.cm_path("visible")) is not None  # what the account may read does go
+
+
+async def test_an_object_that_is_not_a_dependency_copy_is_never_overwritten(make_env: MakeEnv) -> None:
+    env = await make_env()
+    await env.client("cluster2").request("POST", f"/api/v1/namespaces/{env.ns}/configmaps", body={
+        "metadata": {"name": "taken"}, "data": {"theirs": "yes"}})
+    await on_master(env, "ConfigMap", "taken", data={"ours": "yes"})
+    cr = env.cr("clash", workload("clash-web", "taken", None), clusters=["cluster2"])
+    cr["spec"]["propagateDependencies"] = True
+    await env.apply_cr(cr)
+    cond = await condition(env, "clash", "Dependencies", "False")
+    assert cond["reason"] == "DependencyFailed"
+    assert f"cluster2: ConfigMap {env.ns}/taken exists and is not a dependency copy" in cond["message"]
+    live = await env.get("cluster2", env.cm_path("taken"))
+    assert live and live["data"] == {"theirs": "yes"}
+    await env.delete_cr("clash")
+
+    async def gone() -> bool:
+        return await env.get_cr("clash") is None
+    await eventually(gone, what="MCR deleted")
+    live = await env.get("cluster2", env.cm_path("taken"))
+    assert live and live["data"] == {"theirs": "yes"}  # not deleted with the MCR either
