@@ -25,6 +25,7 @@ from multicluster.config import Config, load_config
 from multicluster.delivery import Controller
 from multicluster.errors import ConfigError, GVRError, MulticlusterError
 from multicluster.feed.hub import Hub
+from multicluster.feed.tail import Tailer
 from multicluster.gvr import GVR, APIResource
 from multicluster.kube import ClusterClient
 from multicluster.logsetup import cluster_logger
@@ -61,6 +62,7 @@ class Daemon:
         self.writer: Writer | None = None
         # Every committed change, to the watches of the Kubernetes-compatible API (the store's one listener).
         self.hub = Hub()
+        self.tailer: Tailer | None = None  # lease mode only
         self.controller: Controller | None = None
         self._unsubscribe_controller: Callable[[], None] | None = None
         self.started = time.time()
@@ -228,6 +230,9 @@ class Daemon:
         self.supervisor.spawn("writer", self.writer.run)
         metrics.LEADER.set(0 if cfg.lease.enabled else 1)
         if cfg.lease.enabled:
+            # Other replicas write most clusters: their changes reach this replica's watches through the log.
+            self.tailer = Tailer(self.store, self.hub)
+            self.supervisor.spawn("changelog-tail", self.tailer.run)
             await self._start_leases(configured)
         await self._purge_unconfigured(configured)
         for c in cfg.clusters:

@@ -129,6 +129,21 @@ class Hub:
     def watchers(self) -> int:
         return len(self._subs)
 
+    def passed(self, cluster: str) -> int:
+        """The last position of `cluster` passed on (a tailer reads the log after it)."""
+        return self._next.get(cluster, 1) - 1
+
+    def skip_to(self, cluster: str, seq: int) -> None:
+        """Treat `cluster`'s entries up to `seq` as passed on without reading them: with no watcher subscribed
+        nobody would see them, and a watcher that subscribes later reads what it needs from the log itself."""
+        if seq >= self._next.get(cluster, 1) and not self._subs:
+            self._next[cluster] = seq + 1
+            held = self._held.get(cluster)
+            if held:
+                for n in [n for n in held if n <= seq]:
+                    del held[n]
+                self._release(cluster)
+
     def publish(self, changes: Sequence[Change]) -> None:
         """Entries of one commit (the store's listener). In order within each cluster."""
         for c in changes:
