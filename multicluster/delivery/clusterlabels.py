@@ -46,6 +46,8 @@ class ClusterLabels:
         return dict(self._labels)
 
     async def run(self) -> None:
+        # A new informer starts from an empty index, so it reports no deletes of what an earlier run held.
+        self._labels.clear()
         resource = await self._discover()
         informer = Informer(self.master, resource, self, options=InformerOptions(
             namespace=NAMESPACE, resync_seconds=self.resync_seconds))

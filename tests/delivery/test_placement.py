@@ -7,6 +7,8 @@ MultiCluster objects in `default` never see each other's labels.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -211,3 +213,33 @@ async def test_override_rules_select_clusters_by_the_same_labels(make_env: MakeE
 
 async def _equals(fn: Any, want: list[str]) -> bool:
     return bool(await fn() == want)
+
+
+async def test_cluster_labels_forget_what_went_away_while_stopped(harness: Harness, unique: str, key: str) -> None:
+    """ClusterLabels run again (a new leader term) starts from what the master holds now."""
+    from multicluster.delivery.clusterlabels import ClusterLabels
+
+    name = f"gone-{unique}"
+    master = ClusterClient(ClusterConfig("cluster1", harness.servers["cluster1"].kubeconfig))
+    changes: list[int] = []
+    labels = ClusterLabels(master, lambda: changes.append(1))
+    try:
+        await publish(master, name)
+        task = asyncio.create_task(labels.run())
+        await asyncio.wait_for(labels.synced.wait(), 30)
+        assert labels.get(name) == {"multicluster.practice.com/managed-by": "multicluster"}
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert not labels.synced.is_set()
+        await master.request("DELETE", f"{MC}/{name}")
+        task = asyncio.create_task(labels.run())
+        await asyncio.wait_for(labels.synced.wait(), 30)
+        assert name not in labels.snapshot() and labels.get("cluster1")
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    finally:
+        with contextlib.suppress(Exception):
+            await master.request("DELETE", f"{MC}/{name}")
+        await master.close()
