@@ -25,6 +25,7 @@ BENCHES = {
     "galera": "bench.galera_bench",
     "cli": "bench.cli_bench",
     "kube": "bench.kube_api_bench",
+    "auth": "bench.auth_bench",
 }
 TARGETS = """Targets, and where each table says whether this run met them (`**no**` marks a miss):
 
@@ -58,6 +59,7 @@ QUICK = {
     "galera": ["--objects", "1000", "--runs", "1", "--rates", "100", "--lag-seconds", "5"],
     "cli": ["--objects", "2000", "--runs", "3"],
     "kube": ["--pods", "300", "--runs", "2"],
+    "auth": ["--pods", "300", "--requests", "20"],
 }
 
 

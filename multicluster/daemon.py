@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
     from aiohttp import web
 
+    from multicluster.api.auth.chain import Authenticators
     from multicluster.apiservice import ServingCert
     from multicluster.leader import LeaderElector
 
@@ -76,6 +77,7 @@ class Daemon:
         self._lease_client: ClusterClient | None = None
         self.api_address = ""
         self._serving: ServingCert | None = None  # --apiservice
+        self.authenticators: Authenticators | None = None  # Kubernetes identities (server.auth, --apiservice)
 
     # The registry owns these; the daemon's names stay for callers that hold a Daemon (cli, tests).
 
@@ -401,8 +403,9 @@ class Daemon:
 
             ssl_ctx = ssl_mod.create_default_context(ssl_mod.Purpose.CLIENT_AUTH)
             ssl_ctx.load_cert_chain(server.cert_dir / "tls.crt", server.cert_dir / "tls.key")
-        app[AUTH] = Authenticators(front_proxy=proxy, tokens=tokens,
-                                   authorizer=Authorizer(reviews, ttl=server.review_ttl_seconds))
+        self.authenticators = Authenticators(front_proxy=proxy, tokens=tokens,
+                                             authorizer=Authorizer(reviews, ttl=server.review_ttl_seconds))
+        app[AUTH] = self.authenticators
         return ssl_ctx
 
     async def _start_health_port(self, port: int) -> None:

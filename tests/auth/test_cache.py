@@ -30,6 +30,9 @@ def test_entries_expire_and_the_oldest_go_first() -> None:
     assert cache.get("b") is None and len(cache) == 2
     cache.put("z", 0, ttl=0)
     assert cache.get("z") is None
+    cache.put("y", 1, ttl=10)
+    cache.forget(lambda key: key == "e")
+    assert cache.get("e") is None and cache.get("y") == 1
     with pytest.raises(ValueError):
         ExpiringCache(0)
 

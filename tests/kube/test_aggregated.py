@@ -39,6 +39,7 @@ pytestmark = pytest.mark.integration
 TOKEN = "aggregated-test-static-token"
 CLUSTERS = ("cluster1", "cluster2", "cluster3")
 RO = ["get", "list", "watch"]
+USERS = ("nobody", "paths-only", "team-a", "team-a-cluster1", "cluster2")
 
 
 @dataclass
@@ -114,17 +115,22 @@ def seed(h: Harness, a: Agg) -> None:
     _rbac(h, "ClusterRole", f"mc-every-cluster-{s}", [{"apiGroups": [GROUP], "resources": ["clusters"], "verbs": RO}])
     _rbac(h, "ClusterRole", f"mc-cluster2-{s}", [{"apiGroups": [GROUP], "resources": ["clusters"], "verbs": RO,
                                                   "resourceNames": ["cluster2"]}])
-    for sa in ("nobody", "paths-only", "team-a", "cluster2"):
+    _rbac(h, "ClusterRole", f"mc-cluster1-{s}", [{"apiGroups": [GROUP], "resources": ["clusters"], "verbs": RO,
+                                                  "resourceNames": ["cluster1"]}])
+    for sa in USERS:
         _create(h, "cluster1", f"/api/v1/namespaces/{a.ns}/serviceaccounts", {"metadata": {"name": sa}})
         if sa != "nobody":
             _bind(h, f"mc-paths-{sa}-{s}", "ClusterRole", f"mc-paths-{s}", (a.ns, sa))
     # team-a: the ordinary `view` role in its namespace, and every member cluster there.
     _bind(h, "view", "ClusterRole", "view", (a.ns, "team-a"), namespace=a.team_a)
     _bind(h, "clusters", "ClusterRole", f"mc-every-cluster-{s}", (a.ns, "team-a"), namespace=a.team_a)
+    # team-a-cluster1: `view` in team-a, and there only member cluster1 (a RoleBinding limits the cluster grant).
+    _bind(h, "view-c1", "ClusterRole", "view", (a.ns, "team-a-cluster1"), namespace=a.team_a)
+    _bind(h, "cluster1", "ClusterRole", f"mc-cluster1-{s}", (a.ns, "team-a-cluster1"), namespace=a.team_a)
     # cluster2: `view` everywhere, but only member cluster2.
     _bind(h, f"view-cluster2-{s}", "ClusterRole", "view", (a.ns, "cluster2"))
     _bind(h, f"mc-cluster2-{s}", "ClusterRole", f"mc-cluster2-{s}", (a.ns, "cluster2"))
-    for sa in ("nobody", "paths-only", "team-a", "cluster2"):
+    for sa in USERS:
         answer = _create(h, "cluster1", f"/api/v1/namespaces/{a.ns}/serviceaccounts/{sa}/token",
                          {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
                           "spec": {"expirationSeconds": 3600}})
@@ -260,6 +266,14 @@ async def test_a_namespace_grant_sees_only_that_namespace(agg: Agg) -> None:
     # Paging through a filtered list stays exact.
     _, out, _ = await agg.kubectl("team-a", "get", "pods", "-A", "--chunk-size=1")
     assert agg.pods(out) == {(agg.team_a, c, f"p-{c}") for c in CLUSTERS}
+
+
+async def test_a_cluster_grant_in_one_namespace(agg: Agg) -> None:
+    _, out, _ = await agg.kubectl("team-a-cluster1", "get", "pods", "-A")
+    assert agg.pods(out) == {(agg.team_a, "cluster1", "p-cluster1")}
+    code, _, err = await agg.kubectl("team-a-cluster1", "get", "pods", "-n", agg.team_a,
+                                     context="multicluster-cluster3", ok=False)
+    assert code != 0 and "Forbidden" in err and "member cluster cluster3" in err, err
 
 
 async def test_a_cluster_grant_sees_only_that_cluster(agg: Agg) -> None:

@@ -34,6 +34,11 @@ class ExpiringCache(Generic[K, V]):
     def __len__(self) -> int:
         return len(self._entries)
 
+    def forget(self, which: Callable[[K], bool]) -> None:
+        """Drop the answers whose key `which` selects (their next question goes to the master again)."""
+        for key in [k for k in self._entries if which(k)]:
+            del self._entries[key]
+
     def get(self, key: K) -> V | None:
         entry = self._entries.get(key)
         if entry is None:
