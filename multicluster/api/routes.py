@@ -21,8 +21,11 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from multicluster.api import sse
-from multicluster.api.auth.chain import scope_of
+from multicluster.api.auth.access import CLUSTERS_RESOURCE, Check
+from multicluster.api.auth.chain import require, scope_of
+from multicluster.api.auth.identity import IDENTITY
 from multicluster.api.backend import ApiBackend, ClusterView, freshness, gvr_json
+from multicluster.api.kube.paths import GROUP
 from multicluster.api.middleware import AUTHORIZED, BACKEND, STREAMING, error_response, json_response
 from multicluster.api.params import (
     bool_param,
@@ -36,7 +39,7 @@ from multicluster.api.params import (
     str_param,
 )
 from multicluster.api.server import LIMITS, Limits
-from multicluster.errors import QueryError
+from multicluster.errors import AccessDenied, QueryError
 from multicluster.gvr import APIResource
 from multicluster.metrics import REGISTRY
 from multicluster.selectors import (
@@ -327,7 +330,9 @@ def _cluster_json(view: ClusterView, counts: dict[str, int]) -> dict[str, Any]:
 
 
 async def list_clusters(request: web.Request) -> web.StreamResponse:
-    """GET /v1/clusters: every cluster's health, per-GVR sync state and object counts."""
+    """GET /v1/clusters: every cluster's health, per-GVR sync state and object counts. A Kubernetes user needs
+    `list` on clusters.clusters.multicluster.practice.com (it names every member and its address)."""
+    await require(request, Check("list", GROUP, CLUSTERS_RESOURCE), "the member clusters (GET /v1/clusters)")
     backend = request.app[BACKEND]
     counts = await backend.store.counts()
     per: dict[str, dict[str, int]] = {}
@@ -378,6 +383,10 @@ async def readyz(request: web.Request) -> web.StreamResponse:
 
 
 async def metrics_route(request: web.Request) -> web.StreamResponse:
-    """GET /metrics: Prometheus text format."""
+    """GET /metrics: Prometheus text format. Only for the static tokens: the master's RBAC has nothing that names
+    the daemon's metrics, so no Kubernetes user reads them."""
+    if request.get(IDENTITY) is not None:
+        raise AccessDenied("the daemon's metrics need its token (server.token)",
+                           hint="scrape /metrics with the daemon's read token")
     return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -321,6 +321,13 @@ async def test_the_daemons_port_wants_a_proxy_certificate_or_a_valid_token(agg: 
         assert clusters == {"cluster2"}
         async with http.get(pods, headers={"Authorization": f"Bearer {agg.tokens['paths-only']}"}) as resp:
             assert resp.status == 403 and (await resp.json())["reason"] == "Forbidden"
+        # Outside the object routes: the member list needs `list` on clusters, the metrics the daemon's token.
+        for user, status in (("team-a", 200), ("nobody", 403)):
+            async with http.get(agg.url + "/v1/clusters",
+                                headers={"Authorization": f"Bearer {agg.tokens[user]}"}) as resp:
+                assert resp.status == status, (user, await resp.text())
+        async with http.get(agg.url + "/metrics", headers={"Authorization": f"Bearer {agg.tokens['team-a']}"}) as r:
+            assert r.status == 403
         # The static token keeps reading everything.
         async with http.get(pods, headers={"Authorization": f"Bearer {TOKEN}"}) as resp:
             names = {(i["metadata"]["namespace"], i["metadata"]["name"]) for i in (await resp.json())["items"]}

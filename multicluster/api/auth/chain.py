@@ -14,10 +14,11 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from multicluster.api.auth.access import Authorizer, Grant, read_scope
+from multicluster.api.auth.access import Authorizer, Check, Grant, read_scope
 from multicluster.api.auth.frontproxy import FrontProxy
 from multicluster.api.auth.identity import IDENTITY, User
 from multicluster.api.auth.tokens import TokenReviewer
+from multicluster.errors import AccessDenied
 from multicluster.gvr import GVR
 from multicluster.store.base import Store
 
@@ -43,6 +44,19 @@ async def identify(request: web.Request, token: bytes | None) -> User | None:
     if user is None and token is not None and auth.tokens is not None:
         user = await auth.tokens.authenticate(token)
     return user
+
+
+async def require(request: web.Request, check: Check, what: str) -> None:
+    """For a request with a Kubernetes identity: AccessDenied unless the master's RBAC allows `check` (routes
+    outside the per-object filter, such as /v1/clusters). Nothing to check for the static tokens."""
+    user = request.get(IDENTITY)
+    if user is None:
+        return
+    authorizer = request.app[AUTH].authorizer
+    if authorizer is None or not await authorizer.allowed(user, check):
+        raise AccessDenied(f'User "{user.name[:200]}" cannot {check.verb} {what}',
+                           hint=f"ask for `{check.verb}` on {check.resource}.{check.group} on the master, or use the "
+                           "daemon's token")
 
 
 async def scope_of(request: web.Request, store: Store, verb: str, gvr: GVR, *, namespaced: bool, namespace: str,
