@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import ssl
 import time
 import uuid
@@ -345,3 +346,34 @@ async def test_the_daemons_port_wants_a_proxy_certificate_or_a_valid_token(agg: 
             async with http.get(pods, headers={"X-Remote-User": "system:admin"}):
                 pass
     assert PREFIX in pods
+
+
+async def test_watches_through_the_master_are_filtered_too(agg: Agg) -> None:
+    """`kubectl get pods -A -w` through the master: the admin sees every change, a user allowed only team-a
+    only team-a's. Changes of one cluster arrive in their order, so when team-a's new Pod (created second) shows,
+    team-b's (created first) would already have shown."""
+    from tests.kube.test_watch import Kubectl, words
+
+    procs = {}
+    for user in ("admin", "team-a"):
+        procs[user] = Kubectl(await asyncio.create_subprocess_exec(
+            KUBECTL, "--kubeconfig", str(agg.tmp / f"{user}.via-master"), "--context", "multicluster", "get", "pods",
+            "-A", "-w", "--output-watch-events", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "KUBECACHEDIR": str(agg.cache), "NO_PROXY": "127.0.0.1,localhost"}))
+    try:
+        for k in procs.values():
+            await k.until(lambda line: words(line)[1:4] == [agg.team_a, "cluster3", "p-cluster3"])
+        tag = uuid.uuid4().hex[:6]
+        for ns in (agg.team_b, agg.team_a):
+            await asyncio.to_thread(agg.harness.request, "cluster2", "POST", f"/api/v1/namespaces/{ns}/pods", {
+                "metadata": {"name": f"w-{tag}"}, "spec": {"containers": [{"name": "c", "image": "r.example/a:1"}]}})
+        line = await procs["team-a"].until(lambda line: f"w-{tag}" in line)
+        assert words(line)[:4] == ["ADDED", agg.team_a, "cluster2", f"w-{tag}"]
+        assert not any(agg.team_b in seen for seen in procs["team-a"].lines), procs["team-a"].lines
+        for ns in (agg.team_b, agg.team_a):
+            await procs["admin"].until(lambda line, ns=ns: words(line)[:4] == ["ADDED", ns, "cluster2", f"w-{tag}"])
+    finally:
+        for k in procs.values():
+            with contextlib.suppress(ProcessLookupError):
+                k.proc.kill()
+            await k.proc.wait()
