@@ -291,6 +291,12 @@ class DeliveryConfig:
         doc="who may deliver what; rules replace the default policy (docs/security.md)")
     allow_adopt: bool = setting(False, key="allowAdopt", what="true or false",
                                 doc="MCRs may take over existing objects (annotation multicluster.practice.com/adopt)")
+    # A Secret dependency of an MCR without spec.serviceAccountName would be read with the daemon's own
+    # credentials, which lets an author who may not read a Secret move it to a member they can read.
+    secrets_without_service_account: bool = setting(
+        False, key="secretsWithoutServiceAccount", what="true or false",
+        doc="spec.propagateDependencies may copy Secrets for MCRs without spec.serviceAccountName (read on the "
+            "master with the daemon's credentials)")
 
 
 _POLICY = "a mapping with initial, max, factor and jitter"

@@ -224,6 +224,13 @@ class Dependencies:
         out = Outcome()
         wanted = references(workload)
         for ref in wanted:
+            if ref.kind == "Secret" and writer.impersonate is None \
+                    and not delivery_policy.secrets_without_service_account:
+                out.problems.append((DENIED, f"{cluster}: {ref.describe()}: SecretNeedsServiceAccount: a Secret is "
+                                             "copied only for an MCR with spec.serviceAccountName (it is read on "
+                                             "the master as that account), or when the operator sets "
+                                             "delivery.secretsWithoutServiceAccount"))
+                continue
             where = (key[0], ref)
             if where not in sources:
                 sources[where] = asyncio.ensure_future(self.source(key[0], ref, writer.impersonate))

@@ -49,7 +49,8 @@ async def absent(env: Env, path: str, clusters: list[str]) -> bool:
 
 
 async def test_dependencies_arrive_with_the_workload_and_are_cleaned_up(make_env: MakeEnv) -> None:
-    env = await make_env()
+    # The operator lets MCRs without a service account copy Secrets (read with the daemon's credentials).
+    env = await make_env(delivery={"secretsWithoutServiceAccount": True})
     await on_master(env, "ConfigMap", "app-cfg", data={"app.conf": "x=1"})
     await on_master(env, "Secret", "app-sec", data={"pw": base64.b64encode(SECRET_VALUE.encode()).decode()})
     cr = env.cr("dep", workload("dep-web", "app-cfg", "app-sec"), clusters=MEMBERS)
@@ -159,6 +160,25 @@ async def grant(client: Any, ns: str, sa: str, resources: list[str], verbs: list
     await client.request("POST", f"{rbac}/namespaces/{ns}/rolebindings", body={
         "metadata": {"name": name}, "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns}],
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name}})
+
+
+async def test_secrets_need_a_service_account_by_default(make_env: MakeEnv) -> None:
+    """The attack: an author who may create MCRs but not read a Secret names it as a dependency, so the daemon reads
+    it with its own credentials and copies it to a member the author can read. By default a Secret is copied only
+    for an MCR with spec.serviceAccountName; the ConfigMap beside it still goes."""
+    env = await make_env()
+    await on_master(env, "ConfigMap", "plain-cfg", data={"k": "v"})
+    await on_master(env, "Secret", "loot", data={"pw": base64.b64encode(SECRET_VALUE.encode()).decode()})
+    cr = env.cr("thief", workload("thief-web", "plain-cfg", "loot"), clusters=["cluster2"])
+    cr["spec"]["propagateDependencies"] = True
+    await env.apply_cr(cr)
+    cond = await condition(env, "thief", "Dependencies", "False")
+    assert cond["reason"] == "DependencyDenied"
+    assert "cluster2: Secret loot: SecretNeedsServiceAccount" in cond["message"]
+    assert "delivery.secretsWithoutServiceAccount" in cond["message"] and SECRET_VALUE not in cond["message"]
+    await env.event("DependencyDenied", "Secret loot: SecretNeedsServiceAccount")
+    assert await env.get("cluster2", secret_path(env, "loot")) is None
+    assert await env.get("cluster2", env.cm_path("plain-cfg")) is not None
 
 
 async def test_with_a_service_account_the_master_read_is_its_own(make_env: MakeEnv) -> None:
