@@ -208,6 +208,8 @@ class Daemon:
 
     async def start(self, *, api: bool = True, controller: bool = True) -> None:
         cfg = self.config
+        if cfg.server.kubernetes_identities and cfg.master is None:
+            raise self._no_master()
         where = (
             cfg.store.path if cfg.store.type == "sqlite" else f"{cfg.store.host}:{cfg.store.port}/{cfg.store.database}"
         )
@@ -368,10 +370,14 @@ class Daemon:
     def _master_client(self) -> ClusterClient:
         master = self.config.master
         if master is None or master.name not in self.clients:
-            raise ConfigError("--apiservice and server.auth: kubernetes need a master cluster: its API server "
-                              "authenticates the users and answers the access reviews",
-                              hint="mark one cluster isMaster: true in the config file")
+            raise self._no_master()
         return self.clients[master.name]
+
+    @staticmethod
+    def _no_master() -> ConfigError:
+        return ConfigError("--apiservice and server.auth: kubernetes need a master cluster: its API server "
+                           "authenticates the users and answers the access reviews",
+                           hint="mark one cluster isMaster: true in the config file")
 
     async def _kubernetes_auth(self, app: web.Application) -> ssl.SSLContext | None:
         """Users of the master cluster (server.auth: kubernetes, --apiservice): the authenticators, the

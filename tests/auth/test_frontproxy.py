@@ -147,3 +147,38 @@ def test_the_configmap_is_read_strictly() -> None:
                             "not a list of strings")]:
         with pytest.raises(ConfigError, match=expected):
             parse_configmap(data)
+
+
+def _no_master_config(tmp_path: Path) -> Path:
+    (tmp_path / "k").write_text("apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "
+                                "'https://127.0.0.1:1'}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: x, "
+                                "context: {cluster: c, user: u}}]\ncurrent-context: x\n")
+    config = tmp_path / "config.yaml"
+    config.write_text("clusters: [{metadata: {clusterName: a, configPath: k}}]\n"
+                      f"store: {{type: sqlite, path: {tmp_path / 'store.db'}}}\n")
+    return config
+
+
+@pytest.mark.parametrize("flags", [{"auth": "kubernetes"}, {"apiservice": True}])
+async def test_kubernetes_identities_without_a_master_refuse_to_start(tmp_path: Path,
+                                                                      flags: dict[str, object]) -> None:
+    """The master authenticates users and answers the reviews: without one the daemon says so before it opens
+    anything."""
+    from multicluster.config import Overrides, apply_overrides, load_config
+    from multicluster.daemon import Daemon
+
+    cfg = apply_overrides(load_config(_no_master_config(tmp_path)), Overrides(**flags))
+    with pytest.raises(ConfigError, match="need a master cluster"):
+        await Daemon(cfg).start()
+    assert not (tmp_path / "store.db").exists()
+
+
+@pytest.mark.parametrize("flag", ["--auth=kubernetes", "--apiservice"])
+def test_run_without_a_master_prints_why(tmp_path: Path, flag: str) -> None:
+    from typer.testing import CliRunner
+
+    from multicluster.cli import app
+
+    result = CliRunner().invoke(app, ["run", "--config", str(_no_master_config(tmp_path)), flag,
+                                      "--no-write-cli-config"])
+    assert result.exit_code == 1 and "need a master cluster" in result.output and "isMaster: true" in result.output

@@ -329,6 +329,10 @@ async def test_the_daemons_port_wants_a_proxy_certificate_or_a_valid_token(agg: 
                 assert resp.status == status, (user, await resp.text())
         async with http.get(agg.url + "/metrics", headers={"Authorization": f"Bearer {agg.tokens['team-a']}"}) as r:
             assert r.status == 403
+        # Membership stays with the daemon's admin token, whoever the master says the user is.
+        async with http.delete(agg.url + "/v1/unjoin", params={"cluster": "cluster3"},
+                               headers={"Authorization": f"Bearer {agg.tokens['cluster2']}"}) as r:
+            assert r.status == 403 and "admin token" in (await r.json())["error"]
         # The static token keeps reading everything.
         async with http.get(pods, headers={"Authorization": f"Bearer {TOKEN}"}) as resp:
             names = {(i["metadata"]["namespace"], i["metadata"]["name"]) for i in (await resp.json())["items"]}
