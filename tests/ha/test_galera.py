@@ -27,8 +27,8 @@ import pytest
 import yaml
 
 import multicluster.store
-from multicluster.config import ConfigError, Overrides, StoreConfig, apply_overrides, load_config
-from multicluster.errors import StoreError
+from multicluster.config import Overrides, StoreConfig, apply_overrides, load_config
+from multicluster.errors import ConfigError, StoreError
 from multicluster.gvr import GVR
 from multicluster.store.base import ApplyResult, Mutation, Row
 from multicluster.store.mysql import MySQLStore
