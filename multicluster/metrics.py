@@ -84,3 +84,10 @@ STORE_FAILOVERS = Counter(
     "Times the MySQL store moved to another database node (the one in use died or left the primary component)",
     registry=REGISTRY,
 )
+WATCHERS = Gauge("multicluster_watchers", "Open watches of the Kubernetes-compatible API (subscriptions of the hub)",
+                 registry=REGISTRY)
+WATCHES_CLOSED = Counter(
+    "multicluster_watches_closed_total",
+    "Watches the hub ended before the client did: too slow (its queue was full), gap (a cluster's change log "
+    "positions never arrived), shutdown",
+    ["reason"], registry=REGISTRY)

@@ -20,6 +20,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 
+from multicluster import metrics
 from multicluster.feed.match import Filter
 from multicluster.store.base import Change, EventType
 
@@ -117,10 +118,15 @@ class Hub:
     def subscribe(self, flt: Filter, limit: int | None = None) -> Subscription:
         sub = Subscription(self, flt, limit or self.queue_limit)
         self._subs.add(sub)
+        metrics.WATCHERS.inc()
         return sub
 
     def _drop(self, sub: Subscription) -> None:
-        self._subs.discard(sub)
+        if sub in self._subs:
+            self._subs.discard(sub)
+            metrics.WATCHERS.dec()
+        if sub.closed != "closed":
+            metrics.WATCHES_CLOSED.labels(sub.closed).inc()
         if sub.closed == "too slow":
             self.closed_slow += 1
             log.info("closed a watch of %s: it did not keep up (%d events waiting)", sub.filter.gvr, sub.limit)

@@ -100,6 +100,12 @@ async def test_a_dead_cluster_is_a_warning_not_a_silent_gap(env: Env) -> None:
         # Its last-known rows are still served, marked by the warning.
         _, rows, err3 = await env.kubectl("get", "pods", "-n", ns, "-o", "name", context="multicluster-cluster3")
         assert rows == before and "Warning: cluster cluster3 is stale" in err3
+        # A watch that starts now says so the same way (kubectl get -w prints it too).
+        async with env.http() as http, http.get(env.url + scope_prefix("_all") + f"/api/v1/namespaces/{ns}/pods",
+                                                params={"watch": "true", "timeoutSeconds": "1"}) as r:
+            assert r.status == 200
+            assert any("cluster cluster3 is stale" in w for w in r.headers.getall("Warning", [])), r.headers
+            await r.read()
     finally:
         await asyncio.to_thread(h.start_server, "cluster3")
         await asyncio.to_thread(h.wait_ready, "cluster3")
