@@ -8,6 +8,8 @@ from typing import Any
 import aiohttp
 import orjson
 
+from multicluster.feed import positions
+
 
 @dataclass
 class Record:
@@ -80,3 +82,44 @@ def names(records: list[Record]) -> list[tuple[str, str, str]]:
             d = r.json()
             out.append((r.event, d["cluster"], d["object"]["metadata"]["name"]))
     return out
+
+
+Seen = list[tuple[str, str, str, Any]]  # (event, cluster, name, the object's resourceVersion)
+
+
+async def collect(url: str, ns: str, out: Seen, ids: list[str], ready: Any, gvr: str = "configmaps") -> None:
+    """Follow a daemon's watch of `gvr` in `ns` into `out` (the initial state first) and `ids` (one per live
+    event) until cancelled; `ready` (an asyncio.Event) is set once the initial state was read. Checks that
+    each event advances its cluster's position (no position is sent twice) and that no error event comes."""
+    last: dict[str, int] = {}
+    async with aiohttp.ClientSession() as s:
+        resp = await s.get(url + "/v1/resources", params={"gvr": gvr, "namespace": ns, "watch": "true"},
+                           timeout=aiohttp.ClientTimeout(total=None, sock_read=300))
+        assert resp.status == 200, await resp.text()
+        r = Reader(resp)
+        for rec in (await r.until("SYNCED"))[:-1]:  # the current state, as ADDED events without ids
+            d = rec.json()
+            out.append((rec.event, d["cluster"], d["object"]["metadata"]["name"],
+                        d["object"]["metadata"]["resourceVersion"]))
+        ready.set()
+        while True:
+            rec = await r.next()
+            assert rec is not None and rec.event != "error", rec
+            d = rec.json()
+            md = d["object"]["metadata"]
+            at = positions.decode(rec.id or "")[d["cluster"]]
+            assert at > last.get(d["cluster"], 0), f"position {at} of {d['cluster']} again or out of order"
+            last[d["cluster"]] = at
+            out.append((rec.event, d["cluster"], md["name"], md["resourceVersion"]))
+            ids.append(rec.id or "")
+
+
+def final(events: Seen) -> dict[tuple[str, str], int]:
+    """(cluster, name) -> resourceVersion after applying the events in order."""
+    state: dict[tuple[str, str], int] = {}
+    for kind, cluster, name, rv in events:
+        if kind == "DELETED":
+            state.pop((cluster, name), None)
+        else:
+            state[(cluster, name)] = int(rv)
+    return state

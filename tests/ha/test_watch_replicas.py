@@ -8,48 +8,19 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from multicluster.leader import owner
 from multicluster.testing.daemonproc import DaemonProc
 from multicluster.testing.harness import Harness
 from multicluster.testing.mariadb import MariaDB
-from tests.api.sse_client import Reader
+from tests.api.sse_client import collect, final
 from tests.ha.test_replicas import LEASE, config, wait
 from tests.sync.helpers import CM, api_index
 
 pytestmark = [pytest.mark.integration, pytest.mark.mariadb]
 
 IDENTITIES = ["watch-a", "watch-b"]
-
-
-async def collect(url: str, ns: str, out: list[tuple[str, str, str, Any]], ids: list[str],
-                  ready: asyncio.Event) -> None:
-    async with aiohttp.ClientSession() as s:
-        resp = await s.get(url + "/v1/resources", params={"gvr": "configmaps", "namespace": ns, "watch": "true"},
-                           timeout=aiohttp.ClientTimeout(total=None, sock_read=120))
-        assert resp.status == 200, await resp.text()
-        r = Reader(resp)
-        await r.until("SYNCED")
-        ready.set()
-        while True:
-            rec = await r.next()
-            assert rec is not None and rec.event != "error", rec
-            d = rec.json()
-            md = d["object"]["metadata"]
-            out.append((rec.event, d["cluster"], md["name"], md["resourceVersion"]))
-            ids.append(rec.id or "")
-
-
-def final(events: list[tuple[str, str, str, Any]]) -> dict[tuple[str, str], int]:
-    state: dict[tuple[str, str], int] = {}
-    for kind, cluster, name, rv in events:
-        if kind == "DELETED":
-            state.pop((cluster, name), None)
-        else:
-            state[(cluster, name)] = int(rv)
-    return state
 
 
 async def test_a_watcher_on_each_replica_sees_every_clusters_changes(
