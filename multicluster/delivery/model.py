@@ -121,7 +121,7 @@ class Target:
 
     def to_status(self, uid: str = "") -> TargetRef:
         out: TargetRef = {"apiVersion": self.api_version, "kind": self.kind, "resource": self.resource,
-               "namespace": self.namespace, "name": self.name}
+                          "namespace": self.namespace, "name": self.name}
         if uid:
             out["uid"] = uid
         return out
