@@ -43,9 +43,10 @@ from multicluster.config import StoreConfig, SyncConfig
 from multicluster.feed.hub import Hub
 from multicluster.gvr import GVR, APIResource, resolve
 from multicluster.store import Store, SyncState, open_store
-from multicluster.sync import Tracker, WriteQueue, Writer, to_row
+from multicluster.sync import RowKey, Tracker, WriteQueue, Writer, to_row
 from multicluster.testing.harness import Harness, free_port, progress
 from multicluster.testing.mariadb import MariaDB
+from multicluster.types import ClusterName
 from multicluster.workqueue import CoalescingQueue
 
 PODS = GVR("", "v1", "pods")
@@ -168,7 +169,7 @@ async def write_through_daemon_path(store: Store, items: Iterator[tuple[str, dic
     try:
         for cluster, obj in items:
             row = to_row(cluster, PODS, obj, int(obj["metadata"]["resourceVersion"]))
-            await queue.put((cluster, PODS, row.namespace, row.name), row)
+            await queue.put(RowKey((ClusterName(cluster), PODS, row.namespace, row.name)), row)
             n += 1
             if report_every and n % report_every == 0:
                 el = time.perf_counter() - t0

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 
 from multicluster import jsonpath
 
-# A CRD's additionalPrinterColumns entry: name, type, format, description, priority, jsonPath.
-PrinterColumn = Mapping[str, Any]
+# Types only: importing multicluster.types would be start-up time of `kubectl multicluster list`.
+if TYPE_CHECKING:
+    from multicluster.types import PrinterColumn
 
 
 def get(obj: Any, *path: str | int) -> Any:
@@ -85,7 +86,7 @@ def age(obj: Any, now: float) -> str:
     return since(get(obj, "metadata", "creationTimestamp"), now)
 
 
-def printer_columns(crd: Mapping[str, Any], version: str) -> tuple[dict[str, Any], ...]:
+def printer_columns(crd: Mapping[str, Any], version: str) -> tuple[PrinterColumn, ...]:
     """The additionalPrinterColumns of one served version of a CRD object: apiextensions/v1 keeps them per
     version; objects written through v1beta1 may have one list for all versions at the top of the spec.
     Entries without a name or a jsonPath cannot be shown and are left out."""
@@ -101,7 +102,7 @@ def printer_columns(crd: Mapping[str, Any], version: str) -> tuple[dict[str, Any
         cols = spec.get("additionalPrinterColumns")
     if not isinstance(cols, list):
         return ()
-    return tuple(c for c in cols if isinstance(c, dict) and c.get("name") and c.get("jsonPath"))
+    return tuple(cast("PrinterColumn", c) for c in cols if isinstance(c, dict) and c.get("name") and c.get("jsonPath"))
 
 
 def priority(col: PrinterColumn) -> int:

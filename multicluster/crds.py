@@ -8,12 +8,15 @@ when that number is missing or lower than ours, so an older controller never dow
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 import yaml
+
+from multicluster.types import KubeObject
 
 GROUP = "mulitcluster.practice.com"  # the Go original's spelling (sic), kept for compatibility
 VERSION = "v1alpha1"
@@ -27,7 +30,7 @@ class CRD:
     kind: str
     plural: str
     revision: int
-    body: dict[str, Any]
+    body: KubeObject
 
 
 def crd_text(filename: str) -> str:
@@ -40,7 +43,7 @@ def bundle_text() -> str:
     return "---\n".join(crd_text(f) for f in FILES)
 
 
-def revision_of(obj: dict[str, Any]) -> int:
+def revision_of(obj: Mapping[str, Any]) -> int:
     """The crd-revision label of a CRD object; 0 when absent or not a number (the Go original used `version: "0.1"`)."""
     labels = (obj.get("metadata") or {}).get("labels") or {}
     try:
@@ -53,7 +56,7 @@ def revision_of(obj: dict[str, Any]) -> int:
 def load() -> tuple[CRD, ...]:
     out = []
     for f in FILES:
-        body = yaml.safe_load(crd_text(f))
+        body = cast(KubeObject, yaml.safe_load(crd_text(f)))
         names = body["spec"]["names"]
         out.append(CRD(body["metadata"]["name"], names["kind"], names["plural"], revision_of(body), body))
     return tuple(out)

@@ -8,7 +8,10 @@ to fix it, shown by the CLI and returned by the API as `{"error", "hint"}`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from multicluster.types import Status
 
 
 class MulticlusterError(Exception):
@@ -58,7 +61,7 @@ class KubeAPIError(MulticlusterError):
         *,
         reason: str = "",
         cluster: str = "",
-        body: dict[str, Any] | None = None,
+        body: Status | None = None,
         retry_after: float | None = None,
     ) -> None:
         prefix = f"cluster {cluster}: " if cluster else ""
@@ -124,7 +127,7 @@ def kube_error(
     *,
     reason: str = "",
     cluster: str = "",
-    body: dict[str, Any] | None = None,
+    body: Status | None = None,
     retry_after: float | None = None,
 ) -> KubeAPIError:
     """Build the KubeAPIError subclass that matches an HTTP status."""

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from multicluster.errors import GVRError
+from multicluster.types import PrinterColumn
 
 _VERSION = re.compile(r"^v\d+((alpha|beta)\d+)?$")
 _TOKEN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", re.IGNORECASE)
@@ -81,7 +82,7 @@ class APIResource:
     short_names: tuple[str, ...] = ()
     singular: str = ""
     preferred: bool = True
-    printer_columns: tuple[dict[str, str], ...] = field(default=(), compare=False)
+    printer_columns: tuple[PrinterColumn, ...] = field(default=(), compare=False)
 
     @property
     def listable(self) -> bool:

@@ -31,7 +31,7 @@ import ssl
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import orjson
@@ -42,6 +42,7 @@ from multicluster.config import ClusterConfig, SyncConfig
 from multicluster.errors import ClusterError, ConfigError, KubeAPIError, kube_error
 from multicluster.gvr import APIResource, parse_discovery
 from multicluster.logsetup import cluster_logger
+from multicluster.types import APIGroupList, APIVersions, Status, VersionInfo, WatchEvent
 from multicluster.watchlines import Lines, LineTooLong
 
 log = logging.getLogger(__name__)
@@ -52,14 +53,15 @@ JSON_PATCH = "application/json-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
 
 
-def _status_message(body: bytes, status: int) -> tuple[str, str, dict[str, Any]]:
+def _status_message(body: bytes, status: int) -> tuple[str, str, Status]:
     try:
         data = orjson.loads(body) if body else {}
     except orjson.JSONDecodeError:
         text = body[:300].decode("utf-8", "replace").strip()
         return (text or f"HTTP {status}"), "", {}
     if isinstance(data, dict):
-        return str(data.get("message") or f"HTTP {status}"), str(data.get("reason") or ""), data
+        st = cast(Status, data)  # a member's answer: each field is checked where it is read
+        return str(st.get("message") or f"HTTP {status}"), str(st.get("reason") or ""), st
     return f"HTTP {status}", "", {}
 
 
@@ -219,7 +221,7 @@ class ClusterClient:
                 ra = None
         return kube_error(status, message, reason=reason, cluster=self.name, body=body, retry_after=ra)
 
-    async def watch(self, path: str, params: Mapping[str, Any], *, timeout: float) -> AsyncIterator[dict[str, Any]]:
+    async def watch(self, path: str, params: Mapping[str, Any], *, timeout: float) -> AsyncIterator[WatchEvent]:
         """Stream watch events (one JSON object per line, parsed) until the server closes the stream."""
         lines = self.watch_lines(path, params, timeout=timeout)
         try:
@@ -267,8 +269,8 @@ class ClusterClient:
 
     # ------------------------------------------------------------------ discovery
 
-    async def server_version(self) -> dict[str, Any]:
-        return await self.get("/version")
+    async def server_version(self) -> VersionInfo:
+        return cast(VersionInfo, await self.get("/version"))
 
     async def discover(self, *, refresh: bool = False, max_age: float = 300.0) -> list[APIResource]:
         """Every resource the server serves (all versions; `preferred` marks the group's preferred one)."""
@@ -290,15 +292,15 @@ class ClusterClient:
     async def _discover(self) -> list[APIResource]:
         """One pass over /api and /apis; raises whatever a malformed document makes it raise."""
         out: list[APIResource] = []
-        core = await self.get("/api")
-        for v in core.get("versions") or []:
-            out += parse_discovery(str(v), await self.get(f"/api/{v}"), preferred=True)
-        groups = await self.get("/apis")
-        fetches = []
+        core = cast(APIVersions, await self.get("/api"))
+        for version in core.get("versions") or []:
+            out += parse_discovery(str(version), await self.get(f"/api/{version}"), preferred=True)
+        groups = cast(APIGroupList, await self.get("/apis"))
+        fetches: list[tuple[str, bool]] = []
         for g in groups.get("groups") or []:
-            pref = (g.get("preferredVersion") or {}).get("groupVersion")
-            for v in g.get("versions") or []:
-                fetches.append((str(v["groupVersion"]), v["groupVersion"] == pref))
+            preferred_gv = (g.get("preferredVersion") or {}).get("groupVersion")
+            for gv_entry in g.get("versions") or []:
+                fetches.append((str(gv_entry["groupVersion"]), gv_entry["groupVersion"] == preferred_gv))
         results = await asyncio.gather(*(self.get(f"/apis/{gv}") for gv, _ in fetches), return_exceptions=True)
         for (gv, pref), res in zip(fetches, results, strict=True):
             if isinstance(res, BaseException):

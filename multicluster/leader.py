@@ -31,12 +31,12 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from multicluster import metrics
 from multicluster.errors import ClusterError, Conflict, KubeAPIError, NotFound
 from multicluster.kube import ClusterClient
 from multicluster.logsetup import cluster_logger
+from multicluster.types import LeaseSpec
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class LeaseLock:
         self._observed: tuple[str, str] | None = None  # (holder, renewTime) last seen
         self._observed_at = 0.0
 
-    def _spec(self, transitions: int, acquire: str | None = None) -> dict[str, Any]:
+    def _spec(self, transitions: int, acquire: str | None = None) -> LeaseSpec:
         now = _now_micro()
         return {
             "holderIdentity": self.identity,

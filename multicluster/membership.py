@@ -23,7 +23,6 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -33,6 +32,7 @@ from multicluster.kube import APPLY_PATCH, MERGE_PATCH, ClusterClient, failure_s
 from multicluster.kubeconfig import KubeconfigError, parse_kubeconfig
 from multicluster.logsetup import cluster_logger
 from multicluster.registry import ClusterRegistry
+from multicluster.types import JoinAnswer, UnjoinAnswer, VersionInfo
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ class Membership:
 
     # ------------------------------------------------------------------ join / unjoin
 
-    async def join(self, name: str, kubeconfig: bytes, *, insecure: bool = False, wait: bool = True) -> dict[str, Any]:
+    async def join(self, name: str, kubeconfig: bytes, *, insecure: bool = False, wait: bool = True) -> JoinAnswer:
         """Validate, persist and start syncing a new cluster. Returns a summary for the API response."""
         async with self._lock:
             name = (name or "").strip()
@@ -167,7 +167,7 @@ class Membership:
                     fh.write(spec.to_yaml())
                 os.chmod(tmp, 0o600)
                 cluster = ClusterConfig(name=name, config_path=tmp, insecure=insecure, trusted=False)
-                version: dict[str, Any] = {}
+                version: VersionInfo = {}
                 if wait:
                     client = ClusterClient(cluster, request_timeout=10)
                     try:
@@ -202,7 +202,7 @@ class Membership:
                 "persisted": True,
             }
 
-    async def unjoin(self, name: str) -> dict[str, Any]:
+    async def unjoin(self, name: str) -> UnjoinAnswer:
         async with self._lock:
             master = self.registry.config.master
             if master is not None and name == master.name:
@@ -231,7 +231,7 @@ class Membership:
                 if joined.config_path is not None:
                     joined.config_path.unlink(missing_ok=True)
             self.probes.pop(name, None)
-            out: dict[str, Any] = {"res": "unjoin cluster successful", "cluster": name, "rowsDeleted": removal.rows}
+            out: UnjoinAnswer = {"res": "unjoin cluster successful", "cluster": name, "rowsDeleted": removal.rows}
             if removal.kept_for:
                 # Lease mode: the store is shared and other replicas still sync this cluster (it was joined there
                 # too); purging would delete rows they keep current. The last replica to unjoin it purges.

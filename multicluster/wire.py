@@ -15,10 +15,12 @@ objects cost more but are stored exactly as before.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import orjson
+
+from multicluster.types import EventType, ObjectMeta, WatchEvent
 
 
 class _Owner(msgspec.Struct):
@@ -264,16 +266,17 @@ class WireObject:
         return raw
 
 
-def event_head(raw: bytes) -> dict[str, Any]:
+def event_head(raw: bytes) -> WatchEvent:
     """A watch event with only its type and the object's name, namespace and resourceVersion: for an event too
     large to store, whose body is then never built. Raises ValueError if it is not a JSON event."""
     try:
         head = _head.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise ValueError(str(exc)) from None
+    event_type = cast(EventType, head.type)  # checked by the caller, as for a fully parsed event
     if head.object is None:
-        return {"type": head.type}
+        return {"type": event_type}
     md = head.object.metadata
     meta = {} if md is None else {k: v for k, v in (("name", md.name), ("namespace", md.namespace),
                                                      ("resourceVersion", md.resourceVersion)) if v is not None}
-    return {"type": head.type, "object": {"metadata": meta}}
+    return {"type": event_type, "object": {"metadata": cast(ObjectMeta, meta)}}

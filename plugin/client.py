@@ -17,12 +17,16 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 
 from multicluster.cliconfig import DEFAULT_HOST, DEFAULT_PORT, config_path, load_cli_config
 from multicluster.errors import MulticlusterError
+
+# Types only: importing multicluster.types would be start-up time of `kubectl multicluster list`.
+if TYPE_CHECKING:
+    from multicluster.types import ClusterInfo, KubeObject, ResourcesPage
 
 ENV_SERVER = "MULTICLUSTER_SERVER"
 ENV_TOKEN = "MULTICLUSTER_TOKEN"
@@ -98,20 +102,20 @@ class _Ahead:
     A daemon thread, so a command that stops reading pages (--limit reached, a closed pipe, Ctrl-C) exits
     without waiting for a page it no longer needs."""
 
-    def __init__(self, fn: Callable[[list[tuple[str, str]]], dict[str, Any]],
+    def __init__(self, fn: Callable[[list[tuple[str, str]]], ResourcesPage],
                  arg: list[tuple[str, str]]) -> None:
-        self._value: dict[str, Any] | None = None
+        self._value: ResourcesPage | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, args=(fn, arg), daemon=True)
         self._thread.start()
 
-    def _run(self, fn: Callable[[list[tuple[str, str]]], dict[str, Any]], arg: list[tuple[str, str]]) -> None:
+    def _run(self, fn: Callable[[list[tuple[str, str]]], ResourcesPage], arg: list[tuple[str, str]]) -> None:
         try:
             self._value = fn(arg)
         except BaseException as exc:  # handed to the reader, who raises it where the page is wanted
             self._error = exc
 
-    def result(self) -> dict[str, Any]:
+    def result(self) -> ResourcesPage:
         self._thread.join()
         if self._error is not None:
             raise self._error
@@ -195,7 +199,7 @@ class Client:
         field_selector: str | None = None,
         limit: int = 0,
         page_size: int = PAGE_SIZE,
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Iterator[ResourcesPage]:
         """Walk GET /v1/resources page by page; `limit` caps the total (0 = everything)."""
         base: list[tuple[str, str]] = [("gvr", gvr)]
         base += [("cluster", c) for c in clusters]
@@ -223,11 +227,11 @@ class Client:
                 return
             page = ahead.result()
 
-    def _resource_page(self, params: list[tuple[str, str]]) -> dict[str, Any]:
+    def _resource_page(self, params: list[tuple[str, str]]) -> ResourcesPage:
         page = self.get_json("/v1/resources", params)
         if not isinstance(page, dict):
             raise PluginError("unexpected answer from /v1/resources", hint="is the daemon up to date?")
-        return page
+        return cast("ResourcesPage", page)
 
     def open_stream(self, path: str, params: Sequence[tuple[str, str]], headers: dict[str, str],
                     timeout: float) -> Any:
@@ -253,15 +257,15 @@ class Client:
                 "(or the config file) at a running one",
             ) from None
 
-    def get_object(self, cluster: str, gvr: str, namespace: str, name: str) -> dict[str, Any]:
+    def get_object(self, cluster: str, gvr: str, namespace: str, name: str) -> KubeObject:
         """GET /v1/resources/{cluster}/{gvr}/{namespace}/{name} (`namespace` "" = cluster-scoped)."""
         q = urllib.parse.quote
         path = f"/v1/resources/{q(cluster, safe='')}/{q(gvr)}/{q(namespace or '_', safe='')}/{q(name, safe='')}"
         obj = self.get_json(path)
         if not isinstance(obj, dict):
             raise PluginError(f"unexpected answer from {path}", hint="is the daemon up to date?")
-        return obj
+        return cast("KubeObject", obj)
 
-    def clusters(self) -> list[dict[str, Any]]:
+    def clusters(self) -> list[ClusterInfo]:
         data = self.get_json("/v1/clusters")
         return list(data.get("clusters") or []) if isinstance(data, dict) else []

@@ -12,11 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from multicluster.columns import printer_columns
 from plugin.client import ApiError
 from plugin.printers import ResourceInfo, uses_printer_columns
+
+# Types only: importing multicluster.types would be start-up time of `kubectl multicluster list`.
+if TYPE_CHECKING:
+    from multicluster.types import KubeObject, PrinterColumn
 
 CRD_TYPE = "customresourcedefinitions.apiextensions.k8s.io"
 
@@ -32,7 +36,7 @@ BUILTIN_GROUPS = frozenset({
 
 
 class ObjectGetter(Protocol):
-    def get_object(self, cluster: str, gvr: str, namespace: str, name: str) -> dict[str, Any]: ...
+    def get_object(self, cluster: str, gvr: str, namespace: str, name: str) -> KubeObject: ...
 
 
 def may_be_custom(res: ResourceInfo) -> bool:
@@ -48,16 +52,16 @@ class CRDColumns:
 
     def __init__(self, client: ObjectGetter) -> None:
         self.client = client
-        self._cache: dict[str, tuple[dict[str, Any], ...]] = {}
+        self._cache: dict[str, tuple[PrinterColumn, ...]] = {}
         self.fetches = 0
 
-    def columns(self, res: ResourceInfo, clusters: Iterable[str]) -> tuple[dict[str, Any], ...]:
+    def columns(self, res: ResourceInfo, clusters: Iterable[str]) -> tuple[PrinterColumn, ...]:
         """The CRD's columns for `res`, asking the given clusters in order until one has the CRD."""
         if not may_be_custom(res):
             return ()
         if res.gvr in self._cache:
             return self._cache[res.gvr]
-        found: tuple[dict[str, Any], ...] = ()
+        found: tuple[PrinterColumn, ...] = ()
         for cluster in dict.fromkeys(c for c in clusters if c):
             self.fetches += 1
             try:

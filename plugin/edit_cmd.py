@@ -15,13 +15,14 @@ import shlex
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import orjson
 import typer
 import yaml
 
 from multicluster.errors import Conflict, KubeAPIError, MulticlusterError, NotFound
+from multicluster.types import KubeObject
 from plugin.manifest_cmds import Context, Kubeconfig
 from plugin.manifests import Located, ManifestError, selection
 from plugin.master import connect, resolve_type, server_message, type_name
@@ -41,13 +42,13 @@ def editor_command() -> list[str]:
 
 
 async def _fetch(kubeconfig: str | None, context: str | None, resource: str, name: str,
-                 namespace: str | None) -> tuple[Located, dict[str, Any]]:
+                 namespace: str | None) -> tuple[Located, KubeObject]:
     client = await connect(kubeconfig, context)
     try:
         r = await resolve_type(client, resource)
         loc = Located(r, (namespace or "default") if r.namespaced else "", name)
         try:
-            obj = await client.get(loc.path)
+            obj = cast(KubeObject, await client.get(loc.path))
         except NotFound:
             raise ManifestError(f'{type_name(r)} "{name}" not found'
                                 + (f' in namespace "{loc.namespace}"' if loc.namespace else "")) from None
@@ -59,7 +60,7 @@ async def _fetch(kubeconfig: str | None, context: str | None, resource: str, nam
     return loc, obj
 
 
-async def _put(kubeconfig: str | None, context: str | None, loc: Located, obj: dict[str, Any]) -> None:
+async def _put(kubeconfig: str | None, context: str | None, loc: Located, obj: KubeObject) -> None:
     client = await connect(kubeconfig, context)
     try:
         await client.request("PUT", loc.path, body=obj)
@@ -67,13 +68,13 @@ async def _put(kubeconfig: str | None, context: str | None, loc: Located, obj: d
         await client.close()
 
 
-def _render(obj: dict[str, Any], output: str) -> str:
+def _render(obj: KubeObject, output: str) -> str:
     if output == "json":
         return HEADER + orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode() + "\n"
     return HEADER + yaml.safe_dump(obj, sort_keys=False)
 
 
-def _parse(text: str, path: Path) -> dict[str, Any] | None:
+def _parse(text: str, path: Path) -> KubeObject | None:
     """The edited object, or None for an empty file (comment lines do not count)."""
     body = "\n".join(ln for ln in text.splitlines() if not ln.lstrip().startswith("#"))
     if not body.strip():
@@ -89,12 +90,13 @@ def _parse(text: str, path: Path) -> dict[str, Any] | None:
     if not isinstance(obj, dict):
         raise ManifestError(f"the edited file holds {type(obj).__name__}, not an object",
                             hint=f"your changes are kept in {path}")
-    return obj
+    return cast(KubeObject, obj)
 
 
-def _identity(obj: dict[str, Any]) -> tuple[Any, ...]:
-    md = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
-    assert isinstance(md, dict)
+def _identity(obj: KubeObject) -> tuple[Any, ...]:
+    md = obj.get("metadata")
+    if not isinstance(md, dict):
+        md = {}
     return obj.get("apiVersion"), obj.get("kind"), md.get("name"), md.get("namespace")
 
 

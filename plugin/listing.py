@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -17,6 +17,10 @@ from plugin import printers
 from plugin.client import PAGE_SIZE, Client, find_endpoint
 from plugin.crd_columns import CRDColumns
 from plugin.output import UsageError, is_terminal, note, reported, warn
+
+# Types only: importing multicluster.types would be start-up time of `kubectl multicluster list`.
+if TYPE_CHECKING:
+    from multicluster.types import Freshness as FreshnessBlock
 
 
 class Freshness:
@@ -27,7 +31,7 @@ class Freshness:
         self.warned: set[str] = set()
         self.state: dict[str, str] = {}
 
-    def update(self, block: dict[str, Any] | None) -> None:
+    def update(self, block: FreshnessBlock | None) -> None:
         if not block:
             return
         now = time.time()

@@ -23,8 +23,8 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Annotated, Any, cast
 
 import orjson
 import typer
@@ -33,6 +33,7 @@ import yaml
 from multicluster import crds
 from multicluster.columns import printer_columns
 from multicluster.errors import Conflict, KubeAPIError, MulticlusterError, NotFound
+from multicluster.types import KubeList, KubeObject, PrinterColumn
 from plugin import printers
 from plugin.manifests import Doc, Located, ManifestError, Selection, locate, named, read_docs, selection
 from plugin.master import APPLY_PATCH, MasterClient, connect, resolve_type, server_message, type_name
@@ -180,10 +181,10 @@ async def _delete(docs: list[Doc], sel: Selection, *, kubeconfig: str | None, co
 # --------------------------------------------------------------------------------------------- get
 
 
-def render_table(items: list[dict[str, Any]], kind: str | None, *, wide: bool = False, all_namespaces: bool = False,
+def render_table(items: Sequence[KubeObject], kind: str | None, *, wide: bool = False, all_namespaces: bool = False,
                  now: float | None = None) -> str:
     """`kubectl get`'s table: the packaged CRD's printer columns for our kinds, NAME and AGE for other types."""
-    cols: tuple[dict[str, Any], ...] = ()
+    cols: tuple[PrinterColumn, ...] = ()
     if kind is not None:
         crd = next(c for c in crds.load() if c.kind == kind)
         cols = printer_columns(crd.body, crd.body["spec"]["versions"][0]["name"])
@@ -202,19 +203,20 @@ async def _get(sel: Selection, *, kubeconfig: str | None, context: str | None, n
     try:
         r = await resolve_type(client, sel.resource)
         ns = None if all_namespaces or not r.namespaced else (namespace or "default")
-        items: list[dict[str, Any]] = []
+        items: list[KubeObject] = []
         try:
             if sel.names:
                 for name in sel.names:
                     try:
-                        items.append(await client.get(r.gvr.path(ns, name)))
+                        items.append(cast(KubeObject, await client.get(r.gvr.path(ns, name))))
                     except NotFound:
                         failures += 1
                         report(ManifestError(f'{type_name(r)} "{name}" not found'
                                               + (f' in namespace "{ns}"' if ns else "")))
             else:
                 params = {"labelSelector": sel.selector} if sel.selector else None
-                items = list((await client.get(r.gvr.path(ns), params=params)).get("items") or [])
+                listed = cast(KubeList, await client.get(r.gvr.path(ns), params=params))
+                items = list(listed.get("items") or [])
         except KubeAPIError as exc:
             raise ManifestError(server_message(exc)) from exc
     finally:
@@ -227,8 +229,8 @@ async def _get(sel: Selection, *, kubeconfig: str | None, context: str | None, n
         for it in items:
             out(f"{type_name(r)}/{it['metadata']['name']}")
     elif output in ("yaml", "json"):
-        doc: dict[str, Any] = (items[0] if len(sel.names) == 1 and items
-                               else {"apiVersion": "v1", "kind": "List", "items": items})
+        doc: KubeObject | KubeList = (items[0] if len(sel.names) == 1 and items
+                                      else {"apiVersion": "v1", "kind": "List", "items": items})
         if output == "json":
             out(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
         else:

@@ -13,12 +13,13 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 import yaml
 
 from multicluster import crds
 from multicluster.errors import KubeAPIError
+from multicluster.types import KubeObject
 from plugin.master import APIResource, MasterClient, MasterError, find_kind, resolve_type, server_message, type_name
 
 _EXTENSIONS = (".yaml", ".yml", ".json")
@@ -31,7 +32,7 @@ class ManifestError(MasterError):
 @dataclass(frozen=True, slots=True)
 class Doc:
     source: str  # file:index, for error messages
-    obj: dict[str, Any]
+    obj: KubeObject
 
 
 def files(paths: list[str], recursive: bool) -> Iterator[Path | None]:
@@ -77,10 +78,10 @@ def read_docs(paths: list[str], *, recursive: bool = False) -> list[Doc]:
                 raise ManifestError(f"{name} (document {i + 1}): expected an object, got {type(obj).__name__}")
             items = obj.get("items") if str(obj.get("kind", "")).endswith("List") else None
             if isinstance(items, list):
-                docs += [Doc(f"{name} (document {i + 1}, item {j + 1})", it) for j, it in enumerate(items)
-                         if isinstance(it, dict)]
+                docs += [Doc(f"{name} (document {i + 1}, item {j + 1})", cast(KubeObject, it))
+                         for j, it in enumerate(items) if isinstance(it, dict)]
             else:
-                docs.append(Doc(f"{name} (document {i + 1})", obj))
+                docs.append(Doc(f"{name} (document {i + 1})", cast(KubeObject, obj)))
     return docs
 
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO, cast
 
 import orjson
 
@@ -26,9 +26,15 @@ from multicluster.columns import age, human_duration, printer_cell, priority
 from multicluster.columns import get as _get
 from multicluster.columns import text as _s
 
-Obj = dict[str, Any]
-Item = tuple[str, Obj]  # (cluster, object)
-Cell = Callable[[str, Obj, float], str]  # (cluster, object, now) -> text
+# Types only: importing multicluster.types would be start-up time of `kubectl multicluster list`.
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from multicluster.types import ClusterInfo, KubeObject, ObjectMeta, PrinterColumn, ResourceBlock
+
+    Obj: TypeAlias = Mapping[str, Any]  # a KubeObject, or an object the plugin read some other way
+    Item: TypeAlias = tuple[str, Obj]  # (cluster, object)
+    Cell: TypeAlias = Callable[[str, Obj, float], str]  # (cluster, object, now) -> text
 
 CLUSTER_ANNOTATION = "multicluster.io/cluster"
 GAP = "   "
@@ -43,7 +49,7 @@ class ResourceInfo:
     resource: str
     kind: str
     namespaced: bool = True
-    printer_columns: tuple[dict[str, Any], ...] = field(default=())
+    printer_columns: tuple[PrinterColumn, ...] = field(default=())
 
     @property
     def gvr(self) -> str:
@@ -56,7 +62,7 @@ class ResourceInfo:
         return f"{kind}.{self.group}" if self.group else kind
 
     @classmethod
-    def from_api(cls, data: dict[str, Any]) -> ResourceInfo:
+    def from_api(cls, data: ResourceBlock) -> ResourceInfo:
         return cls(
             group=str(data.get("group") or ""),
             version=str(data.get("version") or ""),
@@ -175,7 +181,7 @@ def _mcr_status_count(key: str) -> Cell:
     return cell
 
 
-def printer_column(col: dict[str, Any]) -> Cell:
+def printer_column(col: PrinterColumn) -> Cell:
     """One CRD additionalPrinterColumn: the text of the cell the API server would send (multicluster.columns)."""
     return lambda c, o, now: _s(printer_cell(col, o, now))
 
@@ -224,7 +230,7 @@ def columns_for(res: ResourceInfo, wide: bool = False) -> list[tuple[str, Cell]]
     return [*cols, AGE]
 
 
-def render_master_table(items: Sequence[Obj], printer_columns: Sequence[dict[str, Any]], *, wide: bool,
+def render_master_table(items: Sequence[Obj], printer_columns: Sequence[PrinterColumn], *, wide: bool,
                         all_namespaces: bool, now: float) -> str:
     """`kubectl get`'s table of objects read from one cluster (the master): [NAMESPACE] NAME, then the CRD's
     printer columns in their own order (priority > 0 only with wide), or AGE for a type without any."""
@@ -340,18 +346,20 @@ class ObjectTablePrinter:
         self.table.close()
 
 
-def kube_order(obj: Obj) -> Obj:
+_FIRST = ("apiVersion", "kind", "metadata")
+
+
+def kube_order(obj: Mapping[str, Any]) -> KubeObject:
     """apiVersion, kind, metadata first, like kubectl's JSON (list items are stored with apiVersion/kind last)."""
-    head: Obj = {k: obj[k] for k in ("apiVersion", "kind", "metadata") if k in obj}
-    return {**head, **{k: v for k, v in obj.items() if k not in head}}
+    ordered = {k: obj[k] for k in _FIRST if k in obj}
+    ordered.update((k, v) for k, v in obj.items() if k not in ordered)
+    return cast("KubeObject", ordered)
 
 
-def with_cluster(cluster: str, obj: Obj) -> Obj:
+def with_cluster(cluster: str, obj: Obj) -> KubeObject:
     """The object annotated with the cluster it came from (a List item has nowhere else to say it)."""
-    meta = dict(obj.get("metadata") or {})
-    ann = dict(meta.get("annotations") or {})
-    ann[CLUSTER_ANNOTATION] = cluster
-    meta["annotations"] = ann
+    meta: ObjectMeta = {**(obj.get("metadata") or {})}
+    meta["annotations"] = {**(meta.get("annotations") or {}), CLUSTER_ANNOTATION: cluster}
     return kube_order({**obj, "metadata": meta})
 
 
@@ -447,7 +455,7 @@ def to_yaml(obj: Any) -> str:
 CLUSTER_HEADERS = ("NAME", "VERSION", "HOST", "PLATFORM", "ISMASTER", "STATUS", "OBJECTS", "LASTSYNC")
 
 
-def cluster_status(c: dict[str, Any]) -> str:
+def cluster_status(c: ClusterInfo) -> str:
     if not c.get("reachable", False):
         return "Unreachable"
     if any(r.get("status") == "error" for r in c.get("resources") or [] if isinstance(r, dict)) or c.get("error"):
@@ -455,7 +463,7 @@ def cluster_status(c: dict[str, Any]) -> str:
     return "Ready" if c.get("ready") else "Syncing"
 
 
-def cluster_rows(clusters: Iterable[dict[str, Any]], now: float | None = None) -> list[list[str]]:
+def cluster_rows(clusters: Iterable[ClusterInfo], now: float | None = None) -> list[list[str]]:
     now = time.time() if now is None else now
     rows = []
     for c in clusters:

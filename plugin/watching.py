@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -86,7 +86,7 @@ class EventPrinter:
                 name = f"{cluster}/{self.info.type_name}/{(obj.get('metadata') or {}).get('name') or ''}"
                 parts.append(f"{kind} {name}\n" if self.events else name + "\n")
                 continue
-            doc: dict[str, Any] = printers.with_cluster(cluster, obj)
+            doc: Mapping[str, Any] = printers.with_cluster(cluster, obj)
             if self.events:
                 doc = {"type": kind, "object": doc}
             if self.output == "json":

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from multicluster.feed.hub import Hub
 from multicluster.gvr import GVR, APIResource
 from multicluster.store.base import Store, SyncState
+from multicluster.types import Freshness, ResourceBlock, StaleCluster
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +72,7 @@ class ApiBackend(Protocol):
         """True once every cluster's initial sync has completed."""
 
 
-def freshness(views: Sequence[ClusterView], gvr: GVR, requested: Sequence[str] = ()) -> dict[str, Any]:
+def freshness(views: Sequence[ClusterView], gvr: GVR, requested: Sequence[str] = ()) -> Freshness:
     """The `clusters` block of a response: fresh / stale / missing for the clusters a query covered.
 
     - fresh:   reachable, and this GVR's initial sync completed and is not in error (a cluster that is ready but
@@ -84,7 +85,7 @@ def freshness(views: Sequence[ClusterView], gvr: GVR, requested: Sequence[str] =
     by_name = {v.name: v for v in views}
     names = list(dict.fromkeys(requested)) if requested else [v.name for v in views]
     fresh: list[str] = []
-    stale: list[dict[str, Any]] = []
+    stale: list[StaleCluster] = []
     missing: list[str] = []
     for name in names:
         view = by_name.get(name)
@@ -121,11 +122,11 @@ def freshness(views: Sequence[ClusterView], gvr: GVR, requested: Sequence[str] =
     return {"fresh": fresh, "stale": stale, "missing": missing}
 
 
-def _stale(name: str, last: float | None, error: str) -> dict[str, Any]:
+def _stale(name: str, last: float | None, error: str) -> StaleCluster:
     return {"name": name, "lastSync": last, "error": error}
 
 
-def gvr_json(r: APIResource) -> dict[str, Any]:
+def gvr_json(r: APIResource) -> ResourceBlock:
     """The `resource` block of responses: what a spelling resolved to, so clients can pick columns."""
     return {
         "gvr": str(r.gvr),

@@ -8,7 +8,7 @@ verification for every uploaded kubeconfig).
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 import orjson
 from aiohttp import web
@@ -17,16 +17,17 @@ from aiohttp.http_exceptions import HttpProcessingError
 from multicluster.api.middleware import json_response
 from multicluster.api.params import bool_param, str_param
 from multicluster.errors import MembershipError, QueryError
+from multicluster.types import JoinAnswer, UnjoinAnswer
 
 MAX_KUBECONFIG = 1024 * 1024
 _JSON_HINT = 'send {"cluster": NAME, "kubeconfig": "<the kubeconfig file as text>", "insecure": false}'
 
 
 class MembershipBackend(Protocol):
-    async def join(self, name: str, kubeconfig: bytes, *, insecure: bool = False, wait: bool = True) -> dict[str, Any]:
-        ...
+    async def join(self, name: str, kubeconfig: bytes, *, insecure: bool = False,
+                   wait: bool = True) -> JoinAnswer: ...
 
-    async def unjoin(self, name: str) -> dict[str, Any]: ...
+    async def unjoin(self, name: str) -> UnjoinAnswer: ...
 
 
 # Set by whoever serves join/unjoin (the daemon: its Membership); an app without it answers these routes 501.

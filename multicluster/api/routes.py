@@ -50,6 +50,7 @@ from multicluster.selectors import (
     validate_label_value,
 )
 from multicluster.store.base import Query, Requirement, StoredObject
+from multicluster.types import ClusterInfo, Freshness, ResourceSyncState
 
 API_VERSION = "multicluster/v1"
 STREAM_PAGE = 500  # rows per store query when streaming
@@ -80,7 +81,7 @@ def _header_value(names: list[str]) -> str:
     return ",".join(quote(n, safe="") for n in names)
 
 
-def _freshness_headers(block: dict[str, Any]) -> dict[str, str]:
+def _freshness_headers(block: Freshness) -> dict[str, str]:
     headers = {}
     if block["stale"]:
         headers["X-Multicluster-Stale"] = _header_value([s["name"] for s in block["stale"]])
@@ -298,8 +299,8 @@ async def get_resource(request: web.Request) -> web.StreamResponse:
 # --------------------------------------------------------------------------------------------------- clusters, health
 
 
-def _cluster_json(view: ClusterView, counts: dict[str, int]) -> dict[str, Any]:
-    resources = []
+def _cluster_json(view: ClusterView, counts: dict[str, int]) -> ClusterInfo:
+    resources: list[ResourceSyncState] = []
     for s in sorted(view.syncs, key=lambda s: s.gvr):
         resources.append({
             "gvr": str(s.gvr),

@@ -16,14 +16,14 @@ from multicluster.sync.health import ClusterHealth, Tracker
 from multicluster.sync.informer import Informer, InformerOptions
 from multicluster.sync.rows import to_row
 from multicluster.sync.sink import StoreSink
-from multicluster.sync.writer import QueueKey, WriteQueue, Writer
+from multicluster.sync.writer import RowKey, WriteQueue, Writer
 
 __all__ = [
     "ClusterHealth",
     "ClusterSync",
     "Informer",
     "InformerOptions",
-    "QueueKey",
+    "RowKey",
     "StoreSink",
     "Tracker",
     "WriteQueue",

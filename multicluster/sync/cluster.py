@@ -21,6 +21,7 @@ from multicluster.sync.informer import Informer, InformerOptions
 from multicluster.sync.sink import StoreSink
 from multicluster.sync.writer import WriteQueue
 from multicluster.tasks import Supervisor, TaskFailure
+from multicluster.types import ClusterName
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +183,7 @@ class ClusterSync:
             if gvr in self.informers or not self.owns(self.cluster.name, gvr):
                 continue
             index = await self.store.load_index(self.cluster.name, gvr)
-            sink = StoreSink(self.cluster.name, res, self.queue, self.tracker, index, self.config)
+            sink = StoreSink(ClusterName(self.cluster.name), res, self.queue, self.tracker, index, self.config)
             self.tracker.update(self.cluster.name, gvr, status="syncing", objects=len(index))
             inf = Informer(
                 self.client,

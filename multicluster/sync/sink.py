@@ -12,7 +12,8 @@ from multicluster.store.base import Delete, Mutation
 from multicluster.sync.health import Tracker
 from multicluster.sync.informer import Key
 from multicluster.sync.rows import to_row
-from multicluster.sync.writer import QueueKey, WriteQueue
+from multicluster.sync.writer import RowKey, WriteQueue
+from multicluster.types import ClusterName
 from multicluster.wire import WireObject
 
 
@@ -21,7 +22,7 @@ class StoreSink:
 
     def __init__(
         self,
-        cluster: str,
+        cluster: ClusterName,
         resource: APIResource,
         queue: WriteQueue,
         tracker: Tracker,
@@ -41,22 +42,22 @@ class StoreSink:
         row = to_row(
             self.cluster, self.gvr, obj, rv, drop_managed_fields=self.drop_managed, store_secrets=self.store_secrets
         )
-        await self.queue.put((self.cluster, self.gvr, row.namespace, row.name), row)
+        await self.queue.put(RowKey((self.cluster, self.gvr, row.namespace, row.name)), row)
         self.tracker.contact(self.cluster)
 
     async def upsert_many(self, objs: list[tuple[WireObject, int, bool]]) -> None:
         """upsert() for a list page's changed objects at once; each says whether the informer had never seen it."""
         cluster, gvr, drop, secrets = self.cluster, self.gvr, self.drop_managed, self.store_secrets
-        items: list[tuple[QueueKey, Mutation]] = []
+        items: list[tuple[RowKey, Mutation]] = []
         for obj, rv, new in objs:
             row = to_row(cluster, gvr, obj, rv, drop_managed_fields=drop, store_secrets=secrets, new=new)
-            items.append(((cluster, gvr, row.namespace, row.name), row))
+            items.append((RowKey((cluster, gvr, row.namespace, row.name)), row))
         await self.queue.put_many(items)
         self.tracker.contact(cluster)
 
     async def delete(self, namespace: str, name: str, rv: int) -> None:
         await self.queue.put(
-            (self.cluster, self.gvr, namespace, name), Delete(self.cluster, self.gvr, namespace, name, rv)
+            RowKey((self.cluster, self.gvr, namespace, name)), Delete(self.cluster, self.gvr, namespace, name, rv)
         )
         self.tracker.contact(self.cluster)
 

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable
+from typing import NewType
 
 from multicluster import metrics
 from multicluster.config import RetryConfig
@@ -22,12 +23,15 @@ from multicluster.logsetup import cluster_logger
 from multicluster.retry import RetryPolicy
 from multicluster.store.base import ApplyResult, Mutation, PipelinedStore, Store
 from multicluster.sync.health import Tracker
+from multicluster.types import ClusterName
 from multicluster.workqueue import CoalescingQueue, ShardedQueue
 
 log = logging.getLogger(__name__)
 
-QueueKey = tuple[str, GVR, str, str]  # cluster, gvr, namespace, name
-WriteQueue = CoalescingQueue[QueueKey, Mutation] | ShardedQueue[QueueKey, Mutation]
+RowKey = NewType("RowKey", tuple[ClusterName, GVR, str, str])
+"""(cluster, resource type, namespace, name): one object's identity in the write queue and the store; the queue
+keeps only the latest change of each key."""
+WriteQueue = CoalescingQueue[RowKey, Mutation] | ShardedQueue[RowKey, Mutation]
 
 
 class Writer:
@@ -87,7 +91,7 @@ class Writer:
         finally:
             saver.cancel()
 
-    async def _consume(self, shard: CoalescingQueue[QueueKey, Mutation], idle: asyncio.Event,
+    async def _consume(self, shard: CoalescingQueue[RowKey, Mutation], idle: asyncio.Event,
                        lock: asyncio.Lock) -> None:
         while True:
             if not len(shard):
@@ -103,7 +107,7 @@ class Writer:
                     finally:
                         _finished(shard, batch)
 
-    async def _pipeline(self, store: PipelinedStore, shard: CoalescingQueue[QueueKey, Mutation], batch: Batch) -> None:
+    async def _pipeline(self, store: PipelinedStore, shard: CoalescingQueue[RowKey, Mutation], batch: Batch) -> None:
         """Write `batch` while the next one, if it is ready, waits queued on the writer behind it.
 
         The writer then starts the next batch the moment it commits one, instead of idling until the event loop
@@ -237,7 +241,7 @@ class Writer:
             raise
 
 
-Batch = list[tuple[QueueKey, Mutation, float]]
+Batch = list[tuple[RowKey, Mutation, float]]
 PIPELINE_RUN = 16  # batches written back to back before the writer lock is let go (see Writer._pipeline)
 
 
@@ -257,7 +261,7 @@ def _start(store: PipelinedStore, batch: Batch, after: int | None) -> tuple[int,
         return None
 
 
-def _finished(shard: CoalescingQueue[QueueKey, Mutation], batch: Batch) -> None:
+def _finished(shard: CoalescingQueue[RowKey, Mutation], batch: Batch) -> None:
     shard.finished(len(batch))
     now = time.monotonic()
     for _, _, t0 in batch:
@@ -267,7 +271,7 @@ def _finished(shard: CoalescingQueue[QueueKey, Mutation], batch: Batch) -> None:
 MAX_RESOURCE_VERSION = 2**63 - 1
 
 
-def _storable(shard: CoalescingQueue[QueueKey, Mutation], batch: Batch) -> Batch:
+def _storable(shard: CoalescingQueue[RowKey, Mutation], batch: Batch) -> Batch:
     """The batch without mutations no store can hold (a member sent a resourceVersion outside the stores' signed
     64-bit column): those are dropped here, counted, logged and marked finished, so they never reach a
     transaction with other clusters' rows."""

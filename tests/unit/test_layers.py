@@ -26,7 +26,7 @@ FOUNDATION = {
     "multicluster.retry", "multicluster.metrics", "multicluster.kubeconfig", "multicluster.cliconfig",
     "multicluster.crds", "multicluster.tasks", "multicluster.workqueue",
     "multicluster.memory", "multicluster.logsetup", "multicluster.jsonpath", "multicluster.columns",
-    "multicluster.watchlines",
+    "multicluster.watchlines", "multicluster.types",
     # The config package: the schema's vocabulary, its checks, the schema, and the file, flag and environment layers.
     "multicluster.config.fields", "multicluster.config.checks", "multicluster.config.schema",
     "multicluster.config.loader", "multicluster.config.flags", "multicluster.config.env",
@@ -54,7 +54,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
 UNRESTRICTED = ("multicluster.daemon", "multicluster.cli", "multicluster.__main__", "multicluster.demo",
                 "multicluster.testing")
 PLUGIN_MAY_IMPORT = ("plugin", "multicluster.errors", "multicluster.cliconfig", "multicluster.crds",
-                     "multicluster.columns", "multicluster.jsonpath")
+                     "multicluster.columns", "multicluster.jsonpath", "multicluster.types")
 MASTER_MODULE = "plugin.master"
 MASTER_MAY_ALSO_IMPORT = ("multicluster.kube", "multicluster.config", "multicluster.gvr")
 DYNAMIC_IMPORT_ALLOWED: set[str] = set()

@@ -18,14 +18,16 @@ import inspect
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import cast
 
 import orjson
 
+from multicluster import types as kt
 from multicluster.api.backend import ApiBackend, ClusterView
 from multicluster.columns import printer_columns
 from multicluster.errors import GVRError, MulticlusterError
 from multicluster.gvr import GVR, APIResource
+from multicluster.types import KubeObject, PrinterColumn
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,7 @@ class KubeResource:
 
     res: APIResource
     categories: tuple[str, ...] = ()
-    printer_columns: tuple[dict[str, Any], ...] = ()
+    printer_columns: tuple[PrinterColumn, ...] = ()
     custom: bool = False  # defined by a CustomResourceDefinition the store holds
 
     @property
@@ -72,7 +74,7 @@ async def _resolve(backend: ApiBackend, gvr: GVR) -> APIResource | None:
     return res if res.gvr == gvr and res.kind else None
 
 
-async def _crd(backend: ApiBackend, clusters: Sequence[str], gvr: GVR) -> dict[str, Any] | None:
+async def _crd(backend: ApiBackend, clusters: Sequence[str], gvr: GVR) -> KubeObject | None:
     """The CustomResourceDefinition of `gvr` from the first cluster in scope whose store rows hold it."""
     if "." not in gvr.group:
         return None
@@ -84,7 +86,7 @@ async def _crd(backend: ApiBackend, clusters: Sequence[str], gvr: GVR) -> dict[s
             return None
         if obj is not None:
             data = orjson.loads(obj.object)
-            return data if isinstance(data, dict) else None
+            return cast(KubeObject, data) if isinstance(data, dict) else None
     return None
 
 
@@ -94,7 +96,7 @@ async def _describe(backend: ApiBackend, views: Sequence[ClusterView], gvr: GVR)
         return None
     cats = BUILTIN_CATEGORIES.get((gvr.group, gvr.resource), ())
     crd = await _crd(backend, [v.name for v in views], gvr)
-    cols: tuple[dict[str, Any], ...] = ()
+    cols: tuple[PrinterColumn, ...] = ()
     if crd is not None:
         spec_names = (crd.get("spec") or {}).get("names") or {}
         cats = tuple(str(c) for c in spec_names.get("categories") or () if isinstance(c, str))
@@ -119,9 +121,9 @@ async def find(backend: ApiBackend, views: Sequence[ClusterView], gvr: GVR) -> K
     return await _describe(backend, views, gvr)
 
 
-def _entry(k: KubeResource) -> dict[str, Any]:
+def _entry(k: KubeResource) -> kt.APIResource:
     r = k.res
-    e: dict[str, Any] = {"name": r.gvr.resource, "singularName": r.singular or r.kind.lower(),
+    e: kt.APIResource = {"name": r.gvr.resource, "singularName": r.singular or r.kind.lower(),
                          "namespaced": r.namespaced, "kind": r.kind, "verbs": list(VERBS)}
     if r.short_names:
         e["shortNames"] = list(r.short_names)
@@ -130,7 +132,7 @@ def _entry(k: KubeResource) -> dict[str, Any]:
     return e
 
 
-def resource_list(resources: Sequence[KubeResource], group: str, version: str) -> dict[str, Any] | None:
+def resource_list(resources: Sequence[KubeResource], group: str, version: str) -> kt.APIResourceList | None:
     """/api/v1 or /apis/{g}/{v}: an APIResourceList, or None when the scope serves nothing there."""
     items = [_entry(k) for k in resources if k.gvr.group == group and k.gvr.version == version]
     if not items:
@@ -139,7 +141,7 @@ def resource_list(resources: Sequence[KubeResource], group: str, version: str) -
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": items}
 
 
-def api_versions(resources: Sequence[KubeResource]) -> dict[str, Any]:
+def api_versions(resources: Sequence[KubeResource]) -> kt.APIVersions:
     """/api: the legacy group's versions."""
     versions = sorted({k.gvr.version for k in resources if not k.gvr.group}) or ["v1"]
     return {"kind": "APIVersions", "versions": versions,
@@ -161,35 +163,37 @@ def _groups(resources: Sequence[KubeResource]) -> dict[str, list[str]]:
     return out
 
 
-def _group_doc(name: str, versions: list[str]) -> dict[str, Any]:
-    vs = [{"groupVersion": f"{name}/{v}", "version": v} for v in versions]
+def _group_doc(name: str, versions: list[str]) -> kt.APIGroup:
+    vs: list[kt.GroupVersion] = [{"groupVersion": f"{name}/{v}", "version": v} for v in versions]
     return {"name": name, "versions": vs, "preferredVersion": vs[0]}
 
 
-def api_groups(resources: Sequence[KubeResource]) -> dict[str, Any]:
+def api_groups(resources: Sequence[KubeResource]) -> kt.APIGroupList:
     """/apis: an APIGroupList."""
     groups = [_group_doc(g, vs) for g, vs in sorted(_groups(resources).items())]
     return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
 
 
-def api_group(resources: Sequence[KubeResource], group: str) -> dict[str, Any] | None:
+def api_group(resources: Sequence[KubeResource], group: str) -> kt.APIGroup | None:
     """/apis/{g}: an APIGroup, or None when the scope serves nothing of it."""
     versions = _groups(resources).get(group)
     if not versions:
         return None
-    return {"kind": "APIGroup", "apiVersion": "v1", **_group_doc(group, versions)}
+    doc = _group_doc(group, versions)
+    return {"kind": "APIGroup", "apiVersion": "v1", "name": doc["name"], "versions": doc["versions"],
+            "preferredVersion": doc["preferredVersion"]}
 
 
-def aggregated(resources: Sequence[KubeResource], legacy: bool, api_version: str) -> dict[str, Any]:
+def aggregated(resources: Sequence[KubeResource], legacy: bool, api_version: str) -> kt.APIGroupDiscoveryList:
     """An APIGroupDiscoveryList: the legacy group alone (for /api) or every named group (for /apis)."""
-    by_group: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    by_group: dict[str, dict[str, list[kt.APIResourceDiscovery]]] = {}
     order: dict[str, list[str]] = {"": sorted({k.gvr.version for k in resources if not k.gvr.group})}
     order.update(_groups(resources))
     for k in resources:
         if bool(k.gvr.group) == legacy:
             continue
         r = k.res
-        e: dict[str, Any] = {
+        e: kt.APIResourceDiscovery = {
             "resource": r.gvr.resource,
             "responseKind": {"group": r.gvr.group, "version": r.gvr.version, "kind": r.kind},
             "scope": "Namespaced" if r.namespaced else "Cluster",
@@ -201,10 +205,11 @@ def aggregated(resources: Sequence[KubeResource], legacy: bool, api_version: str
         if k.categories:
             e["categories"] = list(k.categories)
         by_group.setdefault(r.gvr.group, {}).setdefault(r.gvr.version, []).append(e)
-    items = []
+    items: list[kt.APIGroupDiscovery] = []
     for group in sorted(by_group):
-        versions = [{"version": v, "resources": by_group[group][v], "freshness": "Current"}
-                    for v in order.get(group, sorted(by_group[group])) if v in by_group[group]]
+        versions: list[kt.APIVersionDiscovery] = [
+            {"version": v, "resources": by_group[group][v], "freshness": "Current"}
+            for v in order.get(group, sorted(by_group[group])) if v in by_group[group]]
         items.append({"metadata": {"name": group, "creationTimestamp": None}, "versions": versions})
     return {"kind": "APIGroupDiscoveryList", "apiVersion": api_version, "metadata": {}, "items": items}
 
@@ -221,7 +226,7 @@ def wants_aggregated(accept: str) -> str | None:
     return None
 
 
-def version_doc(views: Sequence[ClusterView]) -> dict[str, Any]:
+def version_doc(views: Sequence[ClusterView]) -> kt.VersionInfo:
     """/version: the oldest Kubernetes version among the scope's clusters (what every one of them supports)."""
     known = [v for v in views if v.version.startswith("v")]
 

@@ -20,7 +20,7 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from aiohttp import web
@@ -30,7 +30,7 @@ from multicluster.api.auth.access import Grant
 from multicluster.api.backend import ApiBackend, freshness
 from multicluster.api.kube.discovery import KubeResource
 from multicluster.api.kube.paths import CLUSTER_ANNOTATION, Target
-from multicluster.api.kube.status import StatusDetails, status_response
+from multicluster.api.kube.status import status_response
 from multicluster.api.kube.tables import cells, column_definitions
 from multicluster.api.middleware import STREAMING
 from multicluster.api.params import (
@@ -45,6 +45,7 @@ from multicluster.errors import QueryError
 from multicluster.feed import positions
 from multicluster.selectors import FIELD_KEYS, parse_field_selector, parse_label_selector, term_count
 from multicluster.store.base import Query, StoredObject
+from multicluster.types import KubeObject, ListMeta, StatusDetails, TableRow
 
 _INCLUDE = ("None", "Metadata", "Object")
 _RV_MATCH = ("", "NotOlderThan", "Exact")
@@ -117,10 +118,9 @@ def _warning(text: str) -> str:
     return f'299 - "{clean}"'
 
 
-def _item(stored: StoredObject, res: KubeResource) -> dict[str, Any]:
-    obj = orjson.loads(stored.object)
-    if not isinstance(obj, dict):
-        obj = {}
+def _item(stored: StoredObject, res: KubeResource) -> KubeObject:
+    parsed = orjson.loads(stored.object)
+    obj = cast(KubeObject, parsed if isinstance(parsed, dict) else {})
     obj.setdefault("apiVersion", res.gvr.api_version)
     obj.setdefault("kind", res.res.kind)
     md = obj.setdefault("metadata", {})
@@ -151,19 +151,19 @@ class Renderer:
             return f"application/json;as=Table;v={self.table.rpartition('/')[2]};g=meta.k8s.io"
         return "application/json"
 
-    def head(self, meta: dict[str, Any]) -> bytes:
+    def head(self, meta: ListMeta) -> bytes:
         if self.table:
             return (b'{"kind":"Table","apiVersion":"' + self.table.encode() + b'","metadata":' + orjson.dumps(meta)
                     + b',"columnDefinitions":' + orjson.dumps(column_definitions(self.res)) + b',"rows":[')
         return (b'{"kind":"' + f"{self.res.res.kind}List".encode() + b'","apiVersion":"'
                 + self.res.gvr.api_version.encode() + b'","metadata":' + orjson.dumps(meta) + b',"items":[')
 
-    def obj(self, stored: StoredObject) -> dict[str, Any]:
+    def obj(self, stored: StoredObject) -> KubeObject:
         """The object as this API serves it: apiVersion and kind filled in, the cluster annotation added."""
         return _item(stored, self.res)
 
-    def table_row(self, cluster: str, obj: dict[str, Any], now: float | None = None) -> dict[str, Any]:
-        row: dict[str, Any] = {"cells": cells(self.res, cluster, obj, self.now if now is None else now)}
+    def table_row(self, cluster: str, obj: KubeObject, now: float | None = None) -> TableRow:
+        row: TableRow = {"cells": cells(self.res, cluster, obj, self.now if now is None else now)}
         if self.include == "Object":
             row["object"] = obj
         elif self.include == "Metadata":
@@ -198,7 +198,7 @@ async def list_objects(request: web.Request, backend: ApiBackend, res: KubeResou
     if query.limit:
         # One page, as asked: the continue token resumes after its last row.
         page = await store.query(query)
-        meta: dict[str, Any] = {"resourceVersion": rv}
+        meta: ListMeta = {"resourceVersion": rv}
         if page.next_after is not None:
             meta["continue"] = encode_continue(query, page.next_after, rv)
         parts = [render.head(meta)]

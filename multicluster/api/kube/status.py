@@ -9,11 +9,11 @@ keeps the status and folds the hint into the message, so the fix is still shown.
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
-
 import orjson
 from aiohttp import web
 from aiohttp.typedefs import LooseHeaders
+
+from multicluster.types import Status, StatusDetails
 
 # The reasons apimachinery uses for each code (metav1.StatusReason).
 REASONS = {
@@ -36,15 +36,8 @@ REASONS = {
 }
 
 
-class StatusDetails(TypedDict, total=False):
-    name: str
-    group: str
-    kind: str
-    retryAfterSeconds: int
-
-
-def status_body(code: int, message: str, details: StatusDetails | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {
+def status_body(code: int, message: str, details: StatusDetails | None = None) -> Status:
+    body: Status = {
         "kind": "Status",
         "apiVersion": "v1",
         "metadata": {},
@@ -54,7 +47,7 @@ def status_body(code: int, message: str, details: StatusDetails | None = None) -
         "code": code,
     }
     if details:
-        body["details"] = dict(details)
+        body["details"] = details
     return body
 
 

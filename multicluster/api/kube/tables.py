@@ -12,27 +12,20 @@ tables use too.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any, TypedDict
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from multicluster.api.kube.discovery import KubeResource
 from multicluster.columns import age as _age
 from multicluster.columns import get, human_duration, parse_time, printer_cell, priority, since
+from multicluster.types import KubeObject, TableColumnDefinition
 
-Obj = dict[str, Any]
+Obj = KubeObject
 Cell = Any
 Render = Callable[[Obj, float], Cell]
 
 
-class ColumnDefinition(TypedDict):
-    name: str
-    type: str
-    format: str
-    description: str
-    priority: int
-
-
-def _col(name: str, description: str, priority: int = 0, type_: str = "string", fmt: str = "") -> ColumnDefinition:
+def _col(name: str, description: str, priority: int = 0, type_: str = "string", fmt: str = "") -> TableColumnDefinition:
     return {"name": name, "type": type_, "format": fmt, "description": description, "priority": priority}
 
 
@@ -212,7 +205,7 @@ def _daemonset_cells(o: Obj, now: float) -> list[Cell]:
             format_selector(get(o, "spec", "selector"))]
 
 
-def _service_external_ip(spec: Obj, status: Obj) -> str:
+def _service_external_ip(spec: Mapping[str, Any], status: Mapping[str, Any]) -> str:
     kind = spec.get("type") or "ClusterIP"
     external = [str(ip) for ip in _list(spec.get("externalIPs"))]
     if kind in ("ClusterIP", "NodePort"):
@@ -251,7 +244,7 @@ def _serviceaccount_cells(o: Obj, now: float) -> list[Cell]:
     return [len(_list(o.get("secrets"))), _age(o, now)]
 
 
-def _has_condition(st: Obj, kind: str) -> bool:
+def _has_condition(st: Mapping[str, Any], kind: str) -> bool:
     return any(_dict(c).get("type") == kind and _dict(c).get("status") == "True" for c in _list(st.get("conditions")))
 
 
@@ -324,7 +317,7 @@ _CONTAINERS = _col("Containers", "Names of each container in the template.", 1)
 _IMAGES = _col("Images", "Images referenced by each container in the template.", 1)
 _SELECTOR = _col("Selector", "Label selector for the pods.", 1)
 
-PRINTERS: dict[tuple[str, str], tuple[list[ColumnDefinition], Render]] = {
+PRINTERS: dict[tuple[str, str], tuple[list[TableColumnDefinition], Render]] = {
     ("", "pods"): ([_col("Ready", "The aggregate readiness state of this pod for accepting traffic."),
                     _col("Status", "The aggregate status of the containers in this pod."),
                     _col("Restarts", "The number of times the containers in this pod have been restarted and "
@@ -392,7 +385,7 @@ PRINTERS: dict[tuple[str, str], tuple[list[ColumnDefinition], Render]] = {
 # ------------------------------------------------------------------------------------------------ tables
 
 
-def column_definitions(k: KubeResource) -> list[ColumnDefinition]:
+def column_definitions(k: KubeResource) -> list[TableColumnDefinition]:
     """CLUSTER, NAME, then the kind's columns (a CRD's printer columns, or NAME and AGE for other types)."""
     if k.printer_columns:
         cols = [_col(str(c["name"]), str(c.get("description") or ""), priority(c),

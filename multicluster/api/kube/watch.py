@@ -109,7 +109,7 @@ class _Stream:
                                  "columnDefinitions": column_definitions(self.res), "rows": rows}
         return table
 
-    def _object(self, stored: StoredObject, rv: str) -> dict[str, Any]:
+    def _object(self, stored: StoredObject, rv: str) -> Mapping[str, Any]:
         obj = self.render.obj(stored)
         md = obj.get("metadata")
         if isinstance(md, dict):
