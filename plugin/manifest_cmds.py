@@ -251,6 +251,7 @@ Kubeconfig = Annotated[str | None, typer.Option("--kubeconfig", help="Master clu
 Context = Annotated[str | None, typer.Option("--context", help="kubeconfig context (default: current)")]
 Namespace = Annotated[str | None, typer.Option("--namespace", "-n", help="Namespace for objects without one")]
 Recursive = Annotated[bool, typer.Option("--recursive", "-R", help="Read directories recursively")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Validate on the server, change nothing")]
 
 
 def _run(coro: Any) -> int:
@@ -261,6 +262,15 @@ def _run(coro: Any) -> int:
         return 1
 
 
+def _read_or_exit(filename: list[str], recursive: bool) -> list[Doc]:
+    """The documents of -f, or the reason they cannot be read and exit code 1."""
+    try:
+        return read_docs(filename, recursive=recursive)
+    except MulticlusterError as exc:
+        report(exc)
+        raise typer.Exit(1) from None
+
+
 def apply_cmd(
     filename: Files,
     kubeconfig: Kubeconfig = None,
@@ -268,15 +278,11 @@ def apply_cmd(
     namespace: Namespace = None,
     recursive: Recursive = False,
     force_conflicts: Annotated[bool, typer.Option("--force-conflicts", help="Take over others' fields")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate on the server, change nothing")] = False,
+    dry_run: DryRun = False,
     field_manager: Annotated[str, typer.Option("--field-manager")] = FIELD_MANAGER,
 ) -> None:
     """Create or update objects (e.g. MultiClusterResources) in the master cluster with server-side apply."""
-    try:
-        docs = read_docs(filename, recursive=recursive)
-    except MulticlusterError as exc:
-        report(exc)
-        raise typer.Exit(1) from None
+    docs = _read_or_exit(filename, recursive)
     failures = _run(_apply(docs, kubeconfig=kubeconfig, context=context, namespace=namespace,
                            force=force_conflicts, dry_run=dry_run, field_manager=field_manager))
     if failures:
@@ -289,14 +295,10 @@ def create_cmd(
     context: Context = None,
     namespace: Namespace = None,
     recursive: Recursive = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate on the server, change nothing")] = False,
+    dry_run: DryRun = False,
 ) -> None:
     """Create the objects in the files in the master cluster (an existing one is an error: use apply)."""
-    try:
-        docs = read_docs(filename, recursive=recursive)
-    except MulticlusterError as exc:
-        report(exc)
-        raise typer.Exit(1) from None
+    docs = _read_or_exit(filename, recursive)
     if _run(_create(docs, kubeconfig=kubeconfig, context=context, namespace=namespace, dry_run=dry_run)):
         raise typer.Exit(1)
 
