@@ -13,11 +13,13 @@ import pytest
 
 from multicluster.testing.daemonproc import DaemonProc
 from multicluster.testing.harness import Harness
+from multicluster.testing.mariadb import MariaDB
 from tests.api.sse_client import Seen, collect, final
-from tests.faults.helpers import bulk, mkns, proc_config, rmns, sqlite_doc, wait_for
+from tests.faults.helpers import bulk, mkns, mysql_doc, proc_config, rmns, sqlite_doc, wait_for
 from tests.sync.helpers import CM, api_index
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
+
 
 
 def truth(harness: Harness, ns: str) -> dict[tuple[str, str], int]:
@@ -71,4 +73,58 @@ async def test_api_server_restart_and_relist_leave_the_watch_gapless(harness: Ha
         if task is not None:
             task.cancel()
         d.kill()
+        rmns(harness, ns)
+
+
+@pytest.mark.mariadb
+async def test_mariadb_restart_in_lease_mode_leaves_each_replicas_watch_gapless(harness: Harness, tmp_path: Path,
+                                                                                 unique: str) -> None:
+    """Two replicas in lease mode on a MariaDB that is killed (not shut down) during the writes and started
+    again: a watcher on each replica ends at every cluster's state, each position once."""
+    db = MariaDB(tmp_path / "db")
+    db.start()
+    ns = f"wdb-{unique}"
+    mkns(harness, ns)
+    cfg = proc_config(harness, mysql_doc(db, db.create_database("watchdb")), ["configmaps", "namespaces"])
+    args = ["--lease-mode", "--lease-name", f"mc-wdb-{unique}", "--lease-namespace", "default"]
+    reps = [DaemonProc(tmp_path, cfg) for _ in range(2)]
+    seen: list[Seen] = [[], []]
+    ids: list[list[str]] = [[], []]
+    tasks: list[asyncio.Task[Any]] = []
+    try:
+        for i, r in enumerate(reps):
+            r.start(args, env={"POD_NAME": f"wdb-{i}", "MULTICLUSTER_STATE_DIR": str(tmp_path / f"state{i}")},
+                    log_level="INFO")
+        for r in reps:
+            await asyncio.to_thread(r.wait_ready, 180)
+        ready = [asyncio.Event(), asyncio.Event()]
+        tasks = [asyncio.create_task(collect(r.url, ns, seen[i], ids[i], ready[i])) for i, r in enumerate(reps)]
+        for e in ready:
+            await asyncio.wait_for(e.wait(), 60)
+        load = asyncio.create_task(churn(harness, ns, 1))
+        await asyncio.sleep(0.5)
+        await asyncio.to_thread(db.kill)
+        await asyncio.sleep(3)  # changes keep coming while the store is gone
+        await asyncio.to_thread(db.start)
+        await load
+        await churn(harness, ns, 2)
+        want = await asyncio.to_thread(truth, harness, ns)
+        for i in range(2):
+            try:
+                await asyncio.to_thread(wait_for, lambda i=i: final(seen[i]) == want or tasks[i].done(),  # type: ignore[misc]
+                                        180, f"the watcher on replica {i} to reach every cluster's state", 0.25)
+            except AssertionError:
+                got = final(seen[i])
+                diff = {k: (got.get(k), want.get(k)) for k in set(got) | set(want) if got.get(k) != want.get(k)}
+                raise AssertionError(f"replica {i}: watcher state differs at {len(diff)} objects: "
+                                     f"{sorted(diff.items())[:10]}") from None
+            if tasks[i].done():
+                tasks[i].result()
+            assert len(set(ids[i])) == len(ids[i])
+    finally:
+        for t in tasks:
+            t.cancel()
+        for r in reps:
+            r.kill()
+        db.stop()
         rmns(harness, ns)
