@@ -147,9 +147,13 @@ async def test_kubectl_get_pods_watch_shows_every_clusters_changes(env: Env) -> 
         first = await k.until(lambda line: words(line)[1:4] == [ns, "cluster3", "cache-1"])
         assert words(first)[:4] == ["ADDED", ns, "cluster3", "cache-1"], k.lines
         assert words(k.lines[0])[:4] == ["EVENT", "NAMESPACE", "CLUSTER", "NAME"], k.lines
+        # Created a few seconds into the watch: its AGE counts from the event, not from the watch's start (which
+        # would make it negative: "<invalid>").
+        await asyncio.sleep(3)
         await call(env, "cluster2", "POST", f"/api/v1/namespaces/{ns}/pods", pod(new))
         line = await k.until(lambda line: new in line)
         assert words(line)[:4] == ["ADDED", ns, "cluster2", new]
+        assert "<invalid>" not in line and words(line)[-1].endswith("s"), line
         await patch_labels(env, "cluster1", f"/api/v1/namespaces/{ns}/pods/db-1", {"tag": tag})
         line = await k.until(lambda line: "db-1" in line and "cluster1" in line and "MODIFIED" in line)
         assert words(line)[:4] == ["MODIFIED", ns, "cluster1", "db-1"]

@@ -116,7 +116,8 @@ class _Stream:
             md["resourceVersion"] = rv
         if not self.render.table:
             return obj
-        return self._table([self.render.table_row(stored.cluster, obj)], rv)
+        # Ages count from now, not from when the watch started.
+        return self._table([self.render.table_row(stored.cluster, obj, time.time())], rv)
 
     async def send(self, kind: str, obj: Mapping[str, Any]) -> None:
         await self.resp.write(orjson.dumps({"type": kind, "object": obj}) + b"\n")
