@@ -215,9 +215,10 @@ async def list_resources(request: web.Request) -> web.StreamResponse:
     res = await resolve(backend, required(q, "gvr", "pods"))
     lim = limits(request)
     query, _ = build_query(q, res, lim)
-    query = await limit_to_user(request, query, res.namespaced)
     if bool_param(q, "watch"):
-        return await sse.watch(request, query)
+        # A watch is authorised as Kubernetes authorises one: with the verb watch.
+        return await sse.watch(request, await limit_to_user(request, query, res.namespaced, "watch"))
+    query = await limit_to_user(request, query, res.namespaced)
     block = freshness(backend.clusters(), res.gvr, query.clusters)
     head = b'{"apiVersion":"' + API_VERSION.encode() + b'","resource":' + orjson.dumps(gvr_json(res)) + \
         b',"items":['
@@ -237,12 +238,12 @@ async def list_resources(request: web.Request) -> web.StreamResponse:
     return web.Response(body=b"".join(parts), content_type="application/json", headers=_freshness_headers(block))
 
 
-async def limit_to_user(request: web.Request, query: Query, namespaced: bool) -> Query:
-    """`query` limited to the clusters and namespaces the request's Kubernetes user may list (api.auth); as it
-    is for a request authenticated by a static token. AccessDenied when the user may list none of it."""
+async def limit_to_user(request: web.Request, query: Query, namespaced: bool, verb: str = "list") -> Query:
+    """`query` limited to the clusters and namespaces the request's Kubernetes user may `verb` (api.auth); as it
+    is for a request authenticated by a static token. AccessDenied when the user may read none of it."""
     namespace = query.namespaces[0] if len(query.namespaces) == 1 else ""
     clusters = query.clusters or tuple(v.name for v in request.app[BACKEND].clusters())
-    grant = await scope_of(request, request.app[BACKEND].store, "list", query.gvr, namespaced=namespaced,
+    grant = await scope_of(request, request.app[BACKEND].store, verb, query.gvr, namespaced=namespaced,
                            namespace=namespace, clusters=clusters)
     return query if grant is None else replace(query, allowed=grant.clusters)
 

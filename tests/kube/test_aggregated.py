@@ -381,3 +381,43 @@ async def test_watches_through_the_master_are_filtered_too(agg: Agg) -> None:
             with contextlib.suppress(ProcessLookupError):
                 k.proc.kill()
             await k.proc.wait()
+
+
+async def test_a_users_server_sent_events_watch_is_filtered_by_the_masters_rbac(agg: Agg) -> None:
+    """/v1/resources?watch=true with a user's own token: the initial state and every later change are those the
+    user may watch, as on the Kubernetes watch (team-a sees team-a only; cluster2's user cluster2 only). In each
+    cluster changes arrive in order, so when the change created second shows, one created first would have too."""
+    from tests.api.sse_client import Reader, names
+
+    tag = uuid.uuid4().hex[:6]
+    async with _client(agg) as http:
+        readers = {}
+        for user in ("team-a", "cluster2"):
+            resp = await http.get(agg.url + "/v1/resources", params={"gvr": "pods", "watch": "true"},
+                                  headers={"Authorization": f"Bearer {agg.tokens[user]}"},
+                                  timeout=aiohttp.ClientTimeout(total=None, sock_read=120))
+            assert resp.status == 200, await resp.text()
+            readers[user] = Reader(resp)
+        initial = {user: [r.json() for r in (await reader.until("SYNCED"))[:-1]] for user, reader in readers.items()}
+        assert {(i["object"]["metadata"]["namespace"], i["cluster"]) for i in initial["team-a"]} == \
+            {(agg.team_a, c) for c in CLUSTERS}
+        assert {i["cluster"] for i in initial["cluster2"]} == {"cluster2"}
+        for cluster in ("cluster1", "cluster2"):
+            for ns in (agg.team_b, agg.team_a):
+                pod = {"metadata": {"name": f"s-{tag}"},
+                       "spec": {"containers": [{"name": "c", "image": "r.example/a:1"}]}}
+                await asyncio.to_thread(agg.harness.request, cluster, "POST", f"/api/v1/namespaces/{ns}/pods", pod)
+        team_a: list[tuple[str, str, str]] = []
+        while ("ADDED", "cluster2", f"s-{tag}") not in team_a or ("ADDED", "cluster1", f"s-{tag}") not in team_a:
+            rec = await asyncio.wait_for(readers["team-a"].next(), 120)
+            assert rec is not None and rec.event != "error", rec
+            assert rec.json()["object"]["metadata"]["namespace"] == agg.team_a, rec.data[:300]
+            team_a += names([rec])
+        seen2: list[tuple[str, str, str]] = []
+        while len([n for n in seen2 if n[2] == f"s-{tag}"]) < 2:
+            rec = await asyncio.wait_for(readers["cluster2"].next(), 120)
+            assert rec is not None and rec.event != "error", rec
+            seen2 += names([rec])
+        assert {c for _, c, _ in seen2} == {"cluster2"}, seen2
+        for reader in readers.values():
+            reader.resp.close()
