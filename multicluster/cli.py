@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sys
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
@@ -21,20 +20,28 @@ from typing import Annotated, Any
 import typer
 import typer.core
 
-from multicluster.config import Config, Overrides, apply_overrides, check_exposure, load_config, scrub_secret_env
+from multicluster.config import (
+    Config,
+    Overrides,
+    apply_env,
+    apply_overrides,
+    check_exposure,
+    load_config,
+    scrub_secret_env,
+)
 from multicluster.config.flags import secret_flags
 from multicluster.errors import ConfigError, MulticlusterError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="multicluster daemon")
 
 
-def _run(main: Coroutine[Any, Any, None]) -> None:
+def _run(main: Coroutine[Any, Any, None], event_loop: str) -> None:
     """Run the daemon on uvloop when it is installed: its C event loop and TLS cut the CPU the event loop
     thread spends per list page and watch event; the standard loop is the fallback, or the choice with
-    MULTICLUSTER_EVENT_LOOP=asyncio (for debugging)."""
+    daemon.eventLoop: asyncio (MULTICLUSTER_EVENT_LOOP=asyncio, for debugging)."""
     try:
         import uvloop
-        if os.environ.get("MULTICLUSTER_EVENT_LOOP") == "asyncio":
+        if event_loop == "asyncio":
             raise ImportError("asyncio chosen")
     except ImportError:
         asyncio.run(main)
@@ -285,10 +292,13 @@ def run(
     """Sync every configured cluster into the store, serve the query API, and deliver MultiClusterResources."""
     from multicluster import logsetup
 
-    logsetup.setup("DEBUG" if debug_mode else log_level)
-    _warn_secret_flags(ctx)
     try:
         rp = plan(ctx.params)
+    except MulticlusterError as exc:
+        _fail(str(exc), exc.hint)
+    logsetup.setup(rp.log_level, rp.config.daemon.log_format)
+    _warn_secret_flags(ctx)
+    try:
         check_exposure(rp.config.server)
     except MulticlusterError as exc:
         _fail(str(exc), exc.hint)
@@ -300,7 +310,7 @@ def run(
     from multicluster.daemon import Daemon
 
     try:
-        _run(Daemon(rp.config).serve_forever())
+        _run(Daemon(rp.config).serve_forever(), rp.config.daemon.event_loop)
     except MulticlusterError as exc:
         _fail(str(exc), exc.hint, code=1)
     except OSError as exc:
@@ -319,8 +329,8 @@ class RunPlan:
 
 def plan(params: Mapping[str, Any]) -> RunPlan:
     """The RunPlan of `run`'s parsed parameters (click's ctx.params). Raises MulticlusterError for a bad value."""
-    cfg = apply_overrides(load_config(params.get("config") or Path("config/config.yaml")),
-                          Overrides.from_params(params))
+    cfg = load_config(params.get("config") or Path("config/config.yaml"))
+    cfg = apply_overrides(apply_env(cfg), Overrides.from_params(params))
     cli_port = params.get("ctl_port")
     if cli_port is not None and not 1 <= cli_port <= 65535:
         raise ConfigError(f"--ctl-port: {cli_port} is not a port number (1-65535)",
@@ -390,7 +400,7 @@ def kubeconfig(
     except MulticlusterError as exc:
         _fail(str(exc), exc.hint)
     url = (server or (cli.server_url if cli else f"http://localhost:{cliconfig.DEFAULT_PORT}")).rstrip("/")
-    token = _read_flag_file("--token-file", token_file) or os.environ.get("MULTICLUSTER_TOKEN") or \
+    token = _read_flag_file("--token-file", token_file) or cliconfig.env_token() or \
         (cli.token if cli else None)
     ca_data = None
     if certificate_authority is not None:
@@ -427,7 +437,7 @@ def kubeconfig(
             contexts.write(out, contexts.merge(contexts.empty(), new), backup=False)
             target, saved = out, None
         else:
-            target = contexts.default_path()
+            target = cliconfig.kubectl_config_path()
             saved = contexts.write(target, contexts.merge(contexts.load(target), new), backup=True)
     except MulticlusterError as exc:
         _fail(str(exc), exc.hint)

@@ -53,6 +53,18 @@ def config_path() -> Path:
     return Path.home() / ".multi-cluster-operator" / "config"
 
 
+def kubectl_config_path() -> Path:
+    """The kubeconfig kubectl reads first: the first file of $KUBECONFIG, else ~/.kube/config."""
+    env = os.environ.get("KUBECONFIG", "")
+    first = next((p for p in env.split(os.pathsep) if p), "")
+    return Path(first).expanduser() if first else Path.home() / ".kube" / "config"
+
+
+def env_token() -> str | None:
+    """The daemon's read token from MULTICLUSTER_TOKEN, for the commands that call the daemon's API."""
+    return os.environ.get("MULTICLUSTER_TOKEN") or None
+
+
 def _port(where: str, value: Any) -> int:
     if isinstance(value, bool):
         raise ConfigError(f"{where}: expected a port number, got {value!r}")

@@ -280,7 +280,7 @@ class Daemon:
         home = cfg.master or cfg.clusters[0]
         client = ClusterClient(home)
         self._lease_client = client
-        identity = default_identity()
+        identity = cfg.lease.identity or default_identity()
         timing = LeaseTiming()
         shards = ShardMembership(client, cfg.lease.namespace, cfg.lease.name, identity, timing, self._on_shards)
         self.registry.shards = shards

@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import os
 import socket
 import time
 import uuid
@@ -46,7 +45,8 @@ CLUSTERS_ANNOTATION = "multicluster.practice.com/clusters"  # comma-separated cl
 
 
 def default_identity() -> str:
-    return os.environ.get("POD_NAME") or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+    """A replica's name when lease.identity (POD_NAME) is not set."""
+    return f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
 
 
 def _now_micro() -> str:

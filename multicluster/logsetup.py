@@ -9,7 +9,6 @@ spelling, `cluster=NAME gvr=GROUP/VERSION/RESOURCE`, before the message.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Mapping, MutableMapping
 from typing import Any
@@ -75,8 +74,8 @@ class TextFormatter(logging.Formatter):
         return super().format(record)
 
 
-def setup(level: str = "INFO", fmt: str | None = None) -> None:
-    fmt = fmt or os.environ.get("MULTICLUSTER_LOG_FORMAT", "text")
+def setup(level: str = "INFO", fmt: str = "text") -> None:
+    """Log at `level` to stderr, as text or (fmt "json", daemon.logFormat) JSON lines."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JSONFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()

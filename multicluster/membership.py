@@ -66,7 +66,7 @@ class Membership:
         self.publish = True  # only the leader writes MultiCluster objects (lease mode toggles this)
         src = registry.config.source
         default = (src.parent if src else Path.cwd()) / "multicluster-state"
-        self.state_dir = Path(os.environ.get("MULTICLUSTER_STATE_DIR", str(default)))
+        self.state_dir = registry.config.daemon.state_dir or default
 
     # ------------------------------------------------------------------ persistence
 

@@ -10,7 +10,7 @@ from multicluster.config.checks import (
     check_kubeconfig,
     parse_endpoints,
 )
-from multicluster.config.env import scrub_secret_env
+from multicluster.config.env import apply_env, scrub_secret_env
 from multicluster.config.exposure import check_exposure, check_scopes, is_loopback
 from multicluster.config.flags import Overrides, apply_overrides, parse_go_duration
 from multicluster.config.loader import load_config, parse_config
@@ -21,6 +21,7 @@ from multicluster.config.schema import (
     SAME_NAMESPACE,
     ClusterConfig,
     Config,
+    DaemonConfig,
     DeliveryConfig,
     KindPattern,
     LeaseConfig,
@@ -33,8 +34,8 @@ from multicluster.config.schema import (
 
 __all__ = [
     "DEFAULT_BIND", "DEFAULT_EXCLUDE", "DEFAULT_PORT", "KIB", "MAX_SELECTOR_TERMS", "MIB", "SAME_NAMESPACE",
-    "SA_TOKEN", "ClusterConfig", "Config", "DeliveryConfig", "KindPattern", "LeaseConfig", "Overrides",
-    "PolicyRule", "RetryConfig", "ServerConfig", "StoreConfig", "SyncConfig", "apply_overrides", "check_exposure",
-    "check_kubeconfig", "check_scopes", "is_loopback", "load_config", "parse_config", "parse_endpoints",
-    "parse_go_duration", "scrub_secret_env",
+    "SA_TOKEN", "ClusterConfig", "Config", "DaemonConfig", "DeliveryConfig", "KindPattern", "LeaseConfig",
+    "Overrides", "PolicyRule", "RetryConfig", "ServerConfig", "StoreConfig", "SyncConfig", "apply_env",
+    "apply_overrides", "check_exposure", "check_kubeconfig", "check_scopes", "is_loopback", "load_config",
+    "parse_config", "parse_endpoints", "parse_go_duration", "scrub_secret_env",
 ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,15 @@ def store_type(where: str, value: str) -> str:
             hint='use "sqlite" (embedded, default) or "mysql" (MySQL/MariaDB)',
         )
     return value
+
+
+def one_of(*choices: str) -> Callable[[str, str], str]:
+    """A check that the value is one of `choices`."""
+    def check(where: str, value: str) -> str:
+        if value not in choices:
+            raise ConfigError(f'{where}: "{value}" is not one of {", ".join(choices)}{suggest(value, list(choices))}')
+        return value
+    return check
 
 
 def blank_is_none(where: str, value: str) -> str | None:

@@ -18,6 +18,7 @@ from multicluster.config.schema import (
     DEFAULT_EXCLUDE,
     ClusterConfig,
     Config,
+    DaemonConfig,
     DeliveryConfig,
     LeaseConfig,
     RetryConfig,
@@ -147,6 +148,7 @@ def parse_config(data: Any, base: Path, *, source: Path | None = None, check_fil
         lease=LeaseConfig(**read_section(LeaseConfig, "lease", _section(data, "lease"), None)),
         delivery=DeliveryConfig(**read_section(DeliveryConfig, "delivery", _section(data, "delivery"), None)),
         retry=RetryConfig(**read_section(RetryConfig, "retry", _section(data, "retry"), None)),
+        daemon=DaemonConfig(**read_section(DaemonConfig, "daemon", _section(data, "daemon"), base)),
         source=source,
     )
 

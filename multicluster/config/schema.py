@@ -104,6 +104,9 @@ class StoreConfig:
     batch_size: Positive = setting(500, key="batchSize", what="an integer", doc="rows per write batch")
     flush_interval: Seconds = setting(0.05, key="flushInterval", what="seconds",
                                       doc="how long a partial batch waits for more rows")
+    sqlite_writer: str = setting("process", key="sqliteWriter", what='"process" or "thread"',
+                                 check=checks.one_of("process", "thread"), env="MULTICLUSTER_SQLITE_WRITER",
+                                 doc="where SQLite's writer connection runs: a child process, or a thread (debugging)")
     # The history a watch can resume from; an older position gets 410 Gone. Each entry holds the object.
     change_retention: Positive = setting(10_000, key="changeRetention", what="an integer",
                                          doc="change log entries kept per cluster: how far back a watch can resume")
@@ -224,6 +227,23 @@ class LeaseConfig:
                         env="MULTICLUSTER_LEASE_NAME", doc="the Lease object")
     namespace: str = setting("default", key="namespace", what="a namespace", flag="--lease-namespace",
                              env="MULTICLUSTER_LEASE_NAMESPACE", doc="namespace of the Lease (in the master cluster)")
+    identity: str | None = setting(None, key="identity", what="a name", env="POD_NAME",
+                                   doc="this replica's name as holder of the Lease (default: host name and a random "
+                                   "suffix)")
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonConfig:
+    """How the daemon process runs; usually set by its container's environment."""
+
+    event_loop: str = setting("uvloop", key="eventLoop", what='"uvloop" or "asyncio"',
+                              check=checks.one_of("uvloop", "asyncio"), env="MULTICLUSTER_EVENT_LOOP",
+                              doc="uvloop when it is installed (less CPU per event), or the standard loop (debugging)")
+    log_format: str = setting("text", key="logFormat", what='"text" or "json"', check=checks.one_of("text", "json"),
+                              env="MULTICLUSTER_LOG_FORMAT", doc="log lines for people, or JSON lines for collectors")
+    state_dir: Path | None = setting(None, key="stateDir", what="a directory", path=True, raw=str,
+                                     env="MULTICLUSTER_STATE_DIR", doc="where joined clusters are kept (default: "
+                                     "multicluster-state next to config.yaml)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,6 +358,7 @@ class Config:
     delivery: DeliveryConfig = setting(DeliveryConfig(), key="delivery", what="a mapping",
                                        doc="MultiClusterResource delivery")
     retry: RetryConfig = setting(RetryConfig(), key="retry", what="a mapping", doc="retry policies by name")
+    daemon: DaemonConfig = setting(DaemonConfig(), key="daemon", what="a mapping", doc="the daemon process")
     source: Path | None = None
 
     @property

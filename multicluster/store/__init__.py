@@ -52,4 +52,4 @@ def open_store(cfg: StoreConfig) -> Store:
         return store
     from multicluster.store.sqlite import SQLiteStore
 
-    return SQLiteStore(cfg.path, cfg.change_retention)
+    return SQLiteStore(cfg.path, cfg.change_retention, writer=cfg.sqlite_writer)

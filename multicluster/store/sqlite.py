@@ -11,8 +11,9 @@ statement, and during an initial sync the loop is busy parsing list pages, so a 
 time waiting for the loop to notice that the previous statement had finished.
 
 For a file, the writer connection lives in a child process of its own (sqlite_writer.WriterProcess) rather than on
-a thread; MULTICLUSTER_SQLITE_WRITER=thread keeps the thread. The store also offers start_apply (the optional
-PipelinedStore capability of store.base): a batch queued on the writer behind the one being written.
+a thread; store.sqliteWriter: thread (MULTICLUSTER_SQLITE_WRITER=thread) keeps the thread. The store also offers
+start_apply (the optional PipelinedStore capability of store.base): a batch queued on the writer behind the one
+being written.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from multicluster.store import changelog, ownership, schema, sql
 from multicluster.store.base import ApplyResult, Mutation
 from multicluster.store.engine import SQLStore, Tx, warn_unfit
 from multicluster.store.sqlite_writer import (
-    WRITER_ENV,
     Connection,
     Skipped,
     WriterProcess,
@@ -110,8 +110,10 @@ def _narrow(path: str) -> None:
 class SQLiteStore(SQLStore):
     dialect = sql.SQLITE
 
-    def __init__(self, path: Path | str, retention: int = changelog.DEFAULT_RETENTION) -> None:
+    def __init__(self, path: Path | str, retention: int = changelog.DEFAULT_RETENTION, *,
+                 writer: str = "process") -> None:
         self.path = str(path)
+        self.writer_mode = writer  # store.sqliteWriter: "thread" keeps the writer connection in this process
         self.retention = retention
         self._writer: Connection | WriterProcess | None = None
         self._reader: Connection | None = None
@@ -140,7 +142,7 @@ class SQLiteStore(SQLStore):
             # the WAL back into the file, with an fsync) took over half of every commit's time when SQLite ran
             # them inline; a background connection runs them on its own thread instead (see _checkpoints).
             pragmas += ["PRAGMA cache_size = -8192", "PRAGMA wal_autocheckpoint = 0"]
-        if not read_only and self.path != ":memory:" and os.environ.get(WRITER_ENV, "process") != "thread":
+        if not read_only and self.path != ":memory:" and self.writer_mode != "thread":
             proc = WriterProcess()
             try:
                 await proc.open(self.path, pragmas)

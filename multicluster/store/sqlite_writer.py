@@ -4,7 +4,8 @@ sent to it.
 The writer connection lives in a child process rather than on a thread for a file: sqlite3 needs the GIL to bind
 every parameter and to pick up every step's result, and during an initial sync the event loop thread holds the GIL
 most of the time parsing list pages, so a writer thread spends much of its time waiting for it. Batches travel to
-the child as MessagePack arrays (see encode). MULTICLUSTER_SQLITE_WRITER=thread keeps the thread.
+the child as MessagePack arrays (see encode). store.sqliteWriter: thread (MULTICLUSTER_SQLITE_WRITER=thread) keeps
+the thread.
 
 Each job is a module-level function (or a partial of one) taking the connection, so it pickles by name; apply_job
 plans and writes a whole batch in one transaction in one hand-off, and chained batches (`after`) never overtake a
@@ -35,7 +36,6 @@ from multicluster.store.base import ApplyResult, Delete, Mutation, Row
 from multicluster.store.engine import Steps, prepare
 from multicluster.store.sql import Step
 
-WRITER_ENV = "MULTICLUSTER_SQLITE_WRITER"  # "thread": the writer connection on a thread instead of a process
 T = TypeVar("T")
 
 

@@ -11,6 +11,7 @@ import yaml
 
 from multicluster.cli import app
 from multicluster.config import parse_config
+from multicluster.config.env import env_settings
 
 from .conftest import MANIFESTS, NAMESPACE, Doc, container, find, load_docs
 
@@ -145,8 +146,7 @@ def test_deployment_args_and_env_are_accepted_by_multicluster_run() -> None:
     assert ctx.params["write_cli_config"] is False
     assert ctx.params["token_file"] is not None and ctx.params["admin_token_file"] is not None
     known = {p.envvar for p in run.params if getattr(p, "envvar", None)}
-    known |= {"MULTICLUSTER_LOG_FORMAT"}  # read by multicluster.logsetup
-    known |= {"MULTICLUSTER_STATE_DIR"}  # read by multicluster.membership (joined clusters' kubeconfigs)
+    known |= {b.setting.env for _, b in env_settings()}  # the config's environment-only settings
     for e in c["env"]:
         if e["name"].startswith("MULTICLUSTER_"):
             assert e["name"] in known, f"{e['name']} is not read by `multicluster run`"

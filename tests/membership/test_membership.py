@@ -188,9 +188,9 @@ async def test_sighup_reload_adds_and_removes_clusters(harness: Harness, tmp_pat
         "store": {"type": "sqlite", "path": str(tmp_path / "store.db")},
     }
     cfg_file.write_text(yaml.safe_dump(doc))
-    from multicluster.config import load_config
+    from multicluster.config import apply_env, load_config
 
-    cfg = replace(load_config(cfg_file), sync=cfg.sync)
+    cfg = replace(apply_env(load_config(cfg_file)), sync=cfg.sync)
     d = Daemon(cfg)
     await d.start(api=False, controller=False)
     try:

@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from multicluster.config import Config, StoreConfig, SyncConfig, load_config
+from multicluster.config import Config, StoreConfig, SyncConfig, apply_env, load_config
 from multicluster.daemon import Daemon
 from multicluster.gvr import GVR
 from multicluster.store.base import Store
@@ -21,7 +21,7 @@ NS = GVR("", "v1", "namespaces")
 
 
 def daemon_config(harness: Harness, store: StoreConfig, include: tuple[str, ...], **sync: Any) -> Config:
-    cfg = load_config(harness.write_config())
+    cfg = apply_env(load_config(harness.write_config()))  # as `multicluster run` does: MULTICLUSTER_STATE_DIR, ...
     return replace(
         cfg,
         include=include,

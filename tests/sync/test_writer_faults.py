@@ -26,11 +26,10 @@ from tests.store.helpers import PODS, row
 
 
 @pytest.fixture(params=["sqlite-process", "sqlite-thread", pytest.param("mysql", marks=pytest.mark.mariadb)])
-def engine(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> StoreConfig:
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> StoreConfig:
     if request.param == "mysql":
         return mysql_config(request)
-    monkeypatch.setenv("MULTICLUSTER_SQLITE_WRITER", request.param.removeprefix("sqlite-"))
-    return StoreConfig(type="sqlite", path=tmp_path / "store.db")
+    return StoreConfig(type="sqlite", path=tmp_path / "store.db", sqlite_writer=request.param.removeprefix("sqlite-"))
 
 
 def _dropped() -> float:
@@ -97,7 +96,8 @@ class _PoisonedMySQL(MySQLStore):
 
 async def test_any_error_of_one_row_is_isolated_to_that_row(engine: StoreConfig) -> None:
     """Only StoreError was handled: any other exception out of a batch killed the writer with the batch."""
-    store: Store = _PoisonedSQLite(engine.path) if engine.type == "sqlite" else _PoisonedMySQL(engine)
+    store: Store = (_PoisonedSQLite(engine.path, writer=engine.sqlite_writer) if engine.type == "sqlite"
+                    else _PoisonedMySQL(engine))
     await store.open()
     queue: CoalescingQueue[Any, Any] = CoalescingQueue(maxsize=10_000)
     writer = Writer(store, queue, Tracker(), batch_size=64, linger=0.05, backoff=RetryPolicy(initial=0.01, max=0.05))

@@ -183,3 +183,41 @@ def test_the_config_reference_is_generated_from_the_schema() -> None:
         "docs/configuration.md is out of date: python -m multicluster.config.reference --write docs/configuration.md")
     for _, b in flag_settings():  # every flag and variable is in it
         assert f"`{b.setting.flag}`" in text and f"`{b.setting.env}`" in text
+
+
+# The daemon side reads the environment only through its config package. cliconfig.py is the commands' own reader
+# (the kubectl-multicluster config file, $KUBECONFIG); demo.py and testing/ prepare the environment of the
+# processes they start.
+ENV_READERS = ("multicluster/config/", "multicluster/cliconfig.py", "multicluster/demo.py", "multicluster/testing/")
+
+
+def test_only_the_config_reads_the_environment() -> None:
+    import ast
+
+    root = Path(__file__).resolve().parents[2]
+    found = []
+    for path in sorted((root / "multicluster").rglob("*.py")):
+        rel = str(path.relative_to(root))
+        if rel.startswith(ENV_READERS):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            reads = (isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv", "environb")) or (
+                isinstance(node, ast.ImportFrom) and node.module == "os"
+                and any(a.name in ("environ", "getenv") for a in node.names))
+            if reads:
+                found.append(f"{rel}:{node.lineno}")
+    assert not found, f"environment read outside multicluster.config (declare a setting with env=...): {found}"
+
+
+def test_env_only_settings_win_over_the_file_and_bad_values_name_the_variable(config_file: Path) -> None:
+    from multicluster.config import apply_env
+
+    cfg = load(config_file, "daemon: {logFormat: json, stateDir: st}\nlease: {identity: from-file}\n")
+    assert cfg.daemon.state_dir == config_file.parent / "st" and cfg.lease.identity == "from-file"
+    env = {"MULTICLUSTER_LOG_FORMAT": "text", "POD_NAME": "pod-1", "MULTICLUSTER_SQLITE_WRITER": "thread",
+           "MULTICLUSTER_STATE_DIR": str(config_file.parent / "elsewhere"), "MULTICLUSTER_EVENT_LOOP": ""}
+    cfg = apply_env(cfg, env)
+    assert (cfg.daemon.log_format, cfg.lease.identity, cfg.store.sqlite_writer) == ("text", "pod-1", "thread")
+    assert cfg.daemon.state_dir == config_file.parent / "elsewhere" and cfg.daemon.event_loop == "uvloop"
+    with pytest.raises(ConfigError, match=r'^MULTICLUSTER_LOG_FORMAT: "jsn" is not one of text, json'):
+        apply_env(cfg, {"MULTICLUSTER_LOG_FORMAT": "jsn"})

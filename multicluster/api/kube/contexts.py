@@ -89,12 +89,6 @@ def _absolute(key: str, value: Any, source: Path) -> Any:
     return value
 
 
-def default_path() -> Path:
-    env = os.environ.get("KUBECONFIG", "")
-    first = next((p for p in env.split(os.pathsep) if p), "")
-    return Path(first).expanduser() if first else Path.home() / ".kube" / "config"
-
-
 def _ours(entry: Any, servers: set[str]) -> bool:
     """An entry a previous run wrote: named multicluster or multicluster-*, pointing at a scope of ours."""
     if not isinstance(entry, dict):
