@@ -451,19 +451,20 @@ def kubeconfig(
 def _kubeconfig_via_master(out: Path | None, source: Path | None, context: str | None) -> None:
     """`multicluster kubeconfig --via-master`: contexts through the master's APIService (see contexts.via_master);
     the member list comes from the master too (GET .../v1alpha1/clusters, as the user)."""
+    from multicluster import cliconfig
     from multicluster.api.kube import contexts
 
-    source = source or contexts.default_path()
+    source = source or cliconfig.kubectl_config_path()
     try:
         doc = contexts.load(source)
         names = _run_members_via_master(source, context)
         new = contexts.via_master(doc, source, context, names, copy_user=out is not None or
-                                  source.resolve() != contexts.default_path().resolve())
+                                  source.resolve() != cliconfig.kubectl_config_path().resolve())
         if out is not None:
             contexts.write(out, contexts.merge(contexts.empty(), new), backup=False)
             target, saved = out, None
         else:
-            target = contexts.default_path()
+            target = cliconfig.kubectl_config_path()
             saved = contexts.write(target, contexts.merge(contexts.load(target), new), backup=True)
     except MulticlusterError as exc:
         _fail(str(exc), exc.hint)
