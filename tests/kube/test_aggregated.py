@@ -40,7 +40,7 @@ pytestmark = pytest.mark.integration
 TOKEN = "aggregated-test-static-token"
 CLUSTERS = ("cluster1", "cluster2", "cluster3")
 RO = ["get", "list", "watch"]
-USERS = ("nobody", "paths-only", "team-a", "team-a-cluster1", "cluster2")
+USERS = ("nobody", "paths-only", "team-a", "team-a-cluster1", "cluster2", "list-only")
 
 
 @dataclass
@@ -128,6 +128,10 @@ def seed(h: Harness, a: Agg) -> None:
     # team-a-cluster1: `view` in team-a, and there only member cluster1 (a RoleBinding limits the cluster grant).
     _bind(h, "view-c1", "ClusterRole", "view", (a.ns, "team-a-cluster1"), namespace=a.team_a)
     _bind(h, "cluster1", "ClusterRole", f"mc-cluster1-{s}", (a.ns, "team-a-cluster1"), namespace=a.team_a)
+    # list-only: get and list of pods everywhere, every member, but no watch.
+    _rbac(h, "ClusterRole", f"pods-list-{s}", [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}])
+    _bind(h, f"pods-list-{s}", "ClusterRole", f"pods-list-{s}", (a.ns, "list-only"))
+    _bind(h, f"mc-every-list-only-{s}", "ClusterRole", f"mc-every-cluster-{s}", (a.ns, "list-only"))
     # cluster2: `view` everywhere, but only member cluster2.
     _bind(h, f"view-cluster2-{s}", "ClusterRole", "view", (a.ns, "cluster2"))
     _bind(h, f"mc-cluster2-{s}", "ClusterRole", f"mc-cluster2-{s}", (a.ns, "cluster2"))
@@ -329,6 +333,13 @@ async def test_the_daemons_port_wants_a_proxy_certificate_or_a_valid_token(agg: 
                 assert resp.status == status, (user, await resp.text())
         async with http.get(agg.url + "/metrics", headers={"Authorization": f"Bearer {agg.tokens['team-a']}"}) as r:
             assert r.status == 403
+        # Watching needs the watch verb, on the Kubernetes paths and for the Server-Sent Events of /v1/resources.
+        only = {"Authorization": f"Bearer {agg.tokens['list-only']}"}
+        async with http.get(pods, headers=only) as r:
+            assert r.status == 200
+        for url in (pods + "?watch=true", agg.url + "/v1/resources?gvr=pods&watch=true"):
+            async with http.get(url, headers=only) as r:
+                assert r.status == 403, (url, await r.text())
         # Membership stays with the daemon's admin token, whoever the master says the user is.
         async with http.delete(agg.url + "/v1/unjoin", params={"cluster": "cluster3"},
                                headers={"Authorization": f"Bearer {agg.tokens['cluster2']}"}) as r:
