@@ -13,21 +13,24 @@ them into SQLite. Then:
 3. The watcher that stops reading: whether the daemon closed it (multicluster_watches_closed_total{reason="too
    slow"}) while the others kept their latency.
 
-The watchers find the send times in the raw bytes with one regular expression per chunk read, so the client's
+The live watchers run in a process of their own (the load generator's pacing and their reading do not share an
+event loop) and find the send times in the raw bytes with one regular expression per chunk read, so the client's
 own parsing stays small next to what it measures; the machine's cores are shared by the API servers, etcd, the
-daemon and this client, which the numbers include.
+daemon and the client, which the numbers include.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import re
 import socket
 import ssl
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -73,6 +76,30 @@ class Watcher:
             self.ended = f"{type(exc).__name__}"
         finally:
             self.ready.set()
+
+
+def _watchers_process(base: str, n: int, since: float, conn: Any) -> None:
+    """The live watchers, in a process of their own: says "ready" once every one has its initial state, then
+    on "stop" sends back (kind, latencies, how it ended) per watcher."""
+
+    async def run() -> None:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+            live = [Watcher("sse" if i % 2 == 0 else "kube", since) for i in range(n)]
+            tasks = [asyncio.create_task(w.run(
+                session, base + ("/v1/resources" if w.kind == "sse" else KUBE_PATH.format(ns=NS)),
+                {"gvr": "configmaps", "namespace": NS, "watch": "true"} if w.kind == "sse" else {"watch": "true"}))
+                for w in live]
+            await asyncio.gather(*(w.ready.wait() for w in live))
+            conn.send("ready")
+            await asyncio.to_thread(conn.recv)
+            for t in tasks:
+                t.cancel()
+            conn.send([(w.kind, w.latencies, w.ended) for w in live])
+
+    try:
+        asyncio.run(run())
+    except Exception as exc:  # the parent reports it
+        conn.send(f"{type(exc).__name__}: {exc}")
 
 
 async def open_stalled(d: DaemonProc) -> socket.socket:
@@ -168,15 +195,16 @@ async def measure(objects: int, rate: int, seconds: float, watchers: int, idle: 
                 for t in idle_tasks:
                     t.cancel()
                 await asyncio.sleep(1)
-                # 2. Live watchers under load, and one that never reads.
+                # 2. Live watchers under load (in a process of their own, so that reading 100 streams does not
+                # slow the load's pacing or add its own delays to the latency), and one that never reads.
                 since = time.time()
-                live = [Watcher("sse" if i % 2 == 0 else "kube", since) for i in range(watchers)]
-                tasks = [asyncio.create_task(w.run(
-                    session,
-                    base + ("/v1/resources" if w.kind == "sse" else KUBE_PATH.format(ns=NS)),
-                    {"gvr": "configmaps", "namespace": NS, "watch": "true"} if w.kind == "sse" else {"watch": "true"}))
-                    for w in live]
-                await asyncio.gather(*(w.ready.wait() for w in live))
+                ctx = multiprocessing.get_context("spawn")
+                parent, child = ctx.Pipe()
+                proc = ctx.Process(target=_watchers_process, args=(base, watchers, since, child), daemon=True)
+                proc.start()
+                status = await asyncio.to_thread(parent.recv)
+                if status != "ready":
+                    raise RuntimeError(f"the watchers did not start: {status}")
                 stalled = await open_stalled(d)
                 closed_before = d.metric("multicluster_watches_closed_total", 'reason="too slow"')
                 progress(f"{watchers} watchers and one that does not read; {rate} updates/s for {seconds:g} s")
@@ -185,19 +213,20 @@ async def measure(objects: int, rate: int, seconds: float, watchers: int, idle: 
                 took = time.monotonic() - t0
                 await asyncio.sleep(3)  # the last changes reach the watchers
                 closed = d.metric("multicluster_watches_closed_total", 'reason="too slow"') - closed_before
+                parent.send("stop")
+                results: list[tuple[str, list[float], str]] = await asyncio.to_thread(parent.recv)
+                proc.join(30)
                 rss_load = d.rss_bytes() / MIB
-                for t in tasks:
-                    t.cancel()
         finally:
             if stalled is not None:
                 stalled.close()
             d.stop()
     rows = []
     for kind in ("sse", "kube"):
-        ws = [w for w in live if w.kind == kind]
-        lat = [x * 1000 for w in ws for x in w.latencies]
-        got = [len(w.latencies) for w in ws]
-        ended = sorted({w.ended for w in ws if w.ended})
+        ws = [r for r in results if r[0] == kind]
+        lat = [x * 1000 for r in ws for x in r[1]]
+        got = [len(r[1]) for r in ws]
+        ended = sorted({r[2] for r in ws if r[2]})
         rows.append([kind, len(ws), min(got) if got else 0, max(got) if got else 0, pct(lat, 50), pct(lat, 99),
                      "yes" if lat and pct(lat, 99) < 100 else "**no**", ", ".join(ended) or "-"])
     out = [
