@@ -151,17 +151,21 @@ class Client:
         except urllib.error.HTTPError as exc:
             raise self._api_error(exc) from None
         except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            if isinstance(reason, TimeoutError):
-                what = f"timed out after {self.timeout:g}s"
-            else:
-                what = getattr(reason, "strerror", None) or str(reason)
-            raise Unreachable(
-                f"cannot reach the multicluster API at {self.endpoint.url} ({what}); "
-                f"the address came from {self.endpoint.source}",
-                hint="start the daemon with `multicluster run`, or point --server / $MULTICLUSTER_SERVER "
-                "(or the config file) at a running one",
-            ) from None
+            raise self._unreachable(exc, self.timeout) from None
+
+    def _unreachable(self, exc: OSError, timeout: float) -> Unreachable:
+        """The daemon could not be reached: why, and where its address came from."""
+        reason = getattr(exc, "reason", exc)
+        if isinstance(reason, TimeoutError):
+            what = f"timed out after {timeout:g}s"
+        else:
+            what = getattr(reason, "strerror", None) or str(reason)
+        return Unreachable(
+            f"cannot reach the multicluster API at {self.endpoint.url} ({what}); "
+            f"the address came from {self.endpoint.source}",
+            hint="start the daemon with `multicluster run`, or point --server / $MULTICLUSTER_SERVER "
+            "(or the config file) at a running one",
+        )
 
     def _api_error(self, exc: urllib.error.HTTPError) -> ApiError:
         try:
@@ -248,14 +252,7 @@ class Client:
         except urllib.error.HTTPError as exc:
             raise self._api_error(exc) from None
         except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            what = getattr(reason, "strerror", None) or str(reason)
-            raise Unreachable(
-                f"cannot reach the multicluster API at {self.endpoint.url} ({what}); "
-                f"the address came from {self.endpoint.source}",
-                hint="start the daemon with `multicluster run`, or point --server / $MULTICLUSTER_SERVER "
-                "(or the config file) at a running one",
-            ) from None
+            raise self._unreachable(exc, timeout) from None
 
     def get_object(self, cluster: str, gvr: str, namespace: str, name: str) -> KubeObject:
         """GET /v1/resources/{cluster}/{gvr}/{namespace}/{name} (`namespace` "" = cluster-scoped)."""
