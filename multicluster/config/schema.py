@@ -336,6 +336,9 @@ class RetryConfig:
                                     doc="a MultiClusterResource whose reconcile failed")
     crd_install: RetryPolicy = setting(RetryPolicy(initial=1.0, max=60.0), key="crdInstall", what=_POLICY,
                                        doc="installing the CRDs on the master cluster")
+    master_types: RetryPolicy = setting(RetryPolicy(initial=0.4, max=5.0, factor=1.5, jitter=0.0), key="masterTypes",
+                                        what=_POLICY, doc="waiting for the master to serve the MultiClusterResource "
+                                        "and MultiCluster types (their CRDs may be installed just now)")
     task_restart: RetryPolicy = setting(RetryPolicy(initial=1.0, max=60.0), key="taskRestart", what=_POLICY,
                                         doc="a long-lived task that crashed")
     member_breaker: RetryPolicy = setting(RetryPolicy(initial=0.5, max=30.0, jitter=0.0), key="memberBreaker",

@@ -20,6 +20,7 @@ from multicluster import crds
 from multicluster.errors import ClusterError, KubeAPIError
 from multicluster.gvr import APIResource
 from multicluster.kube import ClusterClient
+from multicluster.retry import RetryPolicy
 from multicluster.sync.informer import Informer, InformerOptions
 from multicluster.wire import WireObject
 
@@ -32,7 +33,9 @@ _MAX_LABELS = 256  # per cluster; Kubernetes allows more, a selector never needs
 class ClusterLabels:
     """Owns `cluster → labels`; `run()` watches the master until cancelled."""
 
-    def __init__(self, master: ClusterClient, on_change: Callable[[], None], *, resync_seconds: float = 600.0) -> None:
+    def __init__(self, master: ClusterClient, on_change: Callable[[], None], *, retry: RetryPolicy,
+                 resync_seconds: float = 600.0) -> None:
+        self.retry = retry  # the config's retry.masterTypes, while the MultiCluster type is not served
         self.master = master
         self.on_change = on_change
         self.resync_seconds = resync_seconds
@@ -69,8 +72,8 @@ class ClusterLabels:
             if attempt % 10 == 0:
                 log.warning("master cluster %s: MultiCluster type %s; placement by label waits", self.master.name,
                             problem)
+            await asyncio.sleep(self.retry.delay(attempt))
             attempt += 1
-            await asyncio.sleep(min(5.0, 0.2 * (attempt + 1)))
 
     # ------------------------------------------------------------------------------------------ informer sink
 

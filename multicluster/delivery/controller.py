@@ -92,12 +92,13 @@ class Controller:
         self.supervisor = supervisor
         self.opts = options or DeliveryOptions()
         self.queue: WorkQueue[CRKey] = WorkQueue(config.retry.delivery)
-        self.crs = MasterCRs(self.master, self.master_name)
+        self.crs = MasterCRs(self.master, self.master_name, config.retry.master_types)
         self.watches = DriftWatches(self.clients, supervisor, DeliveredIndex(), self._copy_changed,
                                     prefix=self.opts.task_prefix, resync_seconds=self.opts.watch_resync_seconds,
                                     retry=config.retry.watch)
         self.events = EventRecorder(self.master)
-        self.labels = ClusterLabels(self.master, self._labels_changed, resync_seconds=self.opts.watch_resync_seconds)
+        self.labels = ClusterLabels(self.master, self._labels_changed, retry=config.retry.master_types,
+                                    resync_seconds=self.opts.watch_resync_seconds)
         self.synced = asyncio.Event()
         renderer, breakers = Renderer(), Breakers(config.retry.member_breaker)
         self.reconciler = Reconciler(self.crs, clients, self.opts, config.delivery, renderer, breakers,

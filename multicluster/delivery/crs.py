@@ -16,6 +16,7 @@ from multicluster import crds
 from multicluster.errors import ClusterError, KubeAPIError, NotFound
 from multicluster.gvr import APIResource
 from multicluster.kube import MERGE_PATCH, ClusterClient
+from multicluster.retry import RetryPolicy
 
 from .model import CRKey
 from .types import MCR, MCRStatus
@@ -24,7 +25,8 @@ log = logging.getLogger(__name__)
 
 
 class MasterCRs:
-    def __init__(self, master: ClusterClient, master_name: str) -> None:
+    def __init__(self, master: ClusterClient, master_name: str, retry: RetryPolicy) -> None:
+        self.retry = retry  # the config's retry.masterTypes, while the type is not served
         self.master = master
         self.master_name = master_name
         self.resource: APIResource | None = None  # set by discover(); writes need it
@@ -45,8 +47,8 @@ class MasterCRs:
                 problem = str(exc)
             if attempt % 10 == 0:
                 log.warning("master cluster %s: %s %s; waiting", self.master_name, crd.name, problem)
+            await asyncio.sleep(self.retry.delay(attempt))
             attempt += 1
-            await asyncio.sleep(min(5.0, 0.2 * (attempt + 1)))
 
     # ------------------------------------------------------------------------------------------ cache
 

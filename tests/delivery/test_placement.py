@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from multicluster.config import ClusterConfig
+from multicluster.config import ClusterConfig, RetryConfig
 from multicluster.delivery import install_crds
 from multicluster.kube import APPLY_PATCH, ClusterClient
 from multicluster.testing.harness import Harness
@@ -222,7 +222,7 @@ async def test_cluster_labels_forget_what_went_away_while_stopped(harness: Harne
     name = f"gone-{unique}"
     master = ClusterClient(ClusterConfig("cluster1", harness.servers["cluster1"].kubeconfig))
     changes: list[int] = []
-    labels = ClusterLabels(master, lambda: changes.append(1))
+    labels = ClusterLabels(master, lambda: changes.append(1), retry=RetryConfig().master_types)
     try:
         await publish(master, name)
         task = asyncio.create_task(labels.run())
