@@ -20,6 +20,7 @@ import orjson
 
 from plugin import printers
 from plugin.client import PAGE_SIZE, ApiError, Client, PluginError, Unreachable
+from plugin.crd_columns import CRDColumns
 from plugin.output import warn
 
 READ_TIMEOUT = 60.0  # the daemon sends a heartbeat every 15 s: a minute of silence is a dead connection
@@ -182,12 +183,18 @@ def _freshness(block: dict[str, Any]) -> None:
 
 def run(client: Client, base: list[tuple[str, str]], output: str | None, *, events: bool, no_headers: bool,
         chunk_size: int, color: bool) -> None:
-    """The resource's columns from one small list request (which also reports bad input before any output),
-    then the stream."""
+    """The resource's columns (a CRD's printer columns included) from one small list request, which also reports
+    bad input before any output; then the stream."""
     page = client.get_json("/v1/resources", [*base, ("limit", "1")])
     if not isinstance(page, dict):
         raise PluginError("unexpected answer from /v1/resources", hint="is the daemon up to date?")
     info = printers.ResourceInfo.from_api(page.get("resource") or {})
+    if output in (None, "wide"):
+        # A custom resource's table gets its CRD's printer columns, read from a cluster that has one (the list's
+        # clusters, then the ones the watch names).
+        clusters = [str(i.get("cluster", "")) for i in page.get("items") or []]
+        clusters += [value for key, value in base if key == "cluster"]
+        info = CRDColumns(client).apply(info, clusters)
     printer = EventPrinter(info, output, sys.stdout, events=events, no_headers=no_headers,
                            color=color)
     try:

@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestServer
 from multicluster.api import ClusterView, build_app
 from multicluster.config import StoreConfig
 from multicluster.feed.hub import Hub
-from multicluster.gvr import APIResource
+from multicluster.gvr import GVR, APIResource
 from multicluster.store import Delete, Row, Store, open_store
 from multicluster.sync import to_row
 from plugin.printers import CLUSTER_ANNOTATION
@@ -28,6 +28,11 @@ from tests.api.helpers import Backend
 from tests.store.helpers import PODS
 
 POD = APIResource(PODS, "Pod", True, frozenset({"list", "watch", "get"}), ("po",), "pod")
+WIDGETS = GVR("example.com", "v1", "widgets")
+WIDGET = APIResource(WIDGETS, "Widget", True, frozenset({"list", "watch", "get"}), (), "widget")
+CRDS = GVR("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+CRD = APIResource(CRDS, "CustomResourceDefinition", False, frozenset({"list", "watch", "get"}), ("crd",),
+                  "customresourcedefinition")
 PLUGIN = "from plugin.cli import main\nmain()\n"
 
 
@@ -56,7 +61,7 @@ async def backend(store: Store) -> AsyncIterator[Backend]:
     store.listen(hub.publish)
     views = [ClusterView(name=c, is_master=False, host="https://127.0.0.1:1", reachable=True, ready=True,
                          last_sync=time.time()) for c in ("c1", "c2")]
-    yield Backend(store, [POD], views, hub=hub)
+    yield Backend(store, [POD, WIDGET, CRD], views, hub=hub)
     store.listen(None)
     hub.stop()
 
@@ -163,6 +168,42 @@ async def test_watch_json_prints_events(store: Store, backend: Backend, tmp_path
                 await store.apply([Delete("c1", PODS, "default", "a", 2)])
         assert [(d["type"], d["object"]["metadata"]["name"]) for d in docs] == [("ADDED", "a"), ("DELETED", "a")]
         assert docs[0]["object"]["metadata"]["annotations"][CLUSTER_ANNOTATION] == "c1"
+        p.proc.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(p.proc.wait(), 60) == 130
+    finally:
+        if p.proc.returncode is None:
+            p.proc.kill()
+            await p.proc.wait()
+        await server.close()
+
+
+def widget(name: str, size: int, rv: int) -> Row:
+    obj = {"apiVersion": "example.com/v1", "kind": "Widget",
+           "metadata": {"name": name, "namespace": "default", "uid": f"u-{name}", "resourceVersion": str(rv),
+                        "creationTimestamp": "2026-01-01T00:00:00Z"},
+           "spec": {"size": size}}
+    return to_row("c1", WIDGETS, obj, rv)
+
+
+async def test_watch_of_a_custom_resource_uses_its_crds_printer_columns(store: Store, backend: Backend,
+                                                                         tmp_path: Path) -> None:
+    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+           "metadata": {"name": "widgets.example.com", "uid": "u-crd", "resourceVersion": "1",
+                        "creationTimestamp": "2026-01-01T00:00:00Z"},
+           "spec": {"group": "example.com", "names": {"plural": "widgets", "kind": "Widget"}, "scope": "Namespaced",
+                    "versions": [{"name": "v1", "served": True, "storage": True, "additionalPrinterColumns": [
+                        {"name": "Size", "type": "integer", "jsonPath": ".spec.size"}]}]}}
+    await store.apply([to_row("c1", CRDS, crd, 1), widget("w1", 3, 1)])
+    server = TestServer(build_app(backend), host="127.0.0.1")
+    await server.start_server()
+    p = await start(f"http://127.0.0.1:{server.port}", tmp_path, "list", "widgets.example.com", "-w")
+    try:
+        header = cells(await p.line())
+        assert "SIZE" in header, header
+        size = header.index("SIZE")
+        assert cells(await p.line())[size] == "3"
+        await store.apply([widget("w1", 7, 2)])
+        assert cells(await p.line())[size] == "7"
         p.proc.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(p.proc.wait(), 60) == 130
     finally:
