@@ -20,6 +20,7 @@ from multicluster import crds
 from multicluster.errors import ClusterError, KubeAPIError
 from multicluster.gvr import APIResource
 from multicluster.kube import ClusterClient
+from multicluster.logsetup import cluster_logger
 from multicluster.retry import RetryPolicy
 from multicluster.sync.informer import Informer, InformerOptions
 from multicluster.wire import WireObject
@@ -70,8 +71,8 @@ class ClusterLabels:
             except (ClusterError, KubeAPIError) as exc:
                 problem = str(exc)
             if attempt % 10 == 0:
-                log.warning("master cluster %s: MultiCluster type %s; placement by label waits", self.master.name,
-                            problem)
+                cluster_logger(log, self.master.name).warning(
+                    "master cluster: MultiCluster type %s; placement by label waits", problem)
             await asyncio.sleep(self.retry.delay(attempt))
             attempt += 1
 

@@ -25,6 +25,7 @@ from multicluster import metrics
 from multicluster.config import Config, DeliveryConfig
 from multicluster.errors import ClusterError, ConfigError, KubeAPIError, MulticlusterError, ReconcileError
 from multicluster.kube import ClusterClient
+from multicluster.logsetup import cluster_logger
 from multicluster.sync.informer import Informer, InformerOptions
 from multicluster.tasks import Supervisor
 from multicluster.wire import WireObject
@@ -121,8 +122,9 @@ class Controller:
             self.supervisor.spawn(f"{prefix}/crs", informer.run)
             for i in range(self.opts.workers):
                 self.supervisor.spawn(f"{prefix}/worker-{i}", self._worker)
-            log.info("delivery controller running on master cluster %s (%d workers, %s)", self.master_name,
-                     self.opts.workers, f"namespace {self.opts.namespace}" if self.opts.namespace else "all namespaces")
+            cluster_logger(log, self.master_name).info(
+                "delivery controller running on the master cluster (%d workers, %s)", self.opts.workers,
+                f"namespace {self.opts.namespace}" if self.opts.namespace else "all namespaces")
             await asyncio.Event().wait()
         finally:
             self.queue.shutdown()
@@ -161,12 +163,13 @@ class Controller:
         while True:
             try:
                 done = await install_crds(self.master, field_manager=self.opts.field_manager)
-                log.info("CRDs on master cluster %s: %s", self.master_name, "; ".join(done))
+                cluster_logger(log, self.master_name).info("CRDs on the master cluster: %s", "; ".join(done))
                 return
             except ReconcileError as exc:
                 log.error("%s%s", exc, f" (hint: {exc.hint})" if exc.hint else "")
             except (ClusterError, KubeAPIError) as exc:
-                log.warning("cannot install CRDs on master cluster %s yet: %s", self.master_name, exc)
+                cluster_logger(log, self.master_name).warning("cannot install CRDs on the master cluster yet: %s",
+                                                              exc)
             await asyncio.sleep(backoff.delay(attempt))
             attempt += 1
 

@@ -16,6 +16,7 @@ from multicluster import crds
 from multicluster.errors import ClusterError, KubeAPIError, NotFound
 from multicluster.gvr import APIResource
 from multicluster.kube import MERGE_PATCH, ClusterClient
+from multicluster.logsetup import cluster_logger
 from multicluster.retry import RetryPolicy
 
 from .model import CRKey
@@ -46,7 +47,7 @@ class MasterCRs:
             except (ClusterError, KubeAPIError) as exc:
                 problem = str(exc)
             if attempt % 10 == 0:
-                log.warning("master cluster %s: %s %s; waiting", self.master_name, crd.name, problem)
+                cluster_logger(log, self.master_name).warning("master cluster: %s %s; waiting", crd.name, problem)
             await asyncio.sleep(self.retry.delay(attempt))
             attempt += 1
 

@@ -16,6 +16,7 @@ from typing import Any
 from multicluster import crds
 from multicluster.errors import Forbidden, NotFound, ReconcileError
 from multicluster.kube import APPLY_PATCH, ClusterClient
+from multicluster.logsetup import cluster_logger
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,8 @@ async def install_crds(client: ClusterClient, *, field_manager: str = "multiclus
         except Forbidden as exc:
             # Cannot even read CRDs: fine if an administrator installed them (discovery is open to everyone).
             if await _served(client, crd):
-                log.warning("cluster %s: cannot read CRD %s (%s); assuming the installed one is usable",
-                            client.name, crd.name, exc.message)
+                cluster_logger(log, client.name).warning(
+                    "cannot read CRD %s (%s); assuming the installed one is usable", crd.name, exc.message)
                 done.append(f"{crd.name}: unverified")
                 continue
             raise _forbidden(client, crd, "read", exc) from exc
@@ -68,7 +69,7 @@ async def install_crds(client: ClusterClient, *, field_manager: str = "multiclus
         except Forbidden as exc:
             raise _forbidden(client, crd, "create or patch", exc) from exc
         action = "installed" if live is None else f"upgraded from revision {crds.revision_of(live)}"
-        log.info("cluster %s: CRD %s %s (revision %d)", client.name, crd.name, action, crd.revision)
+        cluster_logger(log, client.name).info("CRD %s %s (revision %d)", crd.name, action, crd.revision)
         deadline = time.monotonic() + timeout
         while not _established(applied):
             if time.monotonic() > deadline:

@@ -20,6 +20,7 @@ from typing import Any
 
 from multicluster.gvr import GVR, APIResource
 from multicluster.kube import ClusterClient
+from multicluster.logsetup import cluster_logger
 from multicluster.retry import RetryPolicy
 from multicluster.sync.informer import Informer, InformerOptions
 from multicluster.tasks import Supervisor
@@ -151,7 +152,7 @@ class _CopySink:
         return None
 
     async def failed(self, error: str, *, cluster_fault: bool = True) -> None:
-        log.debug("watch of delivered %s in %s: %s", self.gvr, self.cluster, error)
+        cluster_logger(log, self.cluster, self.gvr).debug("watch of delivered objects: %s", error)
 
 
 class DriftWatches:
@@ -179,7 +180,7 @@ class DriftWatches:
             label_selector=MANAGED_SELECTOR, resync_seconds=self.resync_seconds, backoff=self.retry))
         self._informers[key] = inf
         self.supervisor.spawn(f"{self.prefix}/watch/{cluster}/{resource.gvr}", inf.run)
-        log.debug("watching delivered %s in cluster %s", resource.gvr, cluster)
+        cluster_logger(log, cluster, resource.gvr).debug("watching delivered objects")
         return inf
 
     async def prune(self) -> None:
@@ -188,7 +189,7 @@ class DriftWatches:
             del self._informers[(cluster, gvr)]
             await self.supervisor.stop(f"{self.prefix}/watch/{cluster}/{gvr}")
             self.index.drop_cluster(cluster)
-            log.info("stopped watching delivered %s in cluster %s (no longer configured)", gvr, cluster)
+            cluster_logger(log, cluster, gvr).info("stopped watching delivered objects (cluster no longer configured)")
 
     def watching(self, cluster: str, gvr: GVR) -> bool:
         inf = self._informers.get((cluster, gvr))

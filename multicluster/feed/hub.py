@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from multicluster import metrics
 from multicluster.feed.match import Filter
+from multicluster.logsetup import cluster_logger
 from multicluster.store.base import Change, EventType
 
 log = logging.getLogger(__name__)
@@ -194,8 +195,9 @@ class Hub:
         held = self._held.pop(cluster, {})
         if not held:
             return
-        log.warning("change log of cluster %s: positions %d..%d never reached this replica's hub; its watchers "
-                    "are closed and resume from the log", cluster, self._next.get(cluster, 1), min(held) - 1)
+        cluster_logger(log, cluster).warning(
+            "change log positions %d..%d never reached this replica's hub; its watchers are closed and resume from "
+            "the log", self._next.get(cluster, 1), min(held) - 1)
         for sub in list(self._subs):
             if not sub.filter.clusters or cluster in sub.filter.clusters:
                 sub._end("gap")

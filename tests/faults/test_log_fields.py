@@ -43,8 +43,7 @@ async def test_json_records_carry_the_cluster_as_a_field(harness: Harness, tmp_p
         harness.servers["cluster1"].kubeconfig.read_text().replace(f":{harness.servers['cluster1'].port}", ":1")
     )
     cfg = proc_config(harness, sqlite_doc(tmp_path / "store.db"), ["configmaps"])
-    for c in cfg["clusters"]:  # a query-only daemon: the records of the sync path, membership and the registry
-        c["metadata"]["isMaster"] = False
+    # cluster1 is the master: the delivery controller's records (CRD install, its informers) are checked too.
     cfg["clusters"].append({"metadata": {"clusterName": DEAD, "configPath": str(dead_kc)}})
     names = [*harness.servers, DEAD]
     p = DaemonProc(tmp_path, cfg)
@@ -53,7 +52,8 @@ async def test_json_records_carry_the_cluster_as_a_field(harness: Harness, tmp_p
         def settled() -> bool:
             text = p.log_path.read_text()
             # Every live cluster finished its initial sync, and the dead one's failure was logged.
-            return text.count("initial sync done") >= len(harness.servers) and f'"cluster":"{DEAD}"' in text
+            return (text.count("initial sync done") >= len(harness.servers) and f'"cluster":"{DEAD}"' in text
+                    and "delivery controller running" in text)
 
         await asyncio.to_thread(wait_for, settled, 120, "initial syncs and the dead cluster's failure in the log")
     finally:
@@ -65,6 +65,7 @@ async def test_json_records_carry_the_cluster_as_a_field(harness: Harness, tmp_p
     for name in harness.servers:
         done = [r for r in records if r.get("cluster") == name and "initial sync done" in r["message"]]
         assert done and all(f"[{name}]" not in r["message"] for r in done), done
+    assert any(r.get("cluster") == "cluster1" and "delivery controller running" in r["message"] for r in records)
     # Records of one cluster and type name the type as a field too (the informer's list and watch records).
     assert any(r.get("cluster") == "cluster1" and r.get("gvr") == "v1/configmaps" for r in records)
     # No record names a cluster only in its text: where a cluster's name appears, the field says which.
