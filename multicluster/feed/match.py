@@ -34,7 +34,8 @@ class Filter:
 
     def routes(self, change: Change) -> bool:
         """The cheap part: the change is of this watcher's type, cluster and namespace, and it may read it."""
-        return (change.gvr == self.gvr and (not self.clusters or change.cluster in self.clusters)
+        return (change.gvr == self.gvr and not change.superseded
+                and (not self.clusters or change.cluster in self.clusters)
                 and (not self.namespace or change.namespace == self.namespace)
                 and (self.allowed is None or any(c == change.cluster and (ns is None or change.namespace in ns)
                                                  for c, ns in self.allowed)))

@@ -71,9 +71,11 @@ class Change:
 
     `seq` is the cluster's own position: each cluster's entries are numbered 1, 2, 3, ... in commit order (one
     counter row per cluster, locked by the transaction that appends, so a later number is always a later commit,
-    whichever replica wrote it). `object` is the object as stored (for DELETED, its last stored state); `labels`
-    and `fields` are its selector values, `prev_labels`/`prev_fields` those of the version it replaced (None for
-    ADDED), so a watcher can tell an object that starts or stops matching its selector without any state."""
+    whichever replica wrote it). `object` is the object as stored (for DELETED, its last stored state; read back
+    from the log, an upsert's object is the row's current one, empty once the row is gone: `superseded`);
+    `labels` and `fields` are its selector values, `prev_labels`/`prev_fields` those of the version it replaced
+    (None for ADDED), so a watcher can tell an object that starts or stops matching its selector without any
+    state."""
 
     cluster: str
     seq: int
@@ -87,6 +89,11 @@ class Change:
     fields: Mapping[str, str] = field(default_factory=dict)
     prev_labels: Mapping[str, str] | None = None
     prev_fields: Mapping[str, str] | None = None
+
+    @property
+    def superseded(self) -> bool:
+        """Read back from the log after its object was deleted: nothing to show; the DELETED entry follows."""
+        return not self.object and self.type != "DELETED"
 
 
 @dataclass(frozen=True, slots=True)

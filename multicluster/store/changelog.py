@@ -91,8 +91,10 @@ def append(d: sql.Dialect, pending: Sequence[Pending], retention: int) -> Genera
         for i, p in enumerate(entries):
             seq = first + i
             g = p.gvr
+            # Only a deletion keeps its object in the log: for the others it is in the row (read back by
+            # select_after), so logging costs the position and the selector values, not a second copy.
             params.append((cluster, seq, p.type, g.group, g.version, g.resource, p.namespace, p.name,
-                           p.resource_version, p.object, _selectors(p)))
+                           p.resource_version, p.object if p.type == "DELETED" else b"", _selectors(p)))
             out.append(Change(cluster=cluster, seq=seq, type=p.type, gvr=g, namespace=p.namespace, name=p.name,
                               resource_version=p.resource_version, object=p.object, labels=p.labels,
                               fields=p.fields, prev_labels=p.prev_labels, prev_fields=p.prev_fields))
@@ -115,13 +117,23 @@ def positions(rows: Sequence[Sequence[Any]]) -> dict[str, LogPosition]:
 
 def select_after(d: sql.Dialect, cluster: str, seq: int, gvr: GVR | None, limit: int) -> tuple[str, list[Any]]:
     """One cluster's entries after `seq` in order: a range of the primary key (cluster, seq)."""
-    where = "cluster = ? AND seq > ?"
+    where = "c.cluster = ? AND c.seq > ?"
     params: list[Any] = [cluster, seq]
     if gvr is not None:
-        where += " AND api_group = ? AND version = ? AND resource = ?"
+        where += " AND c.api_group = ? AND c.version = ? AND c.resource = ?"
         params += [gvr.group, gvr.version, gvr.resource]
     params.append(limit)
-    return d.sql(f"SELECT {', '.join(CHANGE_COLUMNS)} FROM changes WHERE {where} ORDER BY seq LIMIT ?"), params
+    cols = ", ".join(f"c.{c}" if c != "object" else _OBJECT for c in CHANGE_COLUMNS)
+    return d.sql(f"SELECT {cols} FROM changes c LEFT JOIN resources r ON {_SAME_OBJECT} WHERE {where} "
+                 "ORDER BY c.seq LIMIT ?"), params
+
+
+# An upsert's object is the row's, as it is now: the state the entry logged, or a later one (a later entry of the
+# same object follows). Its row gone, the entry reads as superseded (Change.superseded): the DELETED entry that
+# removed the row follows and carries the last state.
+_SAME_OBJECT = ("r.api_group = c.api_group AND r.version = c.version AND r.resource = c.resource "
+                "AND r.cluster = c.cluster AND r.namespace = c.namespace AND r.name = c.name")
+_OBJECT = "CASE WHEN c.event_type = 'DELETED' THEN c.object ELSE COALESCE(r.object, c.object) END"
 
 
 _GVRS: dict[tuple[str, str, str], GVR] = {}
@@ -133,5 +145,5 @@ def decode(row: Sequence[Any]) -> Change:
     gvr = _GVRS.get(key) or _GVRS.setdefault(key, GVR(group, version, resource))
     s = _UNJSON.decode(bytes(selectors))
     return Change(cluster=cluster, seq=int(seq), type=event, gvr=gvr, namespace=namespace, name=name,
-                  resource_version=int(rv), object=bytes(obj), labels=s.get("l") or {}, fields=s.get("f") or {},
+                  resource_version=int(rv), object=bytes(obj or b""), labels=s.get("l") or {}, fields=s.get("f") or {},
                   prev_labels=s.get("pl"), prev_fields=s.get("pf"))

@@ -46,13 +46,20 @@ async def test_apply_logs_each_written_mutation_with_its_position(store: Store) 
     # The durable log reads back the same entries, from any position, optionally for one type.
     log = await store.changes_after("c1", 0)
     assert brief(log) == [b for b in brief(seen) if b[0] == "c1"]
-    assert [(c.labels, c.fields, c.prev_labels, c.prev_fields, c.object) for c in log] == \
-        [(c.labels, c.fields, c.prev_labels, c.prev_fields, c.object) for c in seen if c.cluster == "c1"]
+    assert [(c.labels, c.fields, c.prev_labels, c.prev_fields) for c in log] == \
+        [(c.labels, c.fields, c.prev_labels, c.prev_fields) for c in seen if c.cluster == "c1"]
+    # Only a deletion keeps its object in the log; an upsert reads back with the row's current object, and as
+    # superseded once the row is gone (a's two upserts: its DELETED entry follows with the last state).
+    assert [(c.name, c.type, c.superseded, c.object) for c in log] == [
+        ("a", "ADDED", True, b""), ("a", "MODIFIED", True, b""), ("c", "ADDED", False, row("c", 3).object),
+        ("a", "DELETED", False, row("a", 7).object)]
+    await store.apply([row("c", 8)])
+    assert [c.object for c in await store.changes_after("c1", 2, limit=1)] == [row("c", 8).object]
     assert brief(await store.changes_after("c1", 2, limit=1)) == [("c1", 3, "ADDED", "c", 3)]
     assert await store.changes_after("c1", 0, DEPLOYS) == []
     assert await store.changes_after("nowhere", 0) == []
     positions = await store.log_positions()
-    assert {c: (p.last, p.floor) for c, p in positions.items()} == {"c1": (4, 0), "c2": (1, 0)}
+    assert {c: (p.last, p.floor) for c, p in positions.items()} == {"c1": (5, 0), "c2": (1, 0)}
 
 
 async def test_batches_of_new_rows_are_logged_too(store: Store) -> None:
