@@ -69,10 +69,10 @@ _PROBE_TIMEOUT = 5  # seconds to connect to a candidate node while choosing one
 # A batch is split when its estimated write set passes this share of wsrep_max_ws_size. A row's write set holds
 # its image and, with MariaDB's binlog_annotate_row_events (on by default), the statement text too, where the
 # object is a hex literal: about three times the object's bytes, plus an allowance for keys, labels and fields
-# (measured: 3 objects of 20 kB fit in 200 kB, 4 do not). The change log entry written with each row holds the
-# object a second time, so a row counts six times its object.
+# (measured: 3 objects of 20 kB fit in 200 kB, 4 do not). The change log entry written with an upsert holds no
+# object (store/changelog.py), so it adds only its small row to the allowance.
 _WS_SHARE = 0.5
-_OBJECT_FACTOR = 6
+_OBJECT_FACTOR = 3
 _ROW_OVERHEAD = 2048
 _DB_NAME = re.compile(r"[A-Za-z0-9_$-]{1,64}")
 
