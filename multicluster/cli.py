@@ -431,7 +431,17 @@ def kubeconfig(
         typer.echo("warning: kubectl sends no bearer token over plain HTTP, so these contexts get 401 from a daemon "
                    "with a token: serve the API over TLS (server.certDir) and rerun with --server https://... "
                    "--certificate-authority CA.crt", err=True)
-    new = contexts.entries(url, names, token, ca_data)
+    try:
+        _write_contexts(out, contexts.entries(url, names, token, ca_data), len(names), "")
+    except MulticlusterError as exc:
+        _fail(str(exc), exc.hint)
+
+
+def _write_contexts(out: Path | None, new: dict[str, list[dict[str, Any]]], members: int, how: str) -> None:
+    """Write `new` to `out`, or merge it into the user's kubeconfig (the previous file kept), and say so."""
+    from multicluster import cliconfig
+    from multicluster.api.kube import contexts
+
     try:
         if out is not None:
             contexts.write(out, contexts.merge(contexts.empty(), new), backup=False)
@@ -439,11 +449,9 @@ def kubeconfig(
         else:
             target = cliconfig.kubectl_config_path()
             saved = contexts.write(target, contexts.merge(contexts.load(target), new), backup=True)
-    except MulticlusterError as exc:
-        _fail(str(exc), exc.hint)
     except OSError as exc:
         _fail(f"cannot write the kubeconfig: {exc}", "choose another file with --out FILE")
-    typer.echo(f"wrote contexts multicluster and {len(names)} multicluster-<cluster> to {target}"
+    typer.echo(f"wrote contexts multicluster and {members} multicluster-<cluster>{how} to {target}"
                + (f" (previous file kept as {saved})" if saved else ""))
     typer.echo(f"try: kubectl {'--kubeconfig ' + str(target) + ' ' if out else ''}--context multicluster get pods -A")
 
@@ -460,19 +468,11 @@ def _kubeconfig_via_master(out: Path | None, source: Path | None, context: str |
         names = _run_members_via_master(source, context)
         new = contexts.via_master(doc, source, context, names, copy_user=out is not None or
                                   source.resolve() != cliconfig.kubectl_config_path().resolve())
-        if out is not None:
-            contexts.write(out, contexts.merge(contexts.empty(), new), backup=False)
-            target, saved = out, None
-        else:
-            target = cliconfig.kubectl_config_path()
-            saved = contexts.write(target, contexts.merge(contexts.load(target), new), backup=True)
+        _write_contexts(out, new, len(names), " (through the master)")
     except MulticlusterError as exc:
         _fail(str(exc), exc.hint)
     except OSError as exc:
-        _fail(f"cannot write the kubeconfig: {exc}", "choose another file with --out FILE")
-    typer.echo(f"wrote contexts multicluster and {len(names)} multicluster-<cluster> (through the master) to {target}"
-               + (f" (previous file kept as {saved})" if saved else ""))
-    typer.echo(f"try: kubectl {'--kubeconfig ' + str(target) + ' ' if out else ''}--context multicluster get pods -A")
+        _fail(f"cannot read the kubeconfig {source}: {exc}", "point --kubeconfig at a readable file")
 
 
 def _run_members_via_master(source: Path, context: str | None) -> list[str]:

@@ -23,7 +23,7 @@ from multicluster.config import StoreConfig
 from multicluster.errors import StoreError
 from multicluster.store import open_store, ownership, schema
 from multicluster.store.mysql import MySQLStore
-from multicluster.store.sqlite import WRITER_ENV, Connection, SQLiteStore, WriterProcess
+from multicluster.store.sqlite import Connection, SQLiteStore, WriterProcess
 from multicluster.testing.mariadb import MariaDB
 
 from .conftest import mysql_config
@@ -328,9 +328,8 @@ def umask_022() -> Iterator[None]:
 @pytest.mark.parametrize("writer", ["process", "thread"])
 async def test_sqlite_files_are_created_owner_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                    writer: str) -> None:
-    monkeypatch.setenv(WRITER_ENV, writer)
     path = tmp_path / "sub" / "store.db"
-    s = SQLiteStore(path)
+    s = SQLiteStore(path, writer=writer)
     await s.open()
     try:
         assert isinstance(s._writer, WriterProcess if writer == "process" else Connection)
@@ -349,9 +348,8 @@ async def test_sqlite_files_are_created_owner_only(tmp_path: Path, monkeypatch: 
 async def test_existing_world_readable_sqlite_files_are_narrowed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, writer: str
 ) -> None:
-    monkeypatch.setenv(WRITER_ENV, writer)
     path = tmp_path / "store.db"
-    s = SQLiteStore(path)
+    s = SQLiteStore(path, writer=writer)
     await s.open()
     await s.apply([row("p")])
     await s.close()

@@ -280,8 +280,7 @@ async def test_index_rows_follow_label_changes_in_mixed_batches(
     writer: SQLStore = store
     if isinstance(store, SQLiteStore):
         # The writer's statements are counted in this process: a second store on the file, writer on a thread.
-        monkeypatch.setenv(sqlite_writer.WRITER_ENV, "thread")
-        writer = SQLiteStore(store.path)
+        writer = SQLiteStore(store.path, writer="thread")
         await writer.open()
         real = sqlite_writer.execute_many
 
