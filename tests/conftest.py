@@ -8,6 +8,7 @@ skipped for any reason: the suite runs with zero skips, so a skip there is repor
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Generator, Iterator
@@ -42,6 +43,12 @@ def _unavailable(what: str, exc: BaseException) -> None:
     pytest.skip(msg)
 
 
+def _remove(workdir: Path) -> None:
+    """A server's data once it has stopped: etcd's and MariaDB's preallocated files run to hundreds of MiB, and
+    the CI machine's disk is not large. A server that failed to start keeps its directory (its logs say why)."""
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def harness() -> Iterator[Harness]:
     """Three real API servers (cluster1 is master) sharing one etcd, with controller-managers."""
@@ -55,6 +62,7 @@ def harness() -> Iterator[Harness]:
     h.write_config()
     yield h
     h.stop()
+    _remove(d)
 
 
 @pytest.fixture(scope="session")
@@ -68,6 +76,7 @@ def mariadb_server() -> Iterator[MariaDB]:
         _unavailable("MariaDB", exc)
     yield m
     m.stop()
+    _remove(d)
 
 
 @pytest.fixture(scope="session")
@@ -82,6 +91,7 @@ def galera_cluster() -> Iterator[GaleraCluster]:
         _unavailable("the MariaDB Galera cluster", exc)
     yield g
     g.stop()
+    _remove(d)
 
 
 @pytest.fixture
