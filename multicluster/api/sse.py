@@ -39,7 +39,7 @@ from multicluster.api.middleware import BACKEND, STREAMING
 from multicluster.errors import QueryError
 from multicluster.feed import positions
 from multicluster.feed.follow import Expired, Follower
-from multicluster.feed.hub import Closed
+from multicluster.feed.hub import Closed, Event
 from multicluster.feed.match import Filter
 from multicluster.store.base import Change, Query
 
@@ -96,6 +96,15 @@ def item(cluster: str, obj: bytes) -> bytes:
 def event(kind: str, payload: bytes, ident: str | None = None) -> bytes:
     head = b"id: " + ident.encode("ascii") + b"\n" if ident is not None else b""
     return head + b"event: " + kind.encode("ascii") + b"\n" + _data(payload) + b"\n"
+
+
+def _shared_event(ev: Event, ident: str) -> bytes:
+    """`ev` with its id: the rest is the same for every watcher, so the first to send it encodes it for all."""
+    key = ("sse", ev.kind)
+    body = ev.shared.get(key)
+    if body is None:
+        body = ev.shared[key] = (event(ev.kind, item(ev.change.cluster, ev.change.object)),)
+    return b"id: " + ident.encode("ascii") + b"\n" + body[0]
 
 
 def error_event(reason: str, code: int, error: str, hint: str) -> bytes:
@@ -188,8 +197,8 @@ async def _stream(request: web.Request, resp: web.StreamResponse, follower: Foll
             page_query = replace(page_query, after=page.next_after)
     try:
         buf: list[bytes] = []
-        async for kind, c in follower.catch_up():
-            buf.append(event(kind, item(c.cluster, c.object), follower.token()))
+        async for ev in follower.catch_up():
+            buf.append(_shared_event(ev, follower.given(ev.change)))
             if len(buf) >= 100:
                 await resp.write(b"".join(buf))
                 buf.clear()
@@ -218,4 +227,4 @@ async def _stream(request: web.Request, resp: web.StreamResponse, follower: Foll
         if not events:
             await resp.write(b": ping\n\n")
             continue
-        await resp.write(b"".join(event(kind, item(c.cluster, c.object), follower.given(c)) for kind, c in events))
+        await resp.write(b"".join(_shared_event(ev, follower.given(ev.change)) for ev in events))

@@ -67,7 +67,7 @@ class Follower:
         if not self.filter.routes(c) or (self.also is not None and not self.also(c)):
             return None
         kind = self.filter.event(c)
-        return None if kind is None else (kind, c)
+        return None if kind is None else Event(kind, c, {})
 
     async def catch_up(self) -> AsyncIterator[Event]:
         """Every change after the start positions, from the log, oldest first per cluster. Expired when a
@@ -101,9 +101,10 @@ class Follower:
         subscription ends (too slow, a gap in a cluster's stream, shutdown). Call `given(change)` for each as it
         is sent, so that `token()` says where the watcher stands."""
         out: list[Event] = []
-        for kind, c in await self.sub.next(timeout=timeout):
+        for ev in await self.sub.next(timeout=timeout):
+            c = ev.change
             if c.seq > self.pos.get(c.cluster, 0) and (self.also is None or self.also(c)):
-                out.append((kind, c))
+                out.append(ev)
         return out
 
     def given(self, c: Change) -> str:

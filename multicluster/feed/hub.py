@@ -7,7 +7,10 @@ position is held until the gap fills. A gap that does not fill within GAP_SECOND
 reached this hub) closes the subscriptions that include the cluster, and the hub goes on from there: closing is
 always safe, because a watcher resumes from its last position through the durable log.
 
-Each Subscription has a bounded queue of (event type, change) pairs, the changes shared by every watcher. When a
+Each Subscription has a bounded queue of events: the event type, the change, and a scratch dict made once per
+delivered change and shared by every watcher it reaches. A watcher that encodes the change for its wire format
+leaves the bytes there, so the next watcher with the same format reuses them (a hundred watchers of one type cost
+one encoding per change, not a hundred); the scratch lives as long as some queue holds the event. When a
 watcher's queue is full it is closed with reason "too slow" instead of growing or blocking the others: what
 kube-apiserver's watch cache does with a watcher that does not keep up (it ends that watch; the client starts a
 new one from the last resourceVersion it saw). Nothing here waits on a watcher.
@@ -18,7 +21,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import NamedTuple
 
 from multicluster import metrics
 from multicluster.feed.match import Filter
@@ -31,7 +35,16 @@ QUEUE_LIMIT = 1000  # events a watcher may have waiting before it is closed as t
 GAP_SECONDS = 2.0
 HELD_LIMIT = 10_000  # entries held per cluster waiting for a gap to fill before the gap is given up
 
-Event = tuple[EventType, Change]
+
+Shared = dict[Hashable, tuple[bytes, ...]]
+
+
+class Event(NamedTuple):
+    kind: EventType
+    change: Change
+    # Encodings of `change` made by one watcher for the others (key: the format and whatever it depends on;
+    # value: the encoding's pieces, which the watcher joins with its own resourceVersion).
+    shared: Shared
 
 
 class Closed(Exception):
@@ -57,7 +70,7 @@ class Subscription:
         # Called once with the reason when the subscription ends (the watch path drops a too-slow connection).
         self.on_end: Callable[[str], None] | None = None
 
-    def _offer(self, change: Change) -> None:
+    def _offer(self, change: Change, shared: Shared) -> None:
         if self.closed or not self.filter.routes(change):
             return
         kind = self.filter.event(change)
@@ -66,7 +79,7 @@ class Subscription:
         if len(self._queue) >= self.limit:
             self._end("too slow")
             return
-        self._queue.append((kind, change))
+        self._queue.append(Event(kind, change, shared))
         self._wake.set()
 
     def _end(self, reason: str) -> None:
@@ -171,8 +184,9 @@ class Hub:
 
     def _deliver(self, c: Change) -> None:
         self._next[c.cluster] = c.seq + 1
+        shared: Shared = {}
         for sub in list(self._subs):
-            sub._offer(c)
+            sub._offer(c, shared)
 
     def _release(self, cluster: str) -> None:
         """Pass on the held entries that now follow without a gap."""

@@ -8,19 +8,18 @@ import asyncio
 import pytest
 
 from multicluster.feed import positions
-from multicluster.feed.hub import Closed, Hub, Subscription
+from multicluster.feed.hub import Closed, Event, Hub, Subscription
 from multicluster.feed.match import Filter
 from multicluster.selectors import parse_field_selector, parse_label_selector
 from multicluster.store import Delete, Store
-from multicluster.store.base import Change
 from tests.store.helpers import DEPLOYS, PODS, row
 
 
-def seen(events: list[tuple[str, Change]]) -> list[tuple[str, str, str]]:
-    return [(kind, c.cluster, c.name) for kind, c in events]
+def seen(events: list[Event]) -> list[tuple[str, str, str]]:
+    return [(kind, c.cluster, c.name) for kind, c, _ in events]
 
 
-async def drain(sub: Subscription) -> list[tuple[str, Change]]:
+async def drain(sub: Subscription) -> list[Event]:
     return list(await sub.next(timeout=0)) if len(sub) else []
 
 
@@ -74,10 +73,10 @@ async def test_selector_transitions_follow_kubernetes(store: Store) -> None:
     await store.apply([row("p", 3, labels={"app": "web"}, fields={"status.phase": "Running", "spec.nodeName": "n1"})])
     await store.apply([row("p", 4, labels={"app": "web", "tier": "db"}, fields={"status.phase": "Running"})])
     await store.apply([Delete("c1", PODS, "default", "p", 5)])
-    assert [k for k, _ in await drain(web)] == ["ADDED", "DELETED", "ADDED", "MODIFIED", "DELETED"]
-    assert [k for k, _ in await drain(not_canary)] == ["ADDED", "DELETED", "ADDED", "DELETED"]
-    assert [k for k, _ in await drain(running)] == ["ADDED", "MODIFIED", "MODIFIED", "DELETED"]
-    assert [k for k, _ in await drain(unscheduled)] == ["ADDED", "MODIFIED", "DELETED", "ADDED", "DELETED"]
+    assert [e.kind for e in await drain(web)] == ["ADDED", "DELETED", "ADDED", "MODIFIED", "DELETED"]
+    assert [e.kind for e in await drain(not_canary)] == ["ADDED", "DELETED", "ADDED", "DELETED"]
+    assert [e.kind for e in await drain(running)] == ["ADDED", "MODIFIED", "MODIFIED", "DELETED"]
+    assert [e.kind for e in await drain(unscheduled)] == ["ADDED", "MODIFIED", "DELETED", "ADDED", "DELETED"]
 
 
 async def test_a_slow_watcher_is_closed_and_the_others_go_on(store: Store) -> None:
@@ -85,7 +84,7 @@ async def test_a_slow_watcher_is_closed_and_the_others_go_on(store: Store) -> No
     store.listen(hub.publish)
     slow = hub.subscribe(Filter(PODS))
     fast = hub.subscribe(Filter(PODS))
-    got: list[tuple[str, Change]] = []
+    got: list[Event] = []
     for i in range(12):
         await store.apply([row(f"p{i}", 1)])
         got += await drain(fast)
@@ -107,7 +106,7 @@ async def test_batches_arriving_out_of_order_are_passed_on_in_position_order(sto
     hub.publish(second.changes)
     assert len(sub) == 0  # held: positions 1 and 2 have not arrived
     hub.publish(first.changes)
-    assert [c.seq for _, c in await drain(sub)] == [1, 2, 3, 4]
+    assert [c.seq for _, c, _ in await drain(sub)] == [1, 2, 3, 4]
     hub.publish(first.changes)  # a repeat is dropped
     assert len(sub) == 0
     # A gap that never fills closes the watchers of that cluster (they resume from the log); the hub goes on.
@@ -122,7 +121,7 @@ async def test_batches_arriving_out_of_order_are_passed_on_in_position_order(sto
     fresh = hub.subscribe(Filter(PODS))
     hub.publish(later.changes)  # too late: already given up
     hub.publish((await store.apply([row("g", 1)])).changes)
-    assert [c.name for _, c in await drain(fresh)] == ["g"]
+    assert [c.name for _, c, _ in await drain(fresh)] == ["g"]
 
 
 async def test_the_hub_starts_where_the_log_stands(store: Store) -> None:
@@ -133,7 +132,25 @@ async def test_the_hub_starts_where_the_log_stands(store: Store) -> None:
     hub.publish(old.changes)  # committed before the hub started: not passed on again
     new = await store.apply([row("b", 1)])
     hub.publish(new.changes)
-    assert [c.name for _, c in await drain(sub)] == ["b"]
+    assert [c.name for _, c, _ in await drain(sub)] == ["b"]
     hub.stop()
     with pytest.raises(Closed):
         await asyncio.wait_for(sub.next(), 1)
+
+
+async def test_every_watcher_of_a_change_shares_one_scratch_for_its_encodings(store: Store) -> None:
+    """What makes one encoding serve a hundred watchers: the watchers a change reaches hold the same scratch
+    dict, and each change has its own."""
+    hub = Hub()
+    hub.start({c: p.last for c, p in (await store.log_positions()).items()})
+    store.listen(hub.publish)
+    subs = [hub.subscribe(Filter(PODS)) for _ in range(3)] + [hub.subscribe(Filter(PODS, namespace="default"))]
+    await store.apply([row("a", 1), row("b", 1)])
+    got = [await drain(s) for s in subs]
+    assert all([c.name for _, c, _ in events] == ["a", "b"] for events in got)
+    for i in range(2):
+        first = got[0][i].shared
+        assert all(events[i].shared is first for events in got)
+    assert got[0][0].shared is not got[0][1].shared
+    got[0][0].shared["format"] = (b"encoded once",)
+    assert got[3][0].shared["format"] == (b"encoded once",)

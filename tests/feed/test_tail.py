@@ -38,7 +38,7 @@ async def replicas(shared: StoreConfig) -> AsyncIterator[tuple[Store, Store]]:
 async def events(sub: Subscription, n: int) -> list[tuple[str, str, str, int]]:
     out: list[tuple[str, str, str, int]] = []
     while len(out) < n:
-        for kind, c in await asyncio.wait_for(sub.next(), 30):
+        for kind, c, _ in await asyncio.wait_for(sub.next(), 30):
             out.append((kind, c.cluster, c.name, c.seq))
     return out
 
@@ -86,5 +86,5 @@ async def test_with_no_watcher_the_tailer_reads_no_entries(replicas: tuple[Store
     sub = hub.subscribe(Filter(PODS))
     await b.apply([row("z", 1, cluster="c9")])
     await tailer.poll()
-    assert [(k, c.name, c.seq) for k, c in await sub.next(timeout=5)] == [("ADDED", "z", 3)]
+    assert [(k, c.name, c.seq) for k, c, _ in await sub.next(timeout=5)] == [("ADDED", "z", 3)]
     hub.stop()

@@ -88,8 +88,8 @@ async def patch_labels(env: Env, cluster: str, path: str, labels: dict[str, Any]
 class Watch:
     """A raw HTTP watch of the daemon: the events as parsed JSON, read as they arrive."""
 
-    def __init__(self, env: Env, path: str, params: dict[str, str]) -> None:
-        self.env, self.path, self.params = env, path, params
+    def __init__(self, env: Env, path: str, params: dict[str, str], headers: dict[str, str] | None = None) -> None:
+        self.env, self.path, self.params, self.req_headers = env, path, params, headers or {}
         self.events: list[dict[str, Any]] = []
         self.status = 0
         self.headers: Any = None
@@ -97,7 +97,8 @@ class Watch:
     @contextlib.asynccontextmanager
     async def open(self) -> AsyncIterator[Watch]:
         async with self.env.http() as http, http.get(self.env.url + self.path,
-                                                     params={"watch": "true", **self.params}) as r:
+                                                     params={"watch": "true", **self.params},
+                                                     headers=self.req_headers) as r:
             self.status, self.headers, self._resp = r.status, r.headers, r
             yield self
 
@@ -294,6 +295,51 @@ async def test_selectors_bookmarks_watch_list_and_timeouts(env: Env, monkeypatch
         direct = await env.direct("cluster3", "get", "pods", "-n", ns, "-o", "name")
         assert sorted(e["object"]["metadata"]["name"] for e in await w.rest()) == \
             sorted(n.split("/")[1] for n in direct.split())
+
+
+async def test_watchers_of_one_change_each_get_their_own_format_and_resource_version(env: Env) -> None:
+    """A live change is encoded once per format and shared: each watcher must still get its own format (JSON, a
+    Table with or without the object), its own event type (a selector it starts to match: ADDED) and a
+    resourceVersion of its own scope."""
+    ns, tag = env.namespace, uuid.uuid4().hex[:6]
+    table = {"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"}
+    path = f"/api/v1/namespaces/{ns}/pods/db-1"
+    specs = [("json", pods_path(env), {}, {}), ("table", pods_path(env), {}, table),
+             ("table-none", pods_path(env), {"includeObject": "None"}, table),
+             ("selected", pods_path(env), {"labelSelector": f"tag={tag}"}, {}),
+             ("cluster1", pods_path(env, "cluster1"), {}, {})]
+    async with contextlib.AsyncExitStack() as stack:
+        got: dict[str, Watch] = {}
+        for name, p, params, headers in specs:
+            w = Watch(env, p, {"resourceVersion": await _current_rv(env, p), **params}, headers)
+            got[name] = await stack.enter_async_context(w.open())
+        await wait_for(lambda: _watchers_at_least(env, len(specs)))
+        await patch_labels(env, "cluster1", path, {"tag": tag})
+
+        def db1(e: dict[str, Any]) -> bool:
+            obj = e["object"]
+            if obj.get("kind") == "Table":
+                row = obj["rows"][0]
+                return bool(row["cells"][0] == "cluster1" and "db-1" in row["cells"])
+            return bool(obj["metadata"]["name"] == "db-1"
+                        and obj["metadata"]["annotations"][CLUSTER_ANNOTATION] == "cluster1")
+
+        events = {name: await w.until(db1) for name, w in got.items()}
+    assert events["json"]["type"] == "MODIFIED" and events["json"]["object"]["kind"] == "Pod"
+    assert events["json"]["object"]["metadata"]["labels"]["tag"] == tag
+    assert events["selected"]["type"] == "ADDED"
+    rows = {name: events[name]["object"]["rows"][0] for name in ("table", "table-none")}
+    assert rows["table"]["object"]["kind"] == "PartialObjectMetadata" and "object" not in rows["table-none"]
+    tokens = {name: e["object"]["metadata"]["resourceVersion"] for name, e in events.items()}
+    assert rows["table"]["object"]["metadata"]["resourceVersion"] == tokens["table"]
+    assert set(positions.decode(tokens["cluster1"])) == {"cluster1"}
+    assert set(positions.decode(tokens["json"])) == {"cluster1", "cluster2", "cluster3"}
+
+
+async def _current_rv(env: Env, path: str) -> str:
+    async with env.http() as http, http.get(env.url + path) as r:
+        assert r.status == 200, await r.text()
+        return str((await r.json())["metadata"]["resourceVersion"])
 
 
 async def test_a_slow_watcher_is_dropped_while_others_go_on(env: Env) -> None:

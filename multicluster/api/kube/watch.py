@@ -1,9 +1,9 @@
 """`watch` on every list path of the Kubernetes-compatible API: a stream of watch events, one JSON object a line.
 
-Where events come from (multicluster/feed): live ones from the hub, which the store feeds after each commit;
-a watch that resumes from a resourceVersion first reads the durable change log from there. The subscription is
-taken before the log is read, and every event carries its cluster's log position, so the switch from log to hub
-has neither gap nor repeat: the hub's events at or before the positions already sent are dropped.
+Which events a watcher sees, and in what order, is feed.follow.Follower's business (the durable change log from
+a resourceVersion, then the hub's live events, without gap or repeat); this module writes them as Kubernetes
+watch lines. A live change is encoded once for all the watchers that share its format (feed.hub.Event.shared):
+the line is kept in pieces around the place the resourceVersion goes, and each watcher joins them with its own.
 
 resourceVersion (see feed/positions.py) is opaque: a change log position per cluster. Each event's object
 carries the position just after it in `metadata.resourceVersion`, which is what clients resume from.
@@ -29,8 +29,8 @@ header, as on lists.
 from __future__ import annotations
 
 import random
+import secrets
 import time
-from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -49,17 +49,15 @@ from multicluster.api.params import bool_param, int_param
 from multicluster.api.routes import STREAM_PAGE
 from multicluster.errors import QueryError
 from multicluster.feed import positions
-from multicluster.feed.hub import Closed, Subscription
+from multicluster.feed.follow import Expired, Follower
+from multicluster.feed.hub import Closed, Event
 from multicluster.feed.match import Filter
-from multicluster.store.base import Change, Query, Requirement, Store, StoredObject
+from multicluster.store.base import Query, Requirement, StoredObject
 
 BOOKMARK_SECONDS = 60.0
-LOG_PAGE = 500
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
-
-
-class Expired(Exception):
-    """The position asked for is older than the log keeps (or was not issued by this store)."""
+# Where the resourceVersion goes in a shared encoding: random per process, so no stored object can hold it.
+_RV_MARK = f"mc-rv-{secrets.token_hex(16)}"
 
 
 def _options(request: web.Request) -> tuple[str, bool | None, bool, float]:
@@ -87,49 +85,56 @@ def _options(request: web.Request) -> tuple[str, bool | None, bool, float]:
 
 
 class _Stream:
-    """One watch: its positions, its subscription, and the response it writes events to."""
+    """One watch: its follower and the response it writes events to."""
 
-    def __init__(self, query: Query, store: Store, res: KubeResource, render: Renderer,
-                 resp: web.StreamResponse, sub: Subscription, scope: tuple[str, ...]) -> None:
+    def __init__(self, query: Query, backend: ApiBackend, res: KubeResource, render: Renderer,
+                 resp: web.StreamResponse, follower: Follower) -> None:
         self.query = query
-        self.store = store
+        self.store = backend.store
         self.res = res
         self.render = render
         self.resp = resp
-        self.sub = sub
-        self.scope = scope  # () = every cluster
-        self.pos: dict[str, int] = {}
-        self.columns_sent = False
-
-    def token(self) -> str:
-        return positions.encode(self.pos)
+        self.follower = follower
 
     def _table(self, rows: list[Any], rv: str) -> dict[str, Any]:
         table: dict[str, Any] = {"kind": "Table", "apiVersion": self.render.table, "metadata": {"resourceVersion": rv},
                                  "columnDefinitions": column_definitions(self.res), "rows": rows}
         return table
 
-    def _object(self, stored: StoredObject, rv: str) -> Mapping[str, Any]:
+    def _object(self, stored: StoredObject, rv: str, now: float) -> dict[str, Any]:
         obj = self.render.obj(stored)
         md = obj.get("metadata")
         if isinstance(md, dict):
             md["resourceVersion"] = rv
         if not self.render.table:
-            return obj
-        # Ages count from now, not from when the watch started.
-        return self._table([self.render.table_row(stored.cluster, obj, time.time())], rv)
+            return dict(obj)
+        return self._table([self.render.table_row(stored.cluster, obj, now)], rv)
 
-    async def send(self, kind: str, obj: Mapping[str, Any]) -> None:
+    async def send(self, kind: str, obj: Any) -> None:
         await self.resp.write(orjson.dumps({"type": kind, "object": obj}) + b"\n")
 
-    async def change(self, kind: str, c: Change) -> None:
-        stored = StoredObject(cluster=c.cluster, gvr=c.gvr, namespace=c.namespace, name=c.name, uid="", kind="",
-                              resource_version=c.resource_version, object=c.object, created_at="", updated_at="")
-        self.pos[c.cluster] = c.seq
-        await self.send(kind, self._object(stored, self.token()))
+    def _pieces(self, ev: Event) -> tuple[bytes, ...]:
+        """The event's line, split where the resourceVersion goes; made once per format and shared."""
+        now = time.time()
+        # A table row's ages count from now, to the second.
+        key = ("kube", self.render.table, self.render.include, ev.kind, int(now) if self.render.table else 0)
+        pieces = ev.shared.get(key)
+        if pieces is None:
+            c = ev.change
+            stored = StoredObject(cluster=c.cluster, gvr=c.gvr, namespace=c.namespace, name=c.name, uid="", kind="",
+                                  resource_version=c.resource_version, object=c.object, created_at="",
+                                  updated_at="")
+            line = orjson.dumps({"type": ev.kind, "object": self._object(stored, _RV_MARK, now)}) + b"\n"
+            pieces = tuple(line.split(_RV_MARK.encode()))
+            ev.shared[key] = pieces
+        return pieces
+
+    def line(self, ev: Event) -> bytes:
+        """`ev` as this watcher sends it, with the resourceVersion just after it."""
+        return self.follower.given(ev.change).encode("ascii").join(self._pieces(ev))
 
     async def bookmark(self, initial_end: bool = False) -> None:
-        rv = self.token()
+        rv = self.follower.token()
         md: dict[str, Any] = {"resourceVersion": rv}
         if initial_end:
             md["annotations"] = {INITIAL_EVENTS_END: "true"}
@@ -143,47 +148,29 @@ class _Stream:
     async def initial(self) -> None:
         """ADDED for every stored object in scope, page by page, at the positions read before the first page."""
         query = replace(self.query, limit=STREAM_PAGE, after=None)
-        rv = self.token()
+        rv = self.follower.token()
         while True:
             page = await self.store.query(query)
-            for item in page.items:
-                await self.send("ADDED", self._object(item, rv))
+            now = time.time()
+            await self.resp.write(b"".join(orjson.dumps({"type": "ADDED", "object": self._object(item, rv, now)})
+                                           + b"\n" for item in page.items))
             if page.next_after is None:
                 return
             query = replace(query, after=page.next_after)
 
-    async def catch_up(self, start: Mapping[str, int], check: bool) -> None:
-        """Every change after `start` from the log; afterwards self.pos holds, for every cluster in scope, a
-        position up to which everything has been considered. `check`: a position older than the log is Expired."""
-        logged = await self.store.log_positions()
-        clusters = set(self.scope) if self.scope else set(logged) | set(start)
-        for cluster in sorted(clusters):
-            at = start.get(cluster, 0)
-            p = logged.get(cluster)
-            last = p.last if p is not None else 0
-            floor = p.floor if p is not None else 0
-            if check and at < floor:
-                # kube-apiserver's words, so clients that look for them recognise the case.
-                raise Expired(f"too old resource version: {at} ({floor + 1}) in cluster {cluster}")
-            if check and at > last:
-                raise Expired(f"resource version {at} of cluster {cluster} is newer than its change log ({last}): "
-                              "the store was replaced; list again")
-            self.pos[cluster] = at
-            while True:
-                page = await self.store.changes_after(cluster, self.pos[cluster], self.res.gvr, LOG_PAGE)
-                for c in page:
-                    kind = self.sub.filter.event(c) if self.sub.filter.routes(c) else None
-                    if kind is None:
-                        self.pos[cluster] = c.seq
-                    else:
-                        await self.change(kind, c)
-                if len(page) < LOG_PAGE:
-                    break
-            # Everything of this cluster up to `last` was committed before the log was read: considered.
-            self.pos[cluster] = max(self.pos[cluster], last)
+    async def catch_up(self) -> None:
+        """Every change after the start positions, from the log (Expired when they are older than it keeps)."""
+        buf: list[bytes] = []
+        async for ev in self.follower.catch_up():
+            buf.append(self.line(ev))
+            if len(buf) >= 100:
+                await self.resp.write(b"".join(buf))
+                buf.clear()
+        if buf:
+            await self.resp.write(b"".join(buf))
 
     async def live(self, deadline: float, bookmarks: bool) -> None:
-        """Hub events until the deadline; the ones the log already gave are dropped by position."""
+        """The hub's events until the deadline, with a BOOKMARK after BOOKMARK_SECONDS of quiet when asked."""
         quiet_since = time.monotonic()
         while True:
             now = time.monotonic()
@@ -193,16 +180,11 @@ class _Stream:
             if bookmarks:
                 wait = min(wait, max(0.0, quiet_since + BOOKMARK_SECONDS - now))
             try:
-                events = await self.sub.next(timeout=wait)
+                events = await self.follower.live(wait)
             except Closed:
                 return
-            sent = False
-            for kind, c in events:
-                if c.seq <= self.pos.get(c.cluster, 0):
-                    continue
-                await self.change(kind, c)
-                sent = True
-            if sent:
+            if events:
+                await self.resp.write(b"".join(self.line(ev) for ev in events))
                 quiet_since = time.monotonic()
             elif bookmarks and time.monotonic() - quiet_since >= BOOKMARK_SECONDS:
                 await self.bookmark()
@@ -222,41 +204,35 @@ async def watch_objects(request: web.Request, backend: ApiBackend, res: KubeReso
         query = replace(query, name=target.name,
                         fields=(*query.fields, Requirement("metadata.name", "=", (target.name,))))
     render = Renderer(request, res)
-    start: dict[str, int] | None = None
-    expired = ""
-    if rv not in ("", "0") and send_initial is not True:
-        try:
-            start = positions.decode(rv)
-        except positions.BadPosition:
-            expired = f"resource version {rv[:80]} was not issued by this API: list again to get one"
     deadline = time.monotonic() + timeout
     flt = Filter(res.gvr, frozenset(clusters), target.namespace, query.labels, query.fields, query.allowed)
-    sub = backend.hub.subscribe(flt)
+    follower = Follower(backend.store, backend.hub, flt)
     transport = request.transport
     if transport is not None:
-        sub.on_end = lambda reason: transport.close() if reason == "too slow" else None
+        follower.sub.on_end = lambda reason: transport.close() if reason == "too slow" else None
     try:
         headers = warnings(backend, res, clusters)
         headers["Content-Type"] = render.content_type
         resp = web.StreamResponse(headers=headers)
         await resp.prepare(request)
         request[STREAMING] = True
-        stream = _Stream(query, backend.store, res, render, resp, sub, clusters)
+        stream = _Stream(query, backend, res, render, resp, follower)
         try:
-            if expired:
-                raise Expired(expired)
-            if start is None:
+            if rv in ("", "0") or send_initial is True:
                 # From the current state: positions first, then the objects, then what changed meanwhile.
-                logged = await backend.store.log_positions()
-                start = {c: p.last for c, p in logged.items() if not clusters or c in clusters}
-                stream.pos = dict(start)
+                await follower.now()
                 if send_initial is not False:
                     await stream.initial()
-                await stream.catch_up(start, check=False)
+                await stream.catch_up()
                 if send_initial:
                     await stream.bookmark(initial_end=True)
             else:
-                await stream.catch_up(start, check=True)
+                try:
+                    follower.since(rv)
+                except positions.BadPosition:
+                    raise Expired(f"resource version {rv[:80]} was not issued by this API: list again to get one") \
+                        from None
+                await stream.catch_up()
             await stream.live(deadline, bookmarks)
         except Expired as exc:
             await stream.send("ERROR", status_body(410, str(exc)))
@@ -265,4 +241,4 @@ async def watch_objects(request: web.Request, backend: ApiBackend, res: KubeReso
         await resp.write_eof()
         return resp
     finally:
-        sub.close()
+        follower.close()
