@@ -5,9 +5,9 @@
 
 This module owns what runs: CRD installation, the CR informer, the work queue and its workers, the drift watches,
 and the dispatch of each key to reconcile.py (deliver, status) or finalize.py (deletion). The pieces of state live
-with their one owner: the CR cache and the writes to the master in crs.py, the per-cluster circuit breaker in
-breaker.py (a dead cluster costs one timeout, not one per CR), the apply memo in reconcile.py, the cleanup
-deadlines in finalize.py, the delivered-copy index in watches.py.
+with their one owner: the CR cache and the writes to the master in crs.py, the delivery policy in force in
+context.py, the per-cluster circuit breaker in breaker.py (a dead cluster costs one timeout, not one per CR), the
+apply memo in reconcile.py, the cleanup deadlines in finalize.py, the delivered-copy index in watches.py.
 
 Echoes of our own writes are not requeued: finalizer/status patch responses are remembered before their watch
 events arrive (crs.py), and copy events equal to our last apply are recognised (Reconciler.requeue_delay). Every CR is
@@ -33,13 +33,13 @@ from multicluster.workqueue import WorkQueue
 
 from .breaker import Breakers
 from .clusterlabels import ClusterLabels
+from .context import Context, PolicyHolder
 from .crs import MasterCRs
 from .events import EventRecorder
 from .finalize import Finalizer
 from .install import install_crds
 from .model import DONE, RETRY, CRKey, DeliveryOptions, Outcome
 from .reconcile import Reconciler
-from .render import Renderer
 from .selector import uses_labels
 from .watches import Copy, CopyKey, DeliveredIndex, DriftWatches
 
@@ -101,10 +101,11 @@ class Controller:
         self.labels = ClusterLabels(self.master, self._labels_changed, retry=config.retry.master_types,
                                     resync_seconds=self.opts.watch_resync_seconds)
         self.synced = asyncio.Event()
-        renderer, breakers = Renderer(), Breakers(config.retry.member_breaker)
-        self.reconciler = Reconciler(self.crs, clients, self.opts, config.delivery, renderer, breakers,
-                                     self.watches, self.events, labels=self.labels)
-        self.finalizer = Finalizer(self.crs, clients, self.opts, config.delivery, renderer, breakers, self.events)
+        self.policy = PolicyHolder(config.delivery)
+        ctx = Context.build(self.crs, clients, self.opts, self.policy, Breakers(config.retry.member_breaker),
+                            self.events)
+        self.reconciler = Reconciler(ctx, self.watches, labels=self.labels)
+        self.finalizer = Finalizer(ctx)
 
     # ------------------------------------------------------------------------------------------ lifecycle
 
@@ -136,10 +137,8 @@ class Controller:
     def set_policy(self, delivery: DeliveryConfig) -> None:
         """A reloaded config's delivery policy and allowAdopt: every CR is checked against it again at once
         (copies the new policy refuses stay where they are and their CRs report Denied; nothing is deleted)."""
-        if delivery == self.reconciler.policy:
+        if not self.policy.replace(delivery):
             return
-        self.reconciler.policy = delivery
-        self.finalizer.policy = delivery
         log.info("delivery policy reloaded (%d rules, allowAdopt %s); reconciling every MultiClusterResource",
                  len(delivery.policy), delivery.allow_adopt)
         for key in self.crs.snapshot():

@@ -13,20 +13,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
 
-from multicluster.config import DeliveryConfig
 from multicluster.errors import ClusterError, Forbidden, KubeAPIError, MulticlusterError
-from multicluster.kube import ClusterClient
 
 from . import apply, dependencies, lifecycle, policy
-from .breaker import Breakers
-from .crs import MasterCRs
-from .events import NORMAL, WARNING, EventRecorder
-from .model import DONE, FINALIZER, CRKey, DeliveryOptions, Outcome, Target
+from .context import Context
+from .events import NORMAL, WARNING
+from .model import DONE, FINALIZER, CRKey, Outcome, Target
 from .patches import placement
 from .removal import REASON, describe, unique, why
-from .render import Renderer, cr_owner, policy_request, remover
+from .render import cr_owner, policy_request, remover
 from .selector import cluster_selector
 from .status import previous_entry, recorded_targets
 from .types import MCR, MCRSpec
@@ -36,19 +32,8 @@ log = logging.getLogger(__name__)
 
 
 class Finalizer:
-    def __init__(self, crs: MasterCRs, clients: Mapping[str, ClusterClient], opts: DeliveryOptions,
-                 delivery_policy: DeliveryConfig, renderer: Renderer, breakers: Breakers,
-                 events: EventRecorder) -> None:
-        self.crs = crs
-        self.clients = clients
-        self.opts = opts
-        self.policy = delivery_policy
-        self.renderer = renderer
-        self.breakers = breakers
-        self.events = events
-        # Releases dependency copies only (its apply memo stays empty: delivering them is the Reconciler's).
-        self.deps = dependencies.Dependencies(crs.master, opts.field_manager, opts.request_timeout,
-                                              opts.resync_seconds)
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
         self._failing_since: dict[tuple[CRKey, str], float] = {}
 
     def forget(self, key: CRKey) -> None:
@@ -63,34 +48,34 @@ class Finalizer:
             return DONE
         spec_now = cr.get("spec")
         spec: MCRSpec = spec_now if isinstance(spec_now, dict) else {}
-        owner = cr_owner(key, cr, self.opts.field_manager)
+        owner = cr_owner(key, cr, self.ctx.opts.field_manager)
         victims: dict[str, list[Target]] = {}
         for cluster, t in recorded_targets(cr.get("status")).items():
             victims.setdefault(cluster, []).append(t)
         for c, g, ns, name in index.owned_by(key):
             victims.setdefault(c, []).append(Target(g.api_version, "", g.resource, ns, name))
         # Clusters a clusterSelector chose are in the status and the index; the master is no default then.
-        placed, _ = placement(spec, self.crs.master_name, default_master=cluster_selector(spec) is None)
+        placed, _ = placement(spec, self.ctx.crs.master_name, default_master=cluster_selector(spec) is None)
         # A placed cluster we cannot reach may hold a copy nobody recorded (crash before the status write):
         # it counts as failing, so deletion waits for it up to cleanup_timeout instead of forgetting it.
         blocked: dict[str, str] = {}
         guesses: dict[str, set[str]] = {}
         for cluster in placed:
             victims.setdefault(cluster, [])
-            client = self.clients.get(cluster)
+            client = self.ctx.clients.get(cluster)
             if client is None:
                 continue
-            if (down := self.breakers.open(cluster)) is not None:
+            if (down := self.ctx.breakers.open(cluster)) is not None:
                 blocked[cluster] = down
                 continue
             try:
-                _, target, resource = await self.renderer.render(client, spec, owner, cluster)
-                if policy.check(self.policy, policy_request(owner, resource, target)) is None:
+                _, target, resource = await self.ctx.renderer.render(client, spec, owner, cluster)
+                if policy.check(self.ctx.policy.current, policy_request(owner, resource, target)) is None:
                     if all(t.path() != target.path() for t in victims[cluster]):
                         guesses.setdefault(cluster, set()).add(target.path())
                     victims[cluster].append(target)
             except ClusterError as exc:
-                self.breakers.trip(cluster, exc)
+                self.ctx.breakers.trip(cluster, exc)
                 blocked[cluster] = exc.reason
             except MulticlusterError:
                 continue  # the template cannot be rendered there, so it was never delivered as such
@@ -100,12 +85,12 @@ class Finalizer:
         if waiting:
             # No countdown in the text: an unchanged message means no status write and no self-triggered requeue.
             msg = "deleting: waiting for " + "; ".join(f"{c} ({reason})" for c, _, reason in waiting) + \
-                f"; a cluster is skipped after {self.opts.cleanup_timeout:.0f}s of failures"
+                f"; a cluster is skipped after {self.ctx.opts.cleanup_timeout:.0f}s of failures"
 
             if (cr.get("status") or {}).get("message") != msg:
-                await self.crs.write_status(cr, {"message": msg[:1024]})
+                await self.ctx.crs.write_status(cr, {"message": msg[:1024]})
             return min(left for _, left, _ in waiting)
-        await self.crs.set_finalizers(cr, [f for f in finalizers if f != FINALIZER])
+        await self.ctx.crs.set_finalizers(cr, [f for f in finalizers if f != FINALIZER])
         log.info("MultiClusterResource %s/%s: copies removed, finalizer released", *key)
         return DONE
 
@@ -115,15 +100,15 @@ class Finalizer:
         `guesses`: paths known only from rendering the template (no record of a delivery): a service account that
         may not even read them there cannot have delivered them, so Forbidden is not a failure for those."""
         targets = unique(targets)
-        client = self.clients.get(cluster)
+        client = self.ctx.clients.get(cluster)
         if client is None:
             if targets:
-                self.events.record(cr, WARNING, "CleanupSkipped",
-                                   f"cluster {cluster} is not configured; left in place: "
-                                   + ", ".join(describe(t) for t in targets))
+                self.ctx.events.record(cr, WARNING, "CleanupSkipped",
+                                       f"cluster {cluster} is not configured; left in place: "
+                                       + ", ".join(describe(t) for t in targets))
             return cluster, None, ""
         try:
-            down = blocked or self.breakers.open(cluster)
+            down = blocked or self.ctx.breakers.open(cluster)
             if down is not None:
                 raise ClusterError(cluster, down)
             member = remover(client, cr)
@@ -131,33 +116,33 @@ class Finalizer:
             orphan = lifecycle.parse(spec if isinstance(spec, dict) else {})[0].orphan
             uid = str((cr.get("metadata") or {}).get("uid") or "")
             for ref, ns in dependencies.from_status(previous_entry(cr.get("status"), cluster).get("dependencies")):
-                what = await self.deps.release(member, key, uid, ref, ns, orphan=orphan)
+                what = await self.ctx.deps.release(member, key, uid, ref, ns, orphan=orphan)
                 if what in ("deleted", "released"):
-                    self.events.record(cr, NORMAL, "DependencyRemoved", f"cluster {cluster}: {ref.describe()} in "
-                                                                        f"{ns} {what}")
+                    self.ctx.events.record(cr, NORMAL, "DependencyRemoved",
+                                           f"cluster {cluster}: {ref.describe()} in {ns} {what}")
             for t in targets:
                 try:
-                    what = await apply.remove(member, key, t, timeout=self.opts.request_timeout,
-                                              field_manager=self.opts.field_manager, release=orphan)
+                    what = await apply.remove(member, key, t, timeout=self.ctx.opts.request_timeout,
+                                              field_manager=self.ctx.opts.field_manager, release=orphan)
                 except Forbidden:
                     if t.path() in guesses:
                         continue
                     raise
                 if what in ("deleted", "released"):
-                    self.events.record(cr, NORMAL, REASON[what], f"cluster {cluster}: {describe(t)} {what}")
+                    self.ctx.events.record(cr, NORMAL, REASON[what], f"cluster {cluster}: {describe(t)} {what}")
         except (ClusterError, KubeAPIError) as exc:
             if isinstance(exc, ClusterError):
-                self.breakers.trip(cluster, exc)
+                self.ctx.breakers.trip(cluster, exc)
             now = time.monotonic()
             since = self._failing_since.setdefault((key, cluster), now)
             waited = now - since
-            if waited < self.opts.cleanup_timeout:
-                return cluster, self.opts.cleanup_timeout - waited, why(exc)
+            if waited < self.ctx.opts.cleanup_timeout:
+                return cluster, self.ctx.opts.cleanup_timeout - waited, why(exc)
             self._failing_since.pop((key, cluster), None)
             left = ", ".join(describe(t) for t in targets) or "whatever was delivered there"
-            self.events.record(cr, WARNING, "CleanupSkipped",
-                               f"cluster {cluster}: copies could not be removed for {waited:.0f}s ({why(exc)}); "
-                               f"giving up, left in place: {left}")
+            self.ctx.events.record(cr, WARNING, "CleanupSkipped",
+                                   f"cluster {cluster}: copies could not be removed for {waited:.0f}s ({why(exc)}); "
+                                   f"giving up, left in place: {left}")
             return cluster, None, ""
         self._failing_since.pop((key, cluster), None)
         return cluster, None, ""

@@ -30,22 +30,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from multicluster.config import DeliveryConfig
 from multicluster.errors import ClusterError, KubeAPIError, ReconcileError
 from multicluster.gvr import GVR
-from multicluster.kube import ClusterClient
 
 from . import apply, dependencies, lifecycle, policy
-from .breaker import Breakers
 from .clusterlabels import ClusterLabels
-from .crs import MasterCRs
-from .events import NORMAL, WARNING, EventRecorder
+from .context import Context
+from .events import NORMAL, WARNING
 from .health import CopySummary
-from .model import DONE, FINALIZER, PERMANENT, RETRY, ClusterResult, CRKey, DeliveryOptions, Outcome, Phase, Target
+from .model import DONE, FINALIZER, PERMANENT, RETRY, ClusterResult, CRKey, Outcome, Phase, Target
 from .overriders import OverrideError
 from .patches import PatchError, TemplateError, check_template, digest
 from .removal import REASON, describe, indexed_targets, unique, why
-from .render import Renderer, cr_owner, member, policy_request, remover
+from .render import cr_owner, member, policy_request, remover
 from .selector import cluster_selector, resolve
 from .status import build_status, now_rfc3339, previous_entry, recorded_targets, same_status
 from .types import MCR, MCRSpec, MCRStatus
@@ -70,19 +67,9 @@ class _Memo:
 
 
 class Reconciler:
-    def __init__(self, crs: MasterCRs, clients: Mapping[str, ClusterClient], opts: DeliveryOptions,
-                 delivery_policy: DeliveryConfig, renderer: Renderer, breakers: Breakers, watches: DriftWatches,
-                 events: EventRecorder, *, labels: ClusterLabels) -> None:
-        self.crs = crs
-        self.clients = clients
-        self.opts = opts
-        self.policy = delivery_policy
-        self.renderer = renderer
-        self.breakers = breakers
+    def __init__(self, ctx: Context, watches: DriftWatches, *, labels: ClusterLabels) -> None:
+        self.ctx = ctx
         self.watches = watches
-        self.events = events
-        self.deps = dependencies.Dependencies(crs.master, opts.field_manager, opts.request_timeout,
-                                              opts.resync_seconds)
         self.labels = labels
         self._memo: dict[CRKey, dict[str, _Memo]] = {}
         self._status_written: dict[CRKey, float] = {}  # monotonic time of each CR's last status write
@@ -99,11 +86,11 @@ class Reconciler:
         if memo.summary == copy.status:
             return None
         written = self._status_written.get(owner)
-        return 0.0 if written is None else max(0.0, written + self.opts.status_interval - time.monotonic())
+        return 0.0 if written is None else max(0.0, written + self.ctx.opts.status_interval - time.monotonic())
 
     def forget(self, key: CRKey) -> None:
         self._memo.pop(key, None)
-        self.deps.forget(key)
+        self.ctx.deps.forget(key)
         self._status_written.pop(key, None)
 
     async def reconcile(self, key: CRKey, cr: MCR) -> Outcome:
@@ -118,13 +105,13 @@ class Reconciler:
         if where is None:
             return _LABELS_PENDING
         placed, problems = where
-        owner = cr_owner(key, cr, self.opts.field_manager)
+        owner = cr_owner(key, cr, self.ctx.opts.field_manager)
         life, life_problems = lifecycle.parse(spec)
         generation = int(md.get("generation") or 0)
         if life.suspend and not life_problems:
             status = lifecycle.suspended_status(previous, generation)
             if not same_status(status, previous):
-                await self.crs.write_status(cr, status)
+                await self.ctx.crs.write_status(cr, status)
             return DONE
         try:
             check_template(spec.get("template"))
@@ -138,7 +125,7 @@ class Reconciler:
         gate: asyncio.Task[MCR | None] | None = None
         sources: dependencies.Sources = {}  # master objects dependencies are copied from, read once per reconcile
         if FINALIZER not in finalizers:
-            gate = asyncio.create_task(self.crs.set_finalizers(cr, [*finalizers, FINALIZER]))
+            gate = asyncio.create_task(self.ctx.crs.set_finalizers(cr, [*finalizers, FINALIZER]))
         try:
             results = list(await asyncio.gather(
                 *(self._deliver(cr, spec, owner, c, template_error, recorded.get(c), previous, gate, life,
@@ -162,22 +149,22 @@ class Reconciler:
         status = lifecycle.add_conditions(status, previous, generation, results, life, problems)
         if not same_status(status, previous):
             self._status_written[key] = time.monotonic()
-            await self.crs.write_status(cr, status)
+            await self.ctx.crs.write_status(cr, status)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("reconciled %s/%s gen %s: %s", *key, md.get("generation"),
                       ", ".join(f"{r.cluster}={r.phase}{'*' if r.changed else ''}" for r in results))
         for problem in problems:
-            self.events.record(cr, WARNING, "InvalidSpec", problem)
+            self.ctx.events.record(cr, WARNING, "InvalidSpec", problem)
         for r in results:
             for etype, reason, message in r.events:
-                self.events.record(cr, etype, reason, message)
+                self.ctx.events.record(cr, etype, reason, message)
         return RETRY if any(r.retry for r in results) else DONE
 
     def _placement(self, spec: MCRSpec, recorded: Mapping[str, Target]) -> tuple[list[str], list[str]] | None:
         """(placed clusters, spec problems); None while a clusterSelector waits for the clusters' labels."""
         if cluster_selector(spec) is not None and not self.labels.synced.is_set():
             return None
-        where = resolve(spec, self.crs.master_name, self.labels.snapshot(), self.clients)
+        where = resolve(spec, self.ctx.crs.master_name, self.labels.snapshot(), self.ctx.clients)
         placed = list(where.clusters)
         if where.selector_invalid:  # keep every copy where it is until the selector is fixed
             placed += [c for c in recorded if c not in placed]
@@ -203,26 +190,26 @@ class Reconciler:
             r.denied_by = d.reason
             return r
 
-        client = self.clients.get(cluster)
+        client = self.ctx.clients.get(cluster)
         if client is None:
             return fail(Phase.UNKNOWN_CLUSTER, "not configured in this daemon "
-                                               f"(known clusters: {', '.join(sorted(self.clients))})")
+                                               f"(known clusters: {', '.join(sorted(self.ctx.clients))})")
         if template_error is not None:
             return fail(Phase.INVALID_TEMPLATE, template_error.message)
         if life_problems:
             return fail(Phase.INVALID_SPEC, "; ".join(life_problems))
-        if owner.adopt and not self.policy.allow_adopt:
+        if owner.adopt and not self.ctx.policy.current.allow_adopt:
             return deny(policy.adopt_denial())
         writer = member(client, cr)
         if writer is None:
             return fail(Phase.INVALID_TEMPLATE, f"spec.serviceAccountName {spec.get('serviceAccountName')!r} is not "
                                                 "a service account name")
-        down = self.breakers.open(cluster)
+        down = self.ctx.breakers.open(cluster)
         if down is not None:
             return fail(Phase.UNREACHABLE, down)
         try:
-            desired, target, resource = await self.renderer.render(client, spec, owner, cluster,
-                                                                   self.labels.get(cluster))
+            desired, target, resource = await self.ctx.renderer.render(client, spec, owner, cluster,
+                                                                       self.labels.get(cluster))
         except PatchError as exc:
             return fail(Phase.INVALID_PATCH, exc.message)
         except OverrideError as exc:
@@ -232,11 +219,11 @@ class Reconciler:
         except ReconcileError as exc:
             return fail(Phase.UNKNOWN_KIND, exc.message)
         except ClusterError as exc:
-            self.breakers.trip(cluster, exc)
+            self.ctx.breakers.trip(cluster, exc)
             return fail(Phase.UNREACHABLE, exc.reason)
         except KubeAPIError as exc:
             return fail(Phase.FAILED, f"discovery failed: {exc.body.get('message') or exc.message}")
-        denial = policy.check(self.policy, policy_request(owner, resource, target))
+        denial = policy.check(self.ctx.policy.current, policy_request(owner, resource, target))
         if denial is not None:
             return deny(denial)
         self.watches.ensure(cluster, resource)
@@ -246,7 +233,7 @@ class Reconciler:
         copy = self.watches.index.get((cluster, resource.gvr, target.namespace, target.name))
         if (memo is not None and memo.desired == want and memo.target == target and copy is not None
                 and copy.owner == owner.key and copy.content == memo.content
-                and time.monotonic() - memo.at < self.opts.resync_seconds * 0.9):
+                and time.monotonic() - memo.at < self.ctx.opts.resync_seconds * 0.9):
             # Nothing but status changed since our own apply: no request needed.
             result = ClusterResult(cluster, Phase.APPLIED, target=target, uid=memo.uid,
                                    last_applied=memo.last_applied, summary=copy.status)
@@ -258,11 +245,11 @@ class Reconciler:
             try:
                 result, stored = await apply.deliver(writer, owner, desired, target, known=known, gate=gate,
                                                      adopted=copy is not None and copy.adopted,
-                                                     timeout=self.opts.request_timeout, retain=life.retain)
+                                                     timeout=self.ctx.opts.request_timeout, retain=life.retain)
             except ClusterError as exc:
-                self.breakers.trip(cluster, exc)
+                self.ctx.breakers.trip(cluster, exc)
                 return fail(Phase.UNREACHABLE, exc.reason)
-            self.breakers.close(cluster)
+            self.ctx.breakers.close(cluster)
             if not result.applied or stored is None:
                 result.target, result.uid = recorded, str((prev.get("target") or {}).get("uid") or "")
                 result.dependencies = dependencies.to_status(prev_deps)
@@ -276,10 +263,10 @@ class Reconciler:
             # Off (or switched off): nothing is wanted, so what was delivered before is released.
             workload = desired if spec.get("propagateDependencies") is True else {}
             try:
-                dep = await self.deps.deliver(writer, owner.key, owner.uid, cluster, workload, target.namespace,
-                                              self.policy, prev_deps, sources)
+                dep = await self.ctx.deps.deliver(writer, owner.key, owner.uid, cluster, workload, target.namespace,
+                                                  self.ctx.policy.current, prev_deps, sources)
             except ClusterError as exc:
-                self.breakers.trip(cluster, exc)
+                self.ctx.breakers.trip(cluster, exc)
                 result.dependencies = dependencies.to_status(prev_deps)
                 result.dependency_problems = [(dependencies.FAILED, f"{cluster}: {exc.reason}")]
                 result.retry = True
@@ -308,8 +295,8 @@ class Reconciler:
             victims.append(Target(g.api_version, "", g.resource, ns, name))
         for v in unique(victims):
             try:
-                what = await apply.remove(client, owner.key, v, timeout=self.opts.request_timeout,
-                                          field_manager=self.opts.field_manager)
+                what = await apply.remove(client, owner.key, v, timeout=self.ctx.opts.request_timeout,
+                                          field_manager=self.ctx.opts.field_manager)
             except (ClusterError, KubeAPIError) as exc:
                 result.retry = True
                 result.events.append((WARNING, "RemoveFailed", f"cluster {cluster}: removing the old copy "
@@ -324,32 +311,32 @@ class Reconciler:
         is left to track."""
         victims = ([recorded] if recorded else []) + indexed_targets(self.watches.index, owner.key, cluster)
         deps = dependencies.from_status(previous_entry(cr.get("status"), cluster).get("dependencies"))
-        client = self.clients.get(cluster)
+        client = self.ctx.clients.get(cluster)
         if client is None:
             for v in victims:
-                self.events.record(cr, WARNING, "CleanupSkipped",
-                                   f"cluster {cluster} is not configured any more; {describe(v)} was left there")
+                self.ctx.events.record(cr, WARNING, "CleanupSkipped",
+                                       f"cluster {cluster} is not configured any more; {describe(v)} was left there")
             return None
-        down = self.breakers.open(cluster)
+        down = self.ctx.breakers.open(cluster)
         try:
             if down is not None:
                 raise ClusterError(cluster, down)
             for v in unique(victims):
-                what = await apply.remove(remover(client, cr), owner.key, v,
-                                          timeout=self.opts.request_timeout, field_manager=self.opts.field_manager)
+                what = await apply.remove(remover(client, cr), owner.key, v, timeout=self.ctx.opts.request_timeout,
+                                          field_manager=self.ctx.opts.field_manager)
                 if what in ("deleted", "released"):
-                    self.events.record(cr, NORMAL, REASON[what],
-                                       f"cluster {cluster} left the placement: {describe(v)} {what}")
+                    self.ctx.events.record(cr, NORMAL, REASON[what],
+                                           f"cluster {cluster} left the placement: {describe(v)} {what}")
             while deps:
                 ref, ns = deps[0]
-                what = await self.deps.release(remover(client, cr), owner.key, owner.uid, ref, ns, orphan=False)
+                what = await self.ctx.deps.release(remover(client, cr), owner.key, owner.uid, ref, ns, orphan=False)
                 deps.pop(0)
                 if what in ("deleted", "released"):
-                    self.events.record(cr, NORMAL, "DependencyRemoved",
-                                       f"cluster {cluster} left the placement: {ref.describe()} in {ns} {what}")
+                    self.ctx.events.record(cr, NORMAL, "DependencyRemoved",
+                                           f"cluster {cluster} left the placement: {ref.describe()} in {ns} {what}")
         except (ClusterError, KubeAPIError) as exc:
             if isinstance(exc, ClusterError):
-                self.breakers.trip(cluster, exc)
+                self.ctx.breakers.trip(cluster, exc)
             phase = Phase.UNREACHABLE if isinstance(exc, ClusterError) else Phase.REMOVING
             what = f"removing {describe(victims[0])} failed: {why(exc)}" if victims else why(exc)
             return ClusterResult(cluster, phase, what, target=recorded, retry=True,
@@ -360,8 +347,8 @@ class Reconciler:
     async def _watch_recorded(self, recorded: Mapping[str, Target]) -> None:
         """After a restart, watch the types a CR's status says were delivered, so strays are found again."""
         for cluster, t in recorded.items():
-            client = self.clients.get(cluster)
-            if client is None or self.breakers.open(cluster) is not None:
+            client = self.ctx.clients.get(cluster)
+            if client is None or self.ctx.breakers.open(cluster) is not None:
                 continue
             group, version = t.group_version
             if self.watches.watching(cluster, GVR(group, version, t.resource)):

@@ -66,17 +66,20 @@ async def test_sighup_reload_passes_the_delivery_section_to_the_controller(harne
     await d.start(api=False, controller=True)
     try:
         assert d.controller is not None
-        assert d.controller.reconciler.policy == DeliveryConfig()
+        assert d.controller.policy.current == DeliveryConfig()
+        # One policy and one Dependencies for reconcile and finalize alike.
+        assert d.controller.reconciler.ctx is d.controller.finalizer.ctx
+        assert d.controller.reconciler.ctx.policy is d.controller.policy
         section = {"allowAdopt": True, "policy": [{"kinds": ["ConfigMap"], "toNamespaces": ["<same>", "shared"]}]}
         cfg_file.write_text(yaml.safe_dump({**doc, "delivery": section}))
         await d.reload()
         want = delivery(harness, section)
         assert want.allow_adopt and len(want.policy) == 1
         assert d.config.delivery == want
-        assert d.controller.reconciler.policy == want and d.controller.finalizer.policy == want
+        assert d.controller.policy.current == want
 
         cfg_file.write_text(yaml.safe_dump({**doc, "delivery": {"allowAdopt": "sometimes"}}))
         await d.reload()  # an invalid delivery section keeps the running policy
-        assert d.controller.reconciler.policy == want
+        assert d.controller.policy.current == want
     finally:
         await d.shutdown()
