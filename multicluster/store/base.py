@@ -66,7 +66,24 @@ EventType = Literal["ADDED", "MODIFIED", "DELETED"]
 
 
 @dataclass(frozen=True, slots=True)
-class Change:
+class Pending:
+    """A mutation for the change log, before the log gives it its position (see Change for the fields)."""
+
+    type: EventType
+    cluster: str
+    gvr: GVR
+    namespace: str
+    name: str
+    resource_version: int
+    object: bytes
+    labels: Mapping[str, str] = field(default_factory=dict)
+    fields: Mapping[str, str] = field(default_factory=dict)
+    prev_labels: Mapping[str, str] | None = None
+    prev_fields: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Change(Pending):
     """One entry of the change log: a committed mutation at its position.
 
     `seq` is the cluster's own position: each cluster's entries are numbered 1, 2, 3, ... in commit order (one
@@ -77,18 +94,7 @@ class Change:
     (None for ADDED), so a watcher can tell an object that starts or stops matching its selector without any
     state."""
 
-    cluster: str
-    seq: int
-    type: EventType
-    gvr: GVR
-    namespace: str
-    name: str
-    resource_version: int
-    object: bytes
-    labels: Mapping[str, str] = field(default_factory=dict)
-    fields: Mapping[str, str] = field(default_factory=dict)
-    prev_labels: Mapping[str, str] | None = None
-    prev_fields: Mapping[str, str] | None = None
+    seq: int = field(kw_only=True)
 
     @property
     def superseded(self) -> bool:

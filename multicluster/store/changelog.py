@@ -16,15 +16,14 @@ up to which entries are gone: a watcher asking to resume from an older position 
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Generator, Sequence
 from typing import Any
 
 import msgspec
 
 from multicluster.gvr import GVR
 from multicluster.store import sql
-from multicluster.store.base import Change, EventType, LogPosition
+from multicluster.store.base import Change, LogPosition, Pending
 from multicluster.store.sql import Step
 
 DEFAULT_RETENTION = 10_000  # entries kept per cluster (store.changeRetention)
@@ -34,23 +33,6 @@ CHANGE_COLUMNS = ("cluster", "seq", "event_type", "api_group", "version", "resou
                   "resource_version", "object", "selectors")
 _JSON = msgspec.json.Encoder()
 _UNJSON = msgspec.json.Decoder()
-
-
-@dataclass(slots=True)
-class Pending:
-    """A change about to be logged: everything but its position."""
-
-    type: EventType
-    cluster: str
-    gvr: GVR
-    namespace: str
-    name: str
-    resource_version: int
-    object: bytes
-    labels: Mapping[str, str] = field(default_factory=dict)
-    fields: Mapping[str, str] = field(default_factory=dict)
-    prev_labels: Mapping[str, str] | None = None
-    prev_fields: Mapping[str, str] | None = None
 
 
 def _selectors(p: Pending) -> bytes:

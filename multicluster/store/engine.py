@@ -23,6 +23,7 @@ from multicluster.store.base import (
     LogPosition,
     Mutation,
     Page,
+    Pending,
     Query,
     Row,
     StoredObject,
@@ -123,19 +124,19 @@ def apply_steps(d: sql.Dialect, p: sql.WritePlan, updated_at: str, new_ids: Sequ
             yield Step("execute", d.sql(f"DELETE FROM {table} WHERE id IN {sql.ids_in(len(part))}"), part)
         if insert:
             yield Step("executemany", sql.insert_index(d, table), insert)
-    pending: list[changelog.Pending] = []
+    pending: list[Pending] = []
     for key, r in dec.rows:
         rid = ids[key]
         replaced = key in dec.replaced
-        pending.append(changelog.Pending(
+        pending.append(Pending(
             "MODIFIED" if replaced else "ADDED", r.cluster, r.gvr, r.namespace, r.name, r.resource_version,
             r.object, r.labels, r.fields, before["labels"].get(rid, {}) if replaced else None,
             before["fields"].get(rid, {}) if replaced else None))
     for rid, (cluster, gvr, namespace, name), delete_rv in dec.deleted:
         rv, obj = gone.get(rid, (0, b"{}"))
         labels, fields = before["labels"].get(rid, {}), before["fields"].get(rid, {})
-        pending.append(changelog.Pending("DELETED", cluster, gvr, namespace, name, delete_rv or rv, obj,
-                                         labels, fields, labels, fields))
+        pending.append(Pending("DELETED", cluster, gvr, namespace, name, delete_rv or rv, obj,
+                               labels, fields, labels, fields))
     changes = yield from changelog.append(d, pending, retention)
     return ApplyResult(written=len(dec.rows), deleted=len(dec.deletes), skipped=dec.skipped, changes=tuple(changes))
 
@@ -166,8 +167,8 @@ def _insert_new(d: sql.Dialect, p: sql.WritePlan, keys: Sequence[sql.Ident], upd
         if insert:
             yield Step("executemany", sql.insert_index(d, table), insert)
     changes = yield from changelog.append(d, [
-        changelog.Pending("ADDED", r.cluster, r.gvr, r.namespace, r.name, r.resource_version, r.object, r.labels,
-                          r.fields) for r in rows], retention)
+        Pending("ADDED", r.cluster, r.gvr, r.namespace, r.name, r.resource_version, r.object, r.labels,
+                r.fields) for r in rows], retention)
     return ApplyResult(written=len(rows), skipped=p.skipped, changes=tuple(changes))
 
 
@@ -330,8 +331,8 @@ class SQLStore(abc.ABC):
                     for rid, cluster, group, version, resource, namespace, name, rv, obj in found:
                         labels = selectors["resource_labels"].get(int(rid), {})
                         fields = selectors["resource_fields"].get(int(rid), {})
-                        pending.append(changelog.Pending("DELETED", cluster, GVR(group, version, resource), namespace,
-                                                         name, int(rv), bytes(obj), labels, fields, labels, fields))
+                        pending.append(Pending("DELETED", cluster, GVR(group, version, resource), namespace,
+                                               name, int(rv), bytes(obj), labels, fields, labels, fields))
                     changes = await drive_log(tx, changelog.append(d, pending, self.retention))
             self._publish(changes)
             total += len(ids)
