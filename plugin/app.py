@@ -7,14 +7,15 @@ building this app (importing typer, click and rich is most of a short command's 
 
 from __future__ import annotations
 
+import inspect
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from plugin import COMPLETE_VAR, PROG
 from plugin.client import PAGE_SIZE
-from plugin.listing import run_describe, run_list
+from plugin.listing import Selection, run_describe, run_list
 from plugin.output import UsageError, reported
 
 app = typer.Typer(
@@ -74,29 +75,23 @@ def list_cmd(
                                    ] = False,
 ) -> None:
     """List objects of one resource type across clusters (streams page by page); -w then watches."""
-    run_list(resource, name_arg, cluster, cluster_name, namespace, name, all_namespaces, selector, field_selector,
-             output, limit, chunk_size, no_headers, server, token, watch, output_watch_events)
+    options = locals()  # the parameters, by name
+    run_list(Selection.take(options), **options)
 
 
-@app.command("describe")
-def describe_cmd(
-    resource: ResourceArg = None,
-    name_arg: NameArg = None,
-    cluster: ClusterOpt = None,
-    cluster_name: ClusterNameOpt = None,
-    namespace: NamespaceOpt = None,
-    name: NameOpt = None,
-    all_namespaces: AllNsOpt = False,
-    selector: SelectorOpt = None,
-    field_selector: FieldOpt = None,
-    limit: LimitOpt = 0,
-    chunk_size: ChunkOpt = PAGE_SIZE,
-    server: ServerOpt = None,
-    token: TokenOpt = None,
-) -> None:
+# list's options that shape its output or watch; describe takes every other one, declared once above.
+_LIST_ONLY = frozenset({"output", "no_headers", "watch", "output_watch_events"})
+
+
+def describe_cmd(**options: Any) -> None:
     """Print matching objects as YAML, each with a header naming its cluster, type and freshness."""
-    run_describe(resource, name_arg, cluster, cluster_name, namespace, name, all_namespaces, selector,
-                 field_selector, limit, chunk_size, server, token)
+    run_describe(Selection.take(options))
+
+
+_list_signature = inspect.signature(list_cmd, eval_str=True)
+describe_cmd.__signature__ = _list_signature.replace(  # type: ignore[attr-defined]  # typer reads the signature
+    parameters=[p for p in _list_signature.parameters.values() if p.name not in _LIST_ONLY])
+app.command("describe")(describe_cmd)
 
 
 @app.command("completion")

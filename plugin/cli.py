@@ -129,10 +129,10 @@ class _QuietFlush:
 
 def _run_fast(kwargs: dict[str, Any]) -> None:
     """run_list with typer's handling of its outcome: exit codes, Ctrl-C (130) and a closed pipe (1)."""
-    from plugin.listing import run_list
+    from plugin.listing import Selection, run_list
 
     try:
-        run_list(**kwargs)
+        run_list(Selection.take(kwargs), **kwargs)
     except KeyboardInterrupt:
         sys.exit(130)
     except OSError as exc:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -21,6 +23,7 @@ from plugin.output import UsageError, is_terminal, note, reported, warn
 # Types only: importing multicluster.types would be start-up time of `kubectl multicluster list`.
 if TYPE_CHECKING:
     from multicluster.types import Freshness as FreshnessBlock
+    from multicluster.types import ResourcesPage
 
 
 class Freshness:
@@ -57,6 +60,30 @@ def _color() -> bool:
     return is_terminal(sys.stdout)
 
 
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """What `list` and `describe` both take: which objects, how many per request, and the API to ask."""
+
+    resource: str | None = None
+    name_arg: str | None = None
+    cluster: list[str] | None = None
+    cluster_name: str | None = None
+    namespace: str | None = None
+    name: str | None = None
+    all_namespaces: bool = False
+    selector: str | None = None
+    field_selector: str | None = None
+    limit: int = 0
+    chunk_size: int = PAGE_SIZE
+    server: str | None = None
+    token: str | None = None
+
+    @classmethod
+    def take(cls, options: dict[str, Any]) -> Selection:
+        """The Selection among a command's `options`, removed from them (what is left is the command's own)."""
+        return cls(**{f.name: options.pop(f.name) for f in fields(cls) if f.name in options})
+
+
 def _check_output(output: str | None) -> None:
     if output is not None and output not in printers.OUTPUTS:
         raise UsageError(f'unknown output format "{output}"', hint="use -o wide, -o json, -o yaml or -o name")
@@ -69,57 +96,51 @@ def _require_resource(resource: str | None) -> str:
     return resource.strip()
 
 
-def _filters(cluster: list[str] | None, cluster_name: str | None, namespace: str | None, all_namespaces: bool,
-             name: str | None, name_arg: str | None) -> tuple[list[str], list[str], str | None]:
-    clusters = [c for c in (cluster or []) if c]
-    if cluster_name:
-        clusters.append(cluster_name)
-    namespaces = [] if all_namespaces or not namespace else [namespace]
-    if name and name_arg and name != name_arg:
-        raise UsageError(f'two different names given ("{name_arg}" and --name "{name}")')
-    return clusters, namespaces, name or name_arg
+@dataclass(frozen=True, slots=True)
+class _Where:
+    """A Selection's filters as the API takes them."""
+
+    clusters: list[str]
+    namespaces: list[str]
+    name: str | None
 
 
-def run_list(
-    resource: str | None = None,
-    name_arg: str | None = None,
-    cluster: list[str] | None = None,
-    cluster_name: str | None = None,
-    namespace: str | None = None,
-    name: str | None = None,
-    all_namespaces: bool = False,
-    selector: str | None = None,
-    field_selector: str | None = None,
-    output: str | None = None,
-    limit: int = 0,
-    chunk_size: int = PAGE_SIZE,
-    no_headers: bool = False,
-    server: str | None = None,
-    token: str | None = None,
-    watch: bool = False,
-    output_watch_events: bool = False,
-) -> None:
+def _where(sel: Selection) -> _Where:
+    clusters = [c for c in (sel.cluster or []) if c]
+    if sel.cluster_name:
+        clusters.append(sel.cluster_name)
+    namespaces = [] if sel.all_namespaces or not sel.namespace else [sel.namespace]
+    if sel.name and sel.name_arg and sel.name != sel.name_arg:
+        raise UsageError(f'two different names given ("{sel.name_arg}" and --name "{sel.name}")')
+    return _Where(clusters, namespaces, sel.name or sel.name_arg)
+
+
+def _pages(client: Client, resource: str, sel: Selection, where: _Where) -> Iterator[ResourcesPage]:
+    return client.resources(resource, clusters=where.clusters, namespaces=where.namespaces, name=where.name,
+                            label_selector=sel.selector, field_selector=sel.field_selector, limit=sel.limit,
+                            page_size=sel.chunk_size)
+
+
+def run_list(sel: Selection, output: str | None = None, no_headers: bool = False, watch: bool = False,
+             output_watch_events: bool = False) -> None:
     """List objects of one resource type across clusters, printing each page as it arrives; with `watch`, then
     every change (plugin/watching.py)."""
     with reported():
-        res_text = _require_resource(resource)
+        res_text = _require_resource(sel.resource)
         _check_output(output)
-        client = Client(find_endpoint(server, token))
+        client = Client(find_endpoint(sel.server, sel.token))
         if res_text == "clusters":
             _list_clusters(client, output, no_headers)
             return
-        clusters, namespaces, obj_name = _filters(cluster, cluster_name, namespace, all_namespaces, name, name_arg)
+        where = _where(sel)
         if watch or output_watch_events:
-            _watch(client, res_text, clusters, namespaces, obj_name, selector, field_selector, output,
-                   output_watch_events, no_headers, chunk_size, limit)
+            _watch(client, res_text, sel, where, output, output_watch_events, no_headers)
             return
         fresh = Freshness(res_text)
         crd_columns = CRDColumns(client)
         printer: printers.Printer | None = None
         count = 0
-        for page in client.resources(res_text, clusters=clusters, namespaces=namespaces, name=obj_name,
-                                     label_selector=selector, field_selector=field_selector, limit=limit,
-                                     page_size=chunk_size):
+        for page in _pages(client, res_text, sel, where):
             info = printers.ResourceInfo.from_api(page.get("resource") or {})
             fresh.gvr = info.gvr or res_text
             fresh.update(page.get("clusters"))
@@ -137,19 +158,19 @@ def run_list(
             note("No resources found.")
 
 
-def _watch(client: Client, resource: str, clusters: list[str], namespaces: list[str], name: str | None,
-           selector: str | None, field_selector: str | None, output: str | None, events: bool, no_headers: bool,
-           chunk_size: int, limit: int) -> None:
-    if limit:
+def _watch(client: Client, resource: str, sel: Selection, where: _Where, output: str | None, events: bool,
+           no_headers: bool) -> None:
+    if sel.limit:
         raise UsageError("--limit cannot be combined with --watch", hint="drop --limit: a watch shows every change")
     from plugin import watching
 
-    base: list[tuple[str, str]] = [("gvr", resource), *(("cluster", c) for c in clusters),
-                                   *(("namespace", n) for n in namespaces)]
-    for key, value in (("name", name), ("labelSelector", selector), ("fieldSelector", field_selector)):
+    base: list[tuple[str, str]] = [("gvr", resource), *(("cluster", c) for c in where.clusters),
+                                   *(("namespace", n) for n in where.namespaces)]
+    for key, value in (("name", where.name), ("labelSelector", sel.selector), ("fieldSelector", sel.field_selector)):
         if value:
             base.append((key, value))
-    watching.run(client, base, output, events=events, no_headers=no_headers, chunk_size=chunk_size, color=_color())
+    watching.run(client, base, output, events=events, no_headers=no_headers, chunk_size=sel.chunk_size,
+                 color=_color())
 
 
 def _list_clusters(client: Client, output: str | None, no_headers: bool) -> None:
@@ -172,32 +193,16 @@ def _list_clusters(client: Client, output: str | None, no_headers: bool) -> None
         note("No clusters found.")
 
 
-def run_describe(
-    resource: str | None = None,
-    name_arg: str | None = None,
-    cluster: list[str] | None = None,
-    cluster_name: str | None = None,
-    namespace: str | None = None,
-    name: str | None = None,
-    all_namespaces: bool = False,
-    selector: str | None = None,
-    field_selector: str | None = None,
-    limit: int = 0,
-    chunk_size: int = PAGE_SIZE,
-    server: str | None = None,
-    token: str | None = None,
-) -> None:
+def run_describe(sel: Selection) -> None:
     """Print matching objects as YAML, each with a header naming its cluster, type and freshness."""
     with reported():
-        res_text = _require_resource(resource)
-        client = Client(find_endpoint(server, token))
-        clusters, namespaces, obj_name = _filters(cluster, cluster_name, namespace, all_namespaces, name, name_arg)
+        res_text = _require_resource(sel.resource)
+        client = Client(find_endpoint(sel.server, sel.token))
+        where = _where(sel)
         fresh = Freshness(res_text)
         count = 0
         out = sys.stdout
-        for page in client.resources(res_text, clusters=clusters, namespaces=namespaces, name=obj_name,
-                                     label_selector=selector, field_selector=field_selector, limit=limit,
-                                     page_size=chunk_size):
+        for page in _pages(client, res_text, sel, where):
             info = printers.ResourceInfo.from_api(page.get("resource") or {})
             fresh.gvr = info.gvr or res_text
             fresh.update(page.get("clusters"))
