@@ -1,7 +1,7 @@
 """What one watcher wants to see, and how a change looks to it.
 
 Label and field requirements come from multicluster.selectors (the list path's parser) and are evaluated here
-with the semantics the store's SQL gives them (store/sql.py): `!=` and `notin` also match an object without the
+with the semantics the store's SQL gives them (store/queries.py): `!=` and `notin` also match an object without the
 key; a missing field reads as "" (`spec.nodeName=` matches unscheduled pods); metadata.name and
 metadata.namespace are the object's identity.
 

@@ -14,7 +14,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, cast
 
 from multicluster.gvr import GVR
-from multicluster.store import changelog, sql
+from multicluster.store import changelog, queries, sql
 from multicluster.store.base import (
     ApplyResult,
     Change,
@@ -386,15 +386,15 @@ class SQLStore(abc.ABC):
             # Two or more positive terms: their intersection is usually narrow even when each is broad, and
             # MariaDB's semi-join plan beats reading the whole type in order to find the few rows in both. So
             # only a single positive term is probed: one bounded statement, whatever the selector holds.
-            probes = sql.probes(self.dialect, q)
+            probes = queries.probes(self.dialect, q)
             selective = len(probes) > 1 or (
-                len(probes) == 1 and int((await self.fetch(*probes[0]))[0][0]) <= sql.SELECTIVE)
-        text, params = sql.select_page(self.dialect, q, selective=selective)
+                len(probes) == 1 and int((await self.fetch(*probes[0]))[0][0]) <= queries.SELECTIVE)
+        text, params = queries.select_page(self.dialect, q, selective=selective)
         rows = await (self.fetch_bounded(text, params, q.max_bytes) if q.max_bytes > 0 else self.fetch(text, params))
         items: list[StoredObject] = []
         size, more = 0, False
         for row in rows:
-            cost = sql.row_cost(row) if q.max_bytes > 0 else 0
+            cost = queries.row_cost(row) if q.max_bytes > 0 else 0
             if (q.limit and len(items) == q.limit) or (items and size + cost > q.max_bytes > 0):
                 more = True  # the page ends here; the continue token resumes at this row
                 break
@@ -406,7 +406,7 @@ class SQLStore(abc.ABC):
         if q.count_remaining:
             remaining = 0
             if next_after is not None:
-                text, params = sql.count_after(self.dialect, q, next_after, q.count_limit)
+                text, params = queries.count_after(self.dialect, q, next_after, q.count_limit)
                 remaining = int((await self.fetch(text, params))[0][0])
                 if 0 < q.count_limit < remaining:
                     remaining, capped = q.count_limit, True
@@ -415,7 +415,7 @@ class SQLStore(abc.ABC):
     async def get(self, cluster: str, gvr: GVR, namespace: str, name: str) -> StoredObject | None:
         if not sql.fits(Delete(cluster, gvr, namespace, name)):
             return None
-        text, params = sql.select_one(self.dialect, cluster, gvr, namespace, name)
+        text, params = queries.select_one(self.dialect, cluster, gvr, namespace, name)
         rows = await self.fetch(text, params)
         return _stored(gvr, rows[0]) if rows else None
 
@@ -426,7 +426,7 @@ class SQLStore(abc.ABC):
         return {(c, GVR(g, v, r)): int(n) for c, g, v, r, n in rows}
 
     async def namespaces(self, gvr: GVR, clusters: Sequence[str]) -> list[tuple[str, str]]:
-        text, params = sql.namespaces_of(gvr, clusters)
+        text, params = queries.namespaces_of(gvr, clusters)
         return [(str(c), str(n)) for c, n in await self.fetch(self.dialect.sql(text), params)]
 
     async def gvrs(self) -> list[GVR]:

@@ -37,7 +37,7 @@ from pymysql.constants import SERVER_STATUS
 from multicluster.config import StoreConfig
 from multicluster.errors import StoreError
 from multicluster.metrics import STORE_ENDPOINT, STORE_FAILOVERS
-from multicluster.store import ownership, schema, sql
+from multicluster.store import ownership, queries, schema, sql
 from multicluster.store.base import ApplyResult, Mutation, Row
 from multicluster.store.engine import SQLStore, Tx, all_new
 
@@ -197,7 +197,7 @@ async def _read_bounded(conn: aiomysql.Connection, text: str, params: Sequence[A
         await cur.execute(_MySQLTx(cur)._render(text, params))
         while (row := await cur.fetchone()) is not None:
             out.append(row)
-            size += sql.row_cost(row)
+            size += queries.row_cost(row)
             if size > max_bytes and len(out) > 1:
                 break
     return out

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from multicluster.gvr import GVR
-from multicluster.store import sql
+from multicluster.store import queries, sql
 from multicluster.store.base import ApplyResult, Delete, Mutation, Row
 from multicluster.store.engine import Steps, prepare
 from multicluster.store.sql import Step
@@ -219,7 +219,7 @@ def _fetch_bounded(conn: sqlite3.Connection, text: str, params: Sequence[Any], m
     try:
         for row in cur:
             out.append(row)
-            size += sql.row_cost(row)
+            size += queries.row_cost(row)
             if size > max_bytes and len(out) > 1:
                 break
     finally:

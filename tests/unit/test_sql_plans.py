@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from multicluster.gvr import GVR
-from multicluster.store import Mutation, Query, Requirement, Row, sql
+from multicluster.store import Mutation, Query, Requirement, Row, queries, sql
 from multicluster.store.engine import apply_steps
 
 
@@ -62,12 +62,12 @@ def test_index_changes() -> None:
 
 def test_mysql_pages_with_selectors_sort_ids_first() -> None:
     q = Query(gvr=GVR("", "v1", "pods"), labels=(Requirement("app", "=", ("a",)),), limit=500)
-    text, params = sql.select_page(sql.MYSQL, q, selective=False)
+    text, params = queries.select_page(sql.MYSQL, q, selective=False)
     assert "FORCE INDEX (resources_identity)" in text and "JOIN resources r ON r.id = page.id" in text
     assert params[-1] == 501
-    text, _ = sql.select_page(sql.MYSQL, q, selective=True)
+    text, _ = queries.select_page(sql.MYSQL, q, selective=True)
     assert "FORCE INDEX" not in text and "page.id" in text
-    plain, _ = sql.select_page(sql.SQLITE, q, selective=False)
+    plain, _ = queries.select_page(sql.SQLITE, q, selective=False)
     assert "FORCE" not in plain and "page.id" not in plain  # SQLite's planner reads the order index itself
 
 
@@ -76,8 +76,9 @@ def test_probes_count_positive_index_terms_only() -> None:
               labels=(Requirement("app", "=", ("a",)), Requirement("tier", "notin", ("x",)),
                       Requirement("team", "exists")),
               fields=(Requirement("status.phase", "==", ("Pending",)), Requirement("metadata.name", "=", ("n",))))
-    got = sql.probes(sql.MYSQL, q)
-    assert [p for _, p in got] == [["app", "a", sql.SELECTIVE + 1], ["status.phase", "Pending", sql.SELECTIVE + 1]]
+    got = queries.probes(sql.MYSQL, q)
+    cap = queries.SELECTIVE + 1
+    assert [p for _, p in got] == [["app", "a", cap], ["status.phase", "Pending", cap]]
     assert all("LIMIT %s" in t for t, _ in got)
 
 
