@@ -151,7 +151,8 @@ async def load(h: Harness, names: list[str], rate: int, seconds: float) -> int:
     return sent
 
 
-async def measure(objects: int, rate: int, seconds: float, watchers: int, idle: int) -> str:
+async def measure(objects: int, rate: int, seconds: float, watchers: int, idle: int,
+                  flush_interval: float | None = None) -> str:
     work = Path(tempfile.mkdtemp(prefix="mc-watch-bench-"))
     with Harness(work / "harness", clusters=3, controller_manager=False) as h:
         for cluster in h.servers:
@@ -170,7 +171,8 @@ async def measure(objects: int, rate: int, seconds: float, watchers: int, idle: 
             "clusters": [{"metadata": {"clusterName": n, "configPath": str(s.kubeconfig)}}
                          for n, s in h.servers.items()],
             "resources": {"include": ["configmaps"]},
-            "store": {"type": "sqlite", "path": str(work / "watch-bench.db")},
+            "store": {"type": "sqlite", "path": str(work / "watch-bench.db"),
+                      **({"flushInterval": flush_interval} if flush_interval is not None else {})},
             "sync": {"rediscoverSeconds": 3600},
         })
         d.start()
@@ -256,8 +258,10 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--watchers", type=int, default=100, help="live watchers (half SSE, half Kubernetes watch)")
     ap.add_argument("--idle", type=int, default=200, help="idle SSE watchers for the memory measurement")
+    ap.add_argument("--flush-interval", type=float, default=None,
+                    help="the daemon's store.flushInterval (default: the daemon's own)")
     a = ap.parse_args(argv)
-    return asyncio.run(measure(a.objects, a.rate, a.seconds, a.watchers, a.idle))
+    return asyncio.run(measure(a.objects, a.rate, a.seconds, a.watchers, a.idle, a.flush_interval))
 
 
 if __name__ == "__main__":
