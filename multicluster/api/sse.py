@@ -98,13 +98,13 @@ def event(kind: str, payload: bytes, ident: str | None = None) -> bytes:
     return head + b"event: " + kind.encode("ascii") + b"\n" + _data(payload) + b"\n"
 
 
-def _shared_event(ev: Event, ident: str) -> bytes:
+def _shared_event(ev: Event, ident: bytes) -> bytes:
     """`ev` with its id: the rest is the same for every watcher, so the first to send it encodes it for all."""
     key = ("sse", ev.kind)
     body = ev.shared.get(key)
     if body is None:
         body = ev.shared[key] = (event(ev.kind, item(ev.change.cluster, ev.change.object)),)
-    return b"id: " + ident.encode("ascii") + b"\n" + body[0]
+    return b"id: " + ident + b"\n" + body[0]
 
 
 def error_event(reason: str, code: int, error: str, hint: str) -> bytes:
@@ -164,6 +164,8 @@ async def watch(request: web.Request, query: Query) -> web.StreamResponse:
                 raise
             task.uncancel()
             await _too_slow(request, resp, settings.error_write_seconds)
+        except ConnectionResetError:
+            pass  # the client went away: an ordinary end of a watch, nobody left to tell
         return resp
     finally:
         follower.close()
@@ -198,7 +200,7 @@ async def _stream(request: web.Request, resp: web.StreamResponse, follower: Foll
     try:
         buf: list[bytes] = []
         async for ev in follower.catch_up():
-            buf.append(_shared_event(ev, follower.given(ev.change)))
+            buf.append(_shared_event(ev, follower.sent(ev)))
             if len(buf) >= 100:
                 await resp.write(b"".join(buf))
                 buf.clear()
@@ -227,4 +229,4 @@ async def _stream(request: web.Request, resp: web.StreamResponse, follower: Foll
         if not events:
             await resp.write(b": ping\n\n")
             continue
-        await resp.write(b"".join(_shared_event(ev, follower.given(ev.change)) for ev in events))
+        await resp.write(b"".join(_shared_event(ev, follower.sent(ev)) for ev in events))

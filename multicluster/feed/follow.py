@@ -98,7 +98,7 @@ class Follower:
 
     async def live(self, timeout: float | None) -> list[Event]:
         """The hub's next events not given yet ([] after `timeout` seconds of quiet); hub.Closed when the
-        subscription ends (too slow, a gap in a cluster's stream, shutdown). Call `given(change)` for each as it
+        subscription ends (too slow, a gap in a cluster's stream, shutdown). Call `sent(event)` for each as it
         is sent, so that `token()` says where the watcher stands."""
         out: list[Event] = []
         for ev in await self.sub.next(timeout=timeout):
@@ -107,8 +107,14 @@ class Follower:
                 out.append(ev)
         return out
 
-    def given(self, c: Change) -> str:
-        """Record that `c` was sent; the resourceVersion after it."""
+    def sent(self, ev: Event) -> bytes:
+        """Record that `ev` was sent; the resourceVersion after it. Watchers that stand at the same positions after
+        it (those of one list, once caught up) share one encoding of the token through the event's scratch."""
+        c = ev.change
         if c.seq > self.pos.get(c.cluster, 0):
             self.pos[c.cluster] = c.seq
-        return self.token()
+        key = ("rv", *sorted(self.pos.items()))
+        token = ev.shared.get(key)
+        if token is None:
+            token = ev.shared[key] = (self.token().encode("ascii"),)
+        return token[0]

@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 from multicluster import metrics
 from multicluster.feed.match import Filter
+from multicluster.gvr import GVR
 from multicluster.logsetup import cluster_logger
 from multicluster.store.base import Change, EventType
 
@@ -70,16 +71,13 @@ class Subscription:
         # Called once with the reason when the subscription ends (the watch path drops a too-slow connection).
         self.on_end: Callable[[str], None] | None = None
 
-    def _offer(self, change: Change, shared: Shared) -> None:
-        if self.closed or not self.filter.routes(change):
-            return
-        kind = self.filter.event(change)
-        if kind is None:
+    def _push(self, ev: Event) -> None:
+        if self.closed:
             return
         if len(self._queue) >= self.limit:
             self._end("too slow")
             return
-        self._queue.append(Event(kind, change, shared))
+        self._queue.append(ev)
         self._wake.set()
 
     def _end(self, reason: str) -> None:
@@ -119,6 +117,9 @@ class Hub:
         self.queue_limit = queue_limit
         self.gap_seconds = gap_seconds
         self._subs: set[Subscription] = set()
+        # The same subscriptions by type, then by filter: a change is judged once per distinct filter (a hundred
+        # watchers of one list are one judgement), and only against the filters of its own type.
+        self._routes: dict[GVR, dict[Filter, set[Subscription]]] = {}
         self._next: dict[str, int] = {}  # cluster -> the position expected next
         self._held: dict[str, dict[int, Change]] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -132,12 +133,20 @@ class Hub:
     def subscribe(self, flt: Filter, limit: int | None = None) -> Subscription:
         sub = Subscription(self, flt, limit or self.queue_limit)
         self._subs.add(sub)
+        self._routes.setdefault(flt.gvr, {}).setdefault(flt, set()).add(sub)
         metrics.WATCHERS.inc()
         return sub
 
     def _drop(self, sub: Subscription) -> None:
         if sub in self._subs:
             self._subs.discard(sub)
+            by_filter = self._routes[sub.filter.gvr]
+            group = by_filter[sub.filter]
+            group.discard(sub)
+            if not group:
+                del by_filter[sub.filter]
+                if not by_filter:
+                    del self._routes[sub.filter.gvr]
             metrics.WATCHERS.dec()
         if sub.closed != "closed":
             metrics.WATCHES_CLOSED.labels(sub.closed).inc()
@@ -184,9 +193,16 @@ class Hub:
 
     def _deliver(self, c: Change) -> None:
         self._next[c.cluster] = c.seq + 1
+        by_filter = self._routes.get(c.gvr)
+        if not by_filter:
+            return
         shared: Shared = {}
-        for sub in list(self._subs):
-            sub._offer(c, shared)
+        for flt, group in list(by_filter.items()):
+            kind = flt.event(c) if flt.routes(c) else None
+            if kind is not None:
+                ev = Event(kind, c, shared)
+                for sub in list(group):
+                    sub._push(ev)
 
     def _release(self, cluster: str) -> None:
         """Pass on the held entries that now follow without a gap."""

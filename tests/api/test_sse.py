@@ -6,6 +6,7 @@ that stops reading is closed while the others go on."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -15,11 +16,13 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from multicluster.api import ClusterView, build_app
+from multicluster.api.server import start
 from multicluster.api.sse import WATCH, WatchSettings
-from multicluster.config import StoreConfig
+from multicluster.config import ServerConfig, StoreConfig
 from multicluster.feed.hub import Hub
 from multicluster.gvr import APIResource
 from multicluster.store import Delete, Store, open_store
+from multicluster.testing.harness import free_port
 from tests.api.helpers import Backend
 from tests.api.sse_client import Reader, Record, names
 from tests.store.conftest import store_config
@@ -193,6 +196,32 @@ async def test_an_idle_stream_gets_heartbeats(client: TestClient) -> None:  # ty
         if line == b": ping\n":
             w.pings += 1
     w.resp.close()
+
+
+async def test_a_client_that_goes_away_ends_its_stream_quietly(backend: Backend,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    """An EventSource closed by its browser is ordinary: the stream ends without an ERROR and a traceback in the
+    daemon's log (a hundred watchers going at once would bury everything else). On the daemon's own server,
+    which does not cancel a handler when its client goes (the test client's does)."""
+    app = build_app(backend)
+    app[WATCH] = WatchSettings(heartbeat_seconds=0.05)
+    port = free_port()
+    runner = await start(app, ServerConfig(port=port))
+    try:
+        for close in ("close", "abort"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /v1/resources?gvr=pods&watch=true HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                         b"Authorization: Bearer s3cret\r\n\r\n")
+            while b"event: SYNCED" not in await asyncio.wait_for(reader.readline(), 10):
+                pass
+            writer.close() if close == "close" else writer.transport.abort()
+            deadline = time.monotonic() + 10
+            while backend.hub.watchers and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)  # the next heartbeat finds the connection gone
+            assert backend.hub.watchers == 0, close
+    finally:
+        await runner.cleanup()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 async def _raw_watch(client: TestClient) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:  # type: ignore[type-arg]

@@ -131,7 +131,7 @@ class _Stream:
 
     def line(self, ev: Event) -> bytes:
         """`ev` as this watcher sends it, with the resourceVersion just after it."""
-        return self.follower.given(ev.change).encode("ascii").join(self._pieces(ev))
+        return self.follower.sent(ev).join(self._pieces(ev))
 
     async def bookmark(self, initial_end: bool = False) -> None:
         rv = self.follower.token()
@@ -191,6 +191,25 @@ class _Stream:
                 quiet_since = time.monotonic()
 
 
+async def _events(stream: _Stream, follower: Follower, rv: str, send_initial: bool | None, deadline: float,
+                  bookmarks: bool) -> None:
+    if rv in ("", "0") or send_initial is True:
+        # From the current state: positions first, then the objects, then what changed meanwhile.
+        await follower.now()
+        if send_initial is not False:
+            await stream.initial()
+        await stream.catch_up()
+        if send_initial:
+            await stream.bookmark(initial_end=True)
+    else:
+        try:
+            follower.since(rv)
+        except positions.BadPosition:
+            raise Expired(f"resource version {rv[:80]} was not issued by this API: list again to get one") from None
+        await stream.catch_up()
+    await stream.live(deadline, bookmarks)
+
+
 async def watch_objects(request: web.Request, backend: ApiBackend, res: KubeResource, target: Target,
                         clusters: tuple[str, ...], grant: Grant | None = None) -> web.StreamResponse:
     """`grant`: where an authenticated Kubernetes user may watch (the clusters and namespaces the master's RBAC
@@ -218,27 +237,13 @@ async def watch_objects(request: web.Request, backend: ApiBackend, res: KubeReso
         request[STREAMING] = True
         stream = _Stream(query, backend, res, render, resp, follower)
         try:
-            if rv in ("", "0") or send_initial is True:
-                # From the current state: positions first, then the objects, then what changed meanwhile.
-                await follower.now()
-                if send_initial is not False:
-                    await stream.initial()
-                await stream.catch_up()
-                if send_initial:
-                    await stream.bookmark(initial_end=True)
-            else:
-                try:
-                    follower.since(rv)
-                except positions.BadPosition:
-                    raise Expired(f"resource version {rv[:80]} was not issued by this API: list again to get one") \
-                        from None
-                await stream.catch_up()
-            await stream.live(deadline, bookmarks)
-        except Expired as exc:
-            await stream.send("ERROR", status_body(410, str(exc)))
+            try:
+                await _events(stream, follower, rv, send_initial, deadline, bookmarks)
+            except Expired as exc:
+                await stream.send("ERROR", status_body(410, str(exc)))
+            await resp.write_eof()
         except ConnectionResetError:
-            return resp  # the client went away (or was dropped as too slow): the watch is over
-        await resp.write_eof()
+            pass  # the client went away (or was dropped as too slow): the watch is over
         return resp
     finally:
         follower.close()
