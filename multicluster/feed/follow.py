@@ -38,10 +38,16 @@ class Follower:
         self.pos: dict[str, int] = {}
         self._start: dict[str, int] = {}
         self._check = False
+        self._token: bytes | None = None  # token() of `pos` as it stands, once asked for; None = to be made
 
     def token(self) -> str:
         """The resourceVersion after the last event given (what a client resumes from)."""
-        return positions.encode(self.pos)
+        return self._encoded().decode("ascii")
+
+    def _encoded(self) -> bytes:
+        if self._token is None:
+            self._token = positions.encode(self.pos).encode("ascii")
+        return self._token
 
     def close(self) -> None:
         self.sub.close()
@@ -54,6 +60,7 @@ class Follower:
         logged = await self.store.log_positions()
         self._start = {c: p.last for c, p in logged.items() if self._in_scope(c)}
         self.pos = dict(self._start)
+        self._token = None
         self._check = False
         return self.token()
 
@@ -61,6 +68,7 @@ class Follower:
         """Resume after a resourceVersion this API issued (positions.BadPosition if it did not)."""
         self._start = {c: seq for c, seq in positions.decode(token).items() if self._in_scope(c)}
         self.pos = dict(self._start)
+        self._token = None
         self._check = True
 
     def _event(self, c: Change) -> Event | None:
@@ -88,6 +96,7 @@ class Follower:
                 page = await self.store.changes_after(cluster, self.pos[cluster], self.filter.gvr, LOG_PAGE)
                 for c in page:
                     self.pos[cluster] = c.seq
+                    self._token = None
                     ev = self._event(c)
                     if ev is not None:
                         yield ev
@@ -95,6 +104,7 @@ class Follower:
                     break
             # Everything of this cluster up to `last` committed before the log was read: considered.
             self.pos[cluster] = max(self.pos[cluster], last)
+            self._token = None
 
     async def live(self, timeout: float | None) -> list[Event]:
         """The hub's next events not given yet ([] after `timeout` seconds of quiet); hub.Closed when the
@@ -109,12 +119,16 @@ class Follower:
 
     def sent(self, ev: Event) -> bytes:
         """Record that `ev` was sent; the resourceVersion after it. Watchers that stand at the same positions after
-        it (those of one list, once caught up) share one encoding of the token through the event's scratch."""
+        it (those of one list, once caught up) share one encoding of the token through the event's scratch: the
+        token after `ev` follows from the token before it and `ev`'s position alone."""
         c = ev.change
-        if c.seq > self.pos.get(c.cluster, 0):
-            self.pos[c.cluster] = c.seq
-        key = ("rv", *sorted(self.pos.items()))
-        token = ev.shared.get(key)
-        if token is None:
-            token = ev.shared[key] = (self.token().encode("ascii"),)
-        return token[0]
+        if c.seq <= self.pos.get(c.cluster, 0):
+            return self._encoded()
+        key = (self._encoded(), c.cluster, c.seq)
+        self.pos[c.cluster] = c.seq
+        shared = ev.shared.get(key)
+        if shared is None:
+            self._token = None
+            shared = ev.shared[key] = (self._encoded(),)
+        self._token = shared[0]
+        return self._token
