@@ -62,7 +62,7 @@ class Daemon:
         self._store: Store | None = None
         self.writer: Writer | None = None
         # Every committed change, to the watches of the Kubernetes-compatible API (the store's one listener).
-        self.hub = Hub()
+        self.hub = Hub(queue_limit=config.server.watch_queue)
         self.tailer: Tailer | None = None  # lease mode only
         self.controller: Controller | None = None
         self._unsubscribe_controller: Callable[[], None] | None = None
@@ -335,12 +335,14 @@ class Daemon:
         from multicluster.api import Access, build_app
         from multicluster.api.join import MEMBERSHIP
         from multicluster.api.server import start as start_api_server
+        from multicluster.api.sse import WATCH, WatchSettings
         from multicluster.config import check_exposure
 
         server = self.config.server
         for warning in check_exposure(server):  # raises ConfigError for an open API off loopback
             log.warning("%s", warning)
         app = build_app(self, Access.from_server(server))
+        app[WATCH] = WatchSettings(heartbeat_seconds=server.watch_heartbeat_seconds)
         if self.membership is not None:
             app[MEMBERSHIP] = self.membership
         ssl_ctx = None

@@ -179,6 +179,13 @@ class ServerConfig:
                                                   doc="how often the master's front-proxy CA is re-read (rotation)")
     review_ttl_seconds: Seconds = setting(10.0, key="reviewTtlSeconds", what="seconds",
                                           doc="how long a TokenReview or SubjectAccessReview answer is reused")
+    # A watcher that does not read is closed once this many events wait for it (its memory is bounded by it); it
+    # resumes from its last resourceVersion, as from kube-apiserver's.
+    watch_queue: Positive = setting(1_000, key="watchQueue", what="an integer",
+                                    doc="events a watcher may have waiting before it is closed as too slow")
+    watch_heartbeat_seconds: Seconds = setting(15.0, key="watchHeartbeatSeconds", what="seconds",
+                                               doc="a Server-Sent Events stream without events gets a comment this "
+                                               "often, so proxies do not close it as idle")
 
     @property
     def kubernetes_identities(self) -> bool:

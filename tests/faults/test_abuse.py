@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import re
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -83,7 +84,7 @@ async def api(request: pytest.FixtureRequest, harness: Harness, tmp_path_factory
     os.environ["MULTICLUSTER_STATE_DIR"] = str(state_dir)
     port = free_port()
     d = Daemon(replace(daemon_config(harness, store, ("configmaps", "namespaces", "deployments")),
-                       server=ServerConfig(port=port)))
+                       server=ServerConfig(port=port, watch_heartbeat_seconds=0.3)))
     try:
         await d.start(controller=False)
         assert await d.wait_ready(60)
@@ -286,3 +287,19 @@ def _form(kubeconfig: bytes) -> aiohttp.FormData:
     form = aiohttp.FormData()
     form.add_field("kubeconfig", kubeconfig, filename="config", content_type="application/octet-stream")
     return form
+
+
+async def test_the_configured_heartbeat_keeps_an_idle_stream_alive(api: Api) -> None:
+    """server.watchHeartbeatSeconds reaches the daemon's streams: an SSE watch of an empty namespace gets its
+    comment lines that often."""
+    async with aiohttp.ClientSession() as http, http.get(
+            f"{api.url}/v1/resources", params={"gvr": "configmaps", "namespace": "no-such-namespace",
+                                               "watch": "true"}) as r:
+        assert r.status == 200
+        start, pings = time.monotonic(), 0
+        while pings < 3:
+            line = await asyncio.wait_for(r.content.readline(), 10)
+            assert line, "the stream ended"
+            pings += line == b": ping\n"
+        # Three heartbeats of 0.3 s, not of the 15 s default.
+        assert time.monotonic() - start < 10

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from multicluster.cli import app
 from multicluster.config import DEFAULT_EXCLUDE, Overrides, apply_overrides, load_config
+from multicluster.daemon import Daemon
 from multicluster.errors import ConfigError
 
 KUBECONFIG = """
@@ -67,6 +68,16 @@ def test_change_retention(d: Path) -> None:
     assert load_config(write(d, base + "store: {changeRetention: 50}")).store.change_retention == 50
 
 
+def test_watch_bounds(d: Path) -> None:
+    base = "clusters: [{metadata: {clusterName: a, configPath: k1}}]\n"
+    server = load_config(write(d, base)).server
+    assert (server.watch_queue, server.watch_heartbeat_seconds) == (1_000, 15.0)
+    server = load_config(write(d, base + "server: {watchQueue: 50, watchHeartbeatSeconds: 2.5}")).server
+    assert (server.watch_queue, server.watch_heartbeat_seconds) == (50, 2.5)
+    # The daemon's hub closes a watcher at that many waiting events.
+    assert Daemon(load_config(write(d, base + "server: {watchQueue: 50}"))).hub.queue_limit == 50
+
+
 def test_no_master_means_query_only(d: Path) -> None:
     cfg = load_config(write(d, "clusters: [{metadata: {clusterName: a, configPath: k1}}]"))
     assert cfg.master is None
@@ -112,6 +123,9 @@ def test_tilde_expansion(d: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         ("clusters: [{metadata: {clusterName: a, configPath: k1}}]\nsync: {pageSize: 0}", "greater than 0"),
         ("clusters: [{metadata: {clusterName: a, configPath: k1}}]\nstore: {changeRetention: 0}",
          "store.changeRetention"),
+        ("clusters: [{metadata: {clusterName: a, configPath: k1}}]\nserver: {watchQueue: 0}", "server.watchQueue"),
+        ("clusters: [{metadata: {clusterName: a, configPath: k1}}]\nserver: {watchHeartbeatSeconds: -1}",
+         "server.watchHeartbeatSeconds"),
         ("clusters: {metadata: {}}", "clusters: expected a list"),
         ("clusters: [{metadata: {clusterName: a, configPath: k1, resources: [{rType: 3}]}}]", "rType: expected"),
     ],
