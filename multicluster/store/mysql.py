@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import re
 import warnings
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -32,14 +31,14 @@ from typing import Any
 import aiomysql
 import pymysql
 import pymysql.converters
-from pymysql.constants import SERVER_STATUS
 
 from multicluster.config import StoreConfig
 from multicluster.errors import StoreError
 from multicluster.metrics import STORE_ENDPOINT, STORE_FAILOVERS
-from multicluster.store import ownership, queries, schema, sql
+from multicluster.store import ownership, schema, sql
 from multicluster.store.base import ApplyResult, Mutation, Row
 from multicluster.store.engine import SQLStore, Tx, all_new
+from multicluster.store.mysql_text import MySQLTx, error_code, read_bounded
 
 log = logging.getLogger(__name__)
 
@@ -80,127 +79,10 @@ _DB_NAME = re.compile(r"[A-Za-z0-9_$-]{1,64}")
 def valid_database_name(name: str) -> bool:
     """A name the store may put into CREATE DATABASE (whole-string match: `$` alone would accept a newline)."""
     return _DB_NAME.fullmatch(name) is not None
-_ER_BAD_DB, _ER_DUP_KEYNAME, _ER_DUP_ENTRY, _ER_PARSE = 1049, 1061, 1062, 1064
+
+
+_ER_BAD_DB, _ER_DUP_KEYNAME, _ER_PARSE = 1049, 1061, 1064
 _DRIVER_ERRORS = (pymysql.err.Error, OSError, asyncio.IncompleteReadError)
-
-
-def _code(exc: BaseException) -> int:
-    if isinstance(exc, pymysql.err.Error) and exc.args and isinstance(exc.args[0], int):
-        return exc.args[0]
-    return -1
-
-
-# Text-protocol literals, built here instead of by aiomysql: its escaping (a dict lookup, a wrapper and an
-# isinstance chain per value) was the largest client-side cost of a write, ~40 us of ~70 per stored object.
-# translate() tables as lists (3x faster than dicts; characters past the end pass through unchanged).
-_ESCAPES = [chr(c) for c in range(128)]
-for _char, _escaped in {"\0": "\\0", "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\032": "\\Z", '"': '\\"',
-                        "'": "\\'"}.items():
-    _ESCAPES[ord(_char)] = _escaped
-_QUOTES_ONLY = [chr(c) for c in range(128)]  # the server runs with NO_BACKSLASH_ESCAPES
-_QUOTES_ONLY[ord("'")] = "''"
-_SPECIAL = re.compile(r"[\0\\\n\r\032\"']").search  # most values need no escaping at all: one scan in C
-_STATEMENT_BYTES = 1_000_000  # per multi-row INSERT, far below max_allowed_packet (16 MiB by default)
-_MULTI_ROW = re.compile(r"(?is)\A(\s*INSERT\s.+?\sVALUES\s*)(\((?:\s*%s\s*,)*\s*%s\s*\))(.*)\Z")
-
-
-def _literals(table: list[str]) -> Any:
-    def literal(value: Any) -> str:
-        kind = type(value)
-        if kind is str:
-            return "'" + (value if _SPECIAL(value) is None else str(value.translate(table))) + "'"
-        if kind is int:
-            return str(value)
-        if kind is bytes:
-            # A hex literal: bytes.hex() runs in C, is binary-safe, and is independent of sql_mode; the server
-            # also parses it faster than an escaped string (44 vs 53 us per 1.6 KB row, measured).
-            return "X'" + bytes(value).hex() + "'"
-        if value is None:
-            return "NULL"
-        if kind is bool or isinstance(value, bool):
-            return "1" if value else "0"
-        if isinstance(value, float):
-            if not math.isfinite(value):
-                raise ValueError(f"{value!r} is not a finite number; SQL has no literal for it")
-            return repr(float(value))
-        # Subclasses take the same paths as their base types: every literal is built with the escaping of the
-        # connection's sql_mode, never by a library that does not know it.
-        if isinstance(value, str):
-            return literal(str.__str__(value))
-        if isinstance(value, int):
-            return str(int(value))
-        if isinstance(value, bytes | bytearray | memoryview):
-            return literal(bytes(value))
-        raise TypeError(f"a {kind.__name__} cannot be written as a SQL literal")
-    return literal
-
-
-_LITERAL = _literals(_ESCAPES)
-_LITERAL_NO_BACKSLASH = _literals(_QUOTES_ONLY)
-
-
-class _MySQLTx:
-    def __init__(self, cur: aiomysql.Cursor) -> None:
-        self._cur = cur
-
-    def _literal(self) -> Any:
-        no_backslash = self._cur.connection.server_status & SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES
-        return _LITERAL_NO_BACKSLASH if no_backslash else _LITERAL
-
-    def _render(self, text: str, params: Sequence[Any]) -> str:
-        return text % tuple(map(self._literal(), params)) if params else text
-
-    async def fetch(self, text: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        await self._cur.execute(self._render(text, params))
-        return list(await self._cur.fetchall())
-
-    async def execute(self, text: str, params: Sequence[Any] = ()) -> int:
-        return int(await self._cur.execute(self._render(text, params)))
-
-    async def executemany(self, text: str, rows: Sequence[Sequence[Any]]) -> int:
-        """INSERT ... VALUES (...) [ON DUPLICATE KEY UPDATE ...] as multi-row statements of up to ~1 MB each;
-        returns the affected row count summed over them."""
-        m = _MULTI_ROW.match(text)
-        if m is None:
-            raise ValueError(f"executemany needs INSERT ... VALUES (%s, ...): {text[:80]!r}")
-        head, tail = m.group(1), m.group(3)
-        literal = self._literal()
-        affected, values, size = 0, list[str](), 0
-        for row in rows:
-            value = "(" + ",".join(map(literal, row)) + ")"
-            if values and size + len(value) > _STATEMENT_BYTES:
-                affected += await self._cur.execute(head + ",".join(values) + tail)
-                values, size = [], 0
-            values.append(value)
-            size += len(value) + 1
-        if values:
-            affected += await self._cur.execute(head + ",".join(values) + tail)
-        return affected
-
-    async def insert_new(self, text: str, rows: Sequence[Sequence[Any]]) -> bool:
-        try:
-            await self.executemany(text, rows)
-        except pymysql.err.IntegrityError as exc:
-            if _code(exc) == _ER_DUP_ENTRY:
-                return False
-            raise
-        return True
-
-
-async def _read_bounded(conn: aiomysql.Connection, text: str, params: Sequence[Any], max_bytes: int
-                        ) -> list[tuple[Any, ...]]:
-    """Rows read one at a time from an unbuffered cursor until their bytes pass max_bytes; closing the cursor
-    discards the rest of the result as it arrives, without holding it."""
-    out: list[tuple[Any, ...]] = []
-    size = 0
-    async with conn.cursor(aiomysql.SSCursor) as cur:
-        await cur.execute(_MySQLTx(cur)._render(text, params))
-        while (row := await cur.fetchone()) is not None:
-            out.append(row)
-            size += queries.row_cost(row)
-            if size > max_bytes and len(out) > 1:
-                break
-    return out
 
 
 class _IdBlocks:
@@ -284,7 +166,7 @@ class MySQLStore(SQLStore):
         return f"mysql store {self.cfg.user}@{self.endpoint}/{self.cfg.database}"
 
     def _error(self, exc: BaseException) -> StoreError:
-        code = _code(exc)
+        code = error_code(exc)
         transient = code in _TRANSIENT_CODES or code == 0 or not isinstance(exc, pymysql.err.Error)
         detail = exc.args[1] if isinstance(exc, pymysql.err.Error) and len(exc.args) > 1 else str(exc)
         hint = None
@@ -316,7 +198,7 @@ class MySQLStore(SQLStore):
             try:
                 await self._choose()
             except pymysql.err.OperationalError as exc:
-                if _code(exc) != _ER_BAD_DB or not valid_database_name(self.cfg.database):
+                if error_code(exc) != _ER_BAD_DB or not valid_database_name(self.cfg.database):
                     raise
                 await self.close()
                 await self._create_database()
@@ -351,7 +233,7 @@ class MySQLStore(SQLStore):
                 pool = self._pool if keep and self._pool is not None else \
                     await self._create_pool(self.cfg.database, index)
             except _DRIVER_ERRORS as exc:
-                if _code(exc) == _ER_BAD_DB:
+                if error_code(exc) == _ER_BAD_DB:
                     if self._pool is None:
                         self._current = index
                     raise
@@ -366,7 +248,7 @@ class MySQLStore(SQLStore):
                 finally:
                     await pool.release(conn)
             except _DRIVER_ERRORS as exc:
-                if _code(exc) == _ER_BAD_DB:
+                if error_code(exc) == _ER_BAD_DB:
                     if not keep:
                         pool.terminate()
                     if self._pool is None:
@@ -413,7 +295,7 @@ class MySQLStore(SQLStore):
 
     def _failed(self, pool: aiomysql.Pool, exc: BaseException) -> None:
         """Note an error; one that says the node is gone makes the next call choose a node again."""
-        if pool is self._pool and (_code(exc) in _NODE_DOWN or not isinstance(exc, pymysql.err.Error)):
+        if pool is self._pool and (error_code(exc) in _NODE_DOWN or not isinstance(exc, pymysql.err.Error)):
             self._suspect = True
 
     async def apply(self, mutations: Sequence[Mutation]) -> ApplyResult:
@@ -451,12 +333,12 @@ class MySQLStore(SQLStore):
             await conn.commit()
 
     async def _run_schema(self, cur: aiomysql.Cursor) -> None:
-        await ownership.claim(_MySQLTx(cur), sql.MYSQL, self.where, cur.connection.commit)
+        await ownership.claim(MySQLTx(cur), sql.MYSQL, self.where, cur.connection.commit)
         for stmt in schema.for_mysql():
             try:
                 await cur.execute(stmt)
             except pymysql.err.Error as exc:
-                code = _code(exc)
+                code = error_code(exc)
                 if code == _ER_DUP_KEYNAME:
                     continue  # a concurrent replica created the same index
                 if code == _ER_PARSE and " IF NOT EXISTS " in stmt and "INDEX" in stmt:
@@ -464,7 +346,7 @@ class MySQLStore(SQLStore):
                     try:
                         await cur.execute(stmt.replace(" IF NOT EXISTS ", " ", 1))
                     except pymysql.err.Error as again:
-                        if _code(again) != _ER_DUP_KEYNAME:
+                        if error_code(again) != _ER_DUP_KEYNAME:
                             raise
                     continue
                 raise
@@ -502,7 +384,7 @@ class MySQLStore(SQLStore):
         ok = False
         try:
             async with conn.cursor() as cur:
-                yield _MySQLTx(cur)
+                yield MySQLTx(cur)
             await conn.commit()
             ok = True
         except _DRIVER_ERRORS as exc:
@@ -525,16 +407,16 @@ class MySQLStore(SQLStore):
             try:
                 conn = await pool.acquire()
                 if max_bytes > 0:
-                    rows = await _read_bounded(conn, text, params, max_bytes)
+                    rows = await read_bounded(conn, text, params, max_bytes)
                 else:
                     async with conn.cursor() as cur:
-                        rows = await _MySQLTx(cur).fetch(text, params)
+                        rows = await MySQLTx(cur).fetch(text, params)
                 await conn.rollback()  # end the read's transaction so it holds no metadata lock
                 ok = True
                 return rows
             except _DRIVER_ERRORS as exc:
                 self._failed(pool, exc)
-                if attempt == 1 and _code(exc) in _NODE_DOWN:
+                if attempt == 1 and error_code(exc) in _NODE_DOWN:
                     log.info("%s: connection lost (%s), retrying the read once", self.where, exc)
                     continue
                 raise self._error(exc) from exc

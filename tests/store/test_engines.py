@@ -477,7 +477,7 @@ async def test_mysql_literals_round_trip_in_both_escaping_modes(request: pytest.
     comes back as it went in, and a batch over the statement size limit is split without losing a row."""
     import aiomysql
 
-    from multicluster.store.mysql import _STATEMENT_BYTES, _MySQLTx
+    from multicluster.store.mysql_text import STATEMENT_BYTES, MySQLTx
 
     from ..unit.test_mysql_literals import SPECIALS
 
@@ -489,9 +489,9 @@ async def test_mysql_literals_round_trip_in_both_escaping_modes(request: pytest.
             await cur.execute(f"SET SESSION sql_mode = '{sql_mode}'")
             await cur.execute("CREATE TABLE lit (k INT PRIMARY KEY, s VARCHAR(64) CHARACTER SET utf8mb4 "
                               "COLLATE utf8mb4_bin NOT NULL, b LONGBLOB NOT NULL)")
-            tx = _MySQLTx(cur)
+            tx = MySQLTx(cur)
             rows = [(i, s, s.encode()) for i, s in enumerate(SPECIALS)]
-            big = [(1000 + i, f"big-{i}", bytes([i]) * (_STATEMENT_BYTES // 5)) for i in range(12)]  # > 2 statements
+            big = [(1000 + i, f"big-{i}", bytes([i]) * (STATEMENT_BYTES // 5)) for i in range(12)]  # > 2 statements
             inserted = await tx.executemany("INSERT INTO lit (k, s, b) VALUES (%s, %s, %s)", rows + big)
             assert inserted == len(rows) + len(big)
             back = await tx.fetch("SELECT k, s, b FROM lit ORDER BY k")
