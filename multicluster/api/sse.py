@@ -229,4 +229,4 @@ async def _stream(request: web.Request, resp: web.StreamResponse, follower: Foll
         if not events:
             await resp.write(b": ping\n\n")
             continue
-        await resp.write(b"".join(_shared_event(ev, follower.sent(ev)) for ev in events))
+        await resp.write(follower.encode(events, "sse", _shared_event))

@@ -12,7 +12,7 @@ says which changes a watcher sees and in what order.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Hashable
 
 from multicluster.feed import positions
 from multicluster.feed.hub import Event, Hub, Subscription
@@ -132,3 +132,27 @@ class Follower:
             shared = ev.shared[key] = (self._encoded(),)
         self._token = shared[0]
         return self._token
+
+    def encode(self, events: list[Event], fmt: Hashable, one: Callable[[Event, bytes], bytes]) -> bytes:
+        """`events` (from live()) as this watcher sends them: `one` encodes an event with the resourceVersion just
+        after it, and the positions move past them. Watchers of one list that stand at the same place receive the
+        same events in the same batches, so the first to encode a batch leaves it for the others (kept in the
+        scratch of the batch's first event): `fmt` says everything the bytes depend on besides the events and the
+        positions. A watcher with a further test of its own (`also`) encodes its batches itself."""
+        if not events:
+            return b""
+        key: Hashable = None
+        if self.also is None:
+            # Same positions before, same first event (one object per filter and change), same length: the same
+            # events, as every watcher of a filter gets that filter's events in one order.
+            key = ("batch", fmt, self._encoded(), id(events[0]), len(events))
+            hit = events[0].shared.get(key)
+            if hit is not None:
+                body, token = hit
+                self.pos = positions.decode(token.decode("ascii"))
+                self._token = token
+                return body
+        body = b"".join([one(ev, self.sent(ev)) for ev in events])
+        if key is not None:
+            events[0].shared[key] = (body, self._encoded())
+        return body

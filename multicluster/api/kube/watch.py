@@ -131,7 +131,10 @@ class _Stream:
 
     def line(self, ev: Event) -> bytes:
         """`ev` as this watcher sends it, with the resourceVersion just after it."""
-        return self.follower.sent(ev).join(self._pieces(ev))
+        return self._line(ev, self.follower.sent(ev))
+
+    def _line(self, ev: Event, token: bytes) -> bytes:
+        return token.join(self._pieces(ev))
 
     async def bookmark(self, initial_end: bool = False) -> None:
         rv = self.follower.token()
@@ -184,7 +187,9 @@ class _Stream:
             except Closed:
                 return
             if events:
-                await self.resp.write(b"".join(self.line(ev) for ev in events))
+                # A table's ages count to the second: its batches are shared within one.
+                fmt = ("kube", self.render.table, self.render.include, int(time.time()) if self.render.table else 0)
+                await self.resp.write(self.follower.encode(events, fmt, self._line))
                 quiet_since = time.monotonic()
             elif bookmarks and time.monotonic() - quiet_since >= BOOKMARK_SECONDS:
                 await self.bookmark()
