@@ -23,7 +23,7 @@ from multicluster import memory, metrics
 from multicluster.api.backend import ClusterView
 from multicluster.config import Config, load_config
 from multicluster.delivery import Controller
-from multicluster.errors import ConfigError, GVRError, MulticlusterError
+from multicluster.errors import GVRError, MulticlusterError
 from multicluster.feed.hub import Hub
 from multicluster.feed.tail import Tailer
 from multicluster.gvr import GVR, APIResource
@@ -31,6 +31,7 @@ from multicluster.kube import ClusterClient
 from multicluster.logsetup import cluster_logger
 from multicluster.membership import Membership
 from multicluster.registry import ClusterRegistry
+from multicluster.serving import no_master
 from multicluster.store import open_store
 from multicluster.store.base import Store, SyncState
 from multicluster.sync.cluster import ClusterSync
@@ -40,8 +41,6 @@ from multicluster.tasks import Supervisor
 from multicluster.workqueue import ShardedQueue
 
 if TYPE_CHECKING:
-    import ssl
-
     from aiohttp import web
 
     from multicluster.api.auth.chain import Authenticators
@@ -209,7 +208,7 @@ class Daemon:
     async def start(self, *, api: bool = True, controller: bool = True) -> None:
         cfg = self.config
         if cfg.server.kubernetes_identities and cfg.master is None:
-            raise self._no_master()
+            raise no_master()
         where = (
             cfg.store.path if cfg.store.type == "sqlite" else f"{cfg.store.host}:{cfg.store.port}/{cfg.store.database}"
         )
@@ -333,10 +332,12 @@ class Daemon:
 
     async def _start_api(self) -> None:
         from multicluster.api import Access, build_app
+        from multicluster.api.auth.chain import AUTH
         from multicluster.api.join import MEMBERSHIP
         from multicluster.api.server import start as start_api_server
         from multicluster.api.sse import WATCH, WatchSettings
         from multicluster.config import check_exposure
+        from multicluster.serving import cert_dir_context, kubernetes_auth
 
         server = self.config.server
         for warning in check_exposure(server):  # raises ConfigError for an open API off loopback
@@ -347,12 +348,11 @@ class Daemon:
             app[MEMBERSHIP] = self.membership
         ssl_ctx = None
         if server.kubernetes_identities:
-            ssl_ctx = await self._kubernetes_auth(app)
-        elif self.config.server.cert_dir is not None:
-            import ssl
-
-            ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            ssl_ctx.load_cert_chain(self.config.server.cert_dir / "tls.crt", self.config.server.cert_dir / "tls.key")
+            auth = await kubernetes_auth(server, self._master_client(), self.supervisor)
+            self._serving, self.authenticators, ssl_ctx = auth.serving, auth.authenticators, auth.ssl_context
+            app[AUTH] = auth.authenticators
+        elif server.cert_dir is not None:
+            ssl_ctx = cert_dir_context(server.cert_dir)
         # Limits per request, keep-alive, head and body deadlines (server.*): see multicluster.api.server.
         runner = await start_api_server(app, server, ssl_ctx)
         self._runner = runner
@@ -372,49 +372,8 @@ class Daemon:
     def _master_client(self) -> ClusterClient:
         master = self.config.master
         if master is None or master.name not in self.clients:
-            raise self._no_master()
+            raise no_master()
         return self.clients[master.name]
-
-    @staticmethod
-    def _no_master() -> ConfigError:
-        return ConfigError("--apiservice and server.auth: kubernetes need a master cluster: its API server "
-                           "authenticates the users and answers the access reviews",
-                           hint="mark one cluster isMaster: true in the config file")
-
-    async def _kubernetes_auth(self, app: web.Application) -> ssl.SSLContext | None:
-        """Users of the master cluster (server.auth: kubernetes, --apiservice): the authenticators, the
-        authorizer, and with --apiservice the TLS context that authenticates the master's front proxy."""
-        from multicluster.api.auth.access import Authorizer
-        from multicluster.api.auth.chain import AUTH, Authenticators
-        from multicluster.api.auth.frontproxy import FrontProxy, keep_current, parse_configmap
-        from multicluster.api.auth.tokens import TokenReviewer
-        from multicluster.apiservice import MasterReviews, serving_cert
-
-        server = self.config.server
-        reviews = MasterReviews(self._master_client())
-        tokens = TokenReviewer(reviews, ttl=server.review_ttl_seconds) if server.auth == "kubernetes" else None
-        proxy = None
-        ssl_ctx: ssl.SSLContext | None = None
-        if server.api_service:
-            self._serving = serving_cert(server)
-            proxy = FrontProxy(self._serving.cert_file, self._serving.key_file)
-            ssl_ctx = proxy.ssl_context
-            try:  # before the first request, so the master's first proxied request is already trusted
-                proxy.update(parse_configmap(await reviews.request_header_config()))
-            except MulticlusterError as exc:
-                log.warning("front-proxy authentication is not ready yet (retrying): %s", exc)
-            every = server.front_proxy_reload_seconds
-            self.supervisor.spawn("front-proxy-config",
-                                  lambda: keep_current(proxy, reviews.request_header_config, every))
-        elif server.cert_dir is not None:
-            import ssl as ssl_mod
-
-            ssl_ctx = ssl_mod.create_default_context(ssl_mod.Purpose.CLIENT_AUTH)
-            ssl_ctx.load_cert_chain(server.cert_dir / "tls.crt", server.cert_dir / "tls.key")
-        self.authenticators = Authenticators(front_proxy=proxy, tokens=tokens,
-                                             authorizer=Authorizer(reviews, ttl=server.review_ttl_seconds))
-        app[AUTH] = self.authenticators
-        return ssl_ctx
 
     async def _start_health_port(self, port: int) -> None:
         """--HealthPort (the Go original's probe port): /healthz and /readyz, and nothing else, also answer on a

@@ -3,7 +3,7 @@
     config, errors, gvr, wire, ...  →  kube, sync.informer  →  store  →  sync  →  registry, membership
     feed (the change hub: store.base only)  →  api (reads the store and the feed, never a cluster)
     delivery (informers and clients, never the store)
-    daemon, cli (and its kubeconfig command): composition, may import anything
+    daemon (and its API wiring, serving), cli (and its kubeconfig command): composition, may import anything
     plugin: the HTTP API (plugin.client), plus the master cluster through plugin.master only
 
 No import cycles anywhere (imports inside functions and under TYPE_CHECKING count too: a cycle hidden that
@@ -51,8 +51,9 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     # The master's side of aggregation: a kube client, and the API group/version it registers.
     "multicluster.apiservice": ("multicluster.kube", "multicluster.api.kube.paths"),
 }
-UNRESTRICTED = ("multicluster.daemon", "multicluster.cli", "multicluster.kubeconfig_cmd", "multicluster.__main__",
-                "multicluster.demo", "multicluster.testing")
+# Composition: the daemon, the CLI, and the API's TLS and authentication wiring the daemon starts (serving).
+UNRESTRICTED = ("multicluster.daemon", "multicluster.serving", "multicluster.cli", "multicluster.kubeconfig_cmd",
+                "multicluster.__main__", "multicluster.demo", "multicluster.testing")
 PLUGIN_MAY_IMPORT = ("plugin", "multicluster.errors", "multicluster.cliconfig", "multicluster.crds",
                      "multicluster.columns", "multicluster.jsonpath", "multicluster.types")
 MASTER_MODULE = "plugin.master"
