@@ -49,7 +49,7 @@ MIB = 2**20
 NS = "watch-bench"
 IDLE_NS = "watch-bench-idle"
 # A patch's number and send time in the object (the member serves the data map's keys sorted: n before t).
-STAMP = re.compile(rb'\\?"n\\?":\\?"(\d+)\\?",\\?"t\\?":\\?"(\d+\.\d+)')
+STAMP = re.compile(rb'\\?"n\\?":\\?"(\d+)\\?",\\?"t\\?":\\?"(\d+\.\d+)\\?"')  # whole: a cut one must not match
 KUBE_PATH = "/apis/clusters.multicluster.practice.com/v1alpha1/clusters/_all/api/v1/namespaces/{ns}/configmaps"
 
 
@@ -263,8 +263,11 @@ async def under_load(h: Harness, d: DaemonProc, names: list[str], rate: int, sec
         from_ack = [max(0.0, arrived - acked[n]) * 1000 for r in ws for n, arrived, _ in r[1] if n in acked]
         from_send = [(arrived - t) * 1000 for r in ws for _, arrived, t in r[1]]
         got = [len(r[1]) for r in ws]
+        # The same patch twice in one watcher's stream would be a repeat the resourceVersions promise never to make.
+        repeated = sum(len(r[1]) - len({n for n, _, _ in r[1]}) for r in ws)
         ended = sorted({r[2] for r in ws if r[2]})
         rows.append([nice, f"{sent / took:,.0f}", kind, len(ws), min(got) if got else 0, max(got) if got else 0,
+                     repeated,
                      pct(from_member, 50), pct(from_member, 99),
                      "yes" if from_member and pct(from_member, 99) < 100 else "**no**",
                      pct(from_ack, 50), pct(from_ack, 99), pct(from_send, 50), pct(from_send, 99),
@@ -324,7 +327,7 @@ async def measure(objects: int, rate: int, seconds: float, watchers: int, idle: 
         f"patches asked for {seconds:g} s while {watchers} watchers follow them, once per niceness of the "
         "harness's API servers and etcd (0: as they are; 10: the daemon and the watchers get the CPU first, as on "
         "machines of their own, the clusters still on the same 2 cores).\n",
-        table(["harness nice", "patches/s", "watch", "watchers", "events min", "events max",
+        table(["harness nice", "patches/s", "watch", "watchers", "events min", "events max", "repeated",
                "cluster watch → watcher p50 ms", "p99 ms", "p99 < 100 ms", "patch reply → watcher p50 ms", "p99 ms",
                "patch sent → watcher p50 ms", "p99 ms", "ended early"], [r for p in phases for r in p.rows]),
         "\nThree clocks for one change (one machine, one clock): *cluster watch* is when a direct watch of the "
