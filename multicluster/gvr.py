@@ -219,13 +219,17 @@ def resolve(text: str, resources: Sequence[APIResource], *, require_list_watch: 
     raise GVRError(f'unknown resource type "{text}"', hint=hint, matches=close)
 
 
-def parse_discovery(group_version: str, body: dict[str, object], preferred: bool = True) -> list[APIResource]:
-    """Turn one /api/v1 or /apis/G/V APIResourceList into APIResources (subresources like pods/log dropped)."""
+def parse_discovery(group_version: str, body: dict[str, object], preferred: bool = True,
+                    limit: int | None = None) -> list[APIResource]:
+    """Turn one /api/v1 or /apis/G/V APIResourceList into APIResources (subresources like pods/log dropped), at
+    most `limit` of them."""
     group, _, version = group_version.rpartition("/")
     out: list[APIResource] = []
     items = body.get("resources") or []
     assert isinstance(items, list)
     for item in items:
+        if limit is not None and len(out) >= limit:
+            break
         if not isinstance(item, dict):
             continue
         name = str(item.get("name", ""))

@@ -14,7 +14,8 @@ Errors are translated here, once: HTTP statuses become KubeAPIError subclasses (
 and Retry-After), connection failures and timeouts become ClusterError("cluster <name>: <reason>").
 
 Nothing a member sends is read unbounded (the `sync:` limits): a response body is streamed up to
-`maxListPageBytes` (TooLarge past it), a watch line up to `maxWatchLineBytes` (the connection is closed past it).
+`maxListPageBytes` (TooLarge past it), a watch line up to `maxWatchLineBytes` (the connection is closed past it),
+discovery up to `maxDiscoveredResources` resource types and as many group-versions (the rest is left out).
 Connections: each watch holds one (HTTP/1.1, no multiplexing) and is never queued, since the number of informers
 (`maxTypesPerCluster`) bounds them; every other request first takes one of `maxConnectionsPerCluster` slots, and
 its timeout starts only once it holds one, so lists and discovery never starve behind watches nor time out while
@@ -93,6 +94,7 @@ class ClusterClient:
         self._discovery: list[APIResource] | None = None
         self._discovery_at = 0.0
         self._discovery_lock = asyncio.Lock()
+        self._discovery_cut = False  # the last discovery passed sync.maxDiscoveredResources
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -290,25 +292,52 @@ class ClusterClient:
             return out
 
     async def _discover(self) -> list[APIResource]:
-        """One pass over /api and /apis; raises whatever a malformed document makes it raise."""
+        """One pass over /api and /apis, keeping at most sync.maxDiscoveredResources resource types and reading at
+        most as many group-versions (core first, then the groups in the server's order); raises whatever a
+        malformed document makes it raise."""
+        cap = self.limits.max_discovered_resources
         out: list[APIResource] = []
         core = cast(APIVersions, await self.get("/api"))
-        for version in core.get("versions") or []:
-            out += parse_discovery(str(version), await self.get(f"/api/{version}"), preferred=True)
+        core_versions = [str(v) for v in core.get("versions") or []]
         groups = cast(APIGroupList, await self.get("/apis"))
         fetches: list[tuple[str, bool]] = []
         for g in groups.get("groups") or []:
             preferred_gv = (g.get("preferredVersion") or {}).get("groupVersion")
             for gv_entry in g.get("versions") or []:
                 fetches.append((str(gv_entry["groupVersion"]), gv_entry["groupVersion"] == preferred_gv))
-        results = await asyncio.gather(*(self.get(f"/apis/{gv}") for gv, _ in fetches), return_exceptions=True)
-        for (gv, pref), res in zip(fetches, results, strict=True):
-            if isinstance(res, BaseException):
-                # An aggregated API that is down (e.g. metrics-server) must not break discovery of the rest.
-                cluster_logger(log, self.name).warning("discovery of %s failed: %s", gv, res)
-                continue
-            out += parse_discovery(gv, res, preferred=pref)
-        return out
+        advertised = len(core_versions) + len(fetches)
+        for version in core_versions[:cap]:
+            out += parse_discovery(version, await self.get(f"/api/{version}"), preferred=True, limit=cap + 1 - len(out))
+        fetches = fetches[:max(0, cap - len(core_versions))]
+        # A window of maxConnectionsPerCluster at a time, in order: only one window's documents are held at once,
+        # and reading stops as soon as the kept types reach the cap.
+        window = self.limits.max_connections_per_cluster
+        read = min(len(core_versions), cap)
+        for start in range(0, len(fetches), window):
+            if len(out) > cap:
+                break
+            part = fetches[start:start + window]
+            read += len(part)
+            results = await asyncio.gather(*(self.get(f"/apis/{gv}") for gv, _ in part), return_exceptions=True)
+            for (gv, pref), res in zip(part, results, strict=True):
+                if isinstance(res, BaseException):
+                    # An aggregated API that is down (e.g. metrics-server) must not break discovery of the rest.
+                    cluster_logger(log, self.name).warning("discovery of %s failed: %s", gv, res)
+                    continue
+                if len(out) <= cap:
+                    out += parse_discovery(gv, res, preferred=pref, limit=cap + 1 - len(out))
+        self._note_discovery_cut(len(out) > cap or read < advertised, advertised, read, min(len(out), cap))
+        return out[:cap]
+
+    def _note_discovery_cut(self, cut: bool, advertised: int, read: int, kept: int) -> None:
+        """Warn (and count) when discovery is first cut at sync.maxDiscoveredResources, not at every rediscovery."""
+        if cut and not self._discovery_cut:
+            metrics.MEMBER_LIMITS.labels(self.name, "maxDiscoveredResources").inc()
+            cluster_logger(log, self.name).warning(
+                "the cluster's discovery is over sync.maxDiscoveredResources (%d): %d of its %d group-versions read, "
+                "the first %d resource types kept and the rest left out; raise the limit if the cluster really "
+                "serves that many", self.limits.max_discovered_resources, read, advertised, kept)
+        self._discovery_cut = cut
 
 
 def _param(v: Any) -> str:

@@ -69,7 +69,7 @@ OBJECTS_REJECTED = Counter(
 MEMBER_LIMITS = Counter(
     "multicluster_member_limits_total",
     "Times a member cluster hit a sync: limit (maxListPageBytes, maxWatchLineBytes, maxObjectBytes, "
-    "maxTypesPerCluster)",
+    "maxTypesPerCluster, maxDiscoveredResources)",
     ["cluster", "limit"],
     registry=REGISTRY,
 )

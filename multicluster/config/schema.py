@@ -219,6 +219,9 @@ class SyncConfig:
                                     doc="larger objects are skipped and counted (at most maxListPageBytes)")
     max_types_per_cluster: Positive = setting(500, key="maxTypesPerCluster", what="an integer",
                                               doc="informers (and metric label sets) per cluster")
+    max_discovered_resources: Positive = setting(
+        10_000, key="maxDiscoveredResources", what="an integer",
+        doc="resource types (all versions) and group-versions read from one cluster's discovery; the rest is left out")
     max_connections_per_cluster: Positive = setting(32, key="maxConnectionsPerCluster", what="an integer",
                                                     doc="concurrent non-watch requests; each watch holds one more")
     list_timeout_seconds: Seconds = setting(120.0, key="listTimeoutSeconds", what="seconds",

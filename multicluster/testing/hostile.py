@@ -30,6 +30,7 @@ SCENARIOS = ("bad-json", "non-object", "bad-rv", "error-event", "forbidden-type"
              "giant-object",  # a 6 MiB ConfigMap in the list and another in the watch
              "big-items",  # 10 ConfigMaps of 300 KiB, honouring limit/continue (a page of 500 is 3 MiB)
              "many-types",  # discovery advertises `types` resource types
+             "huge-discovery",  # discovery advertises `types` resource types over `groups` group-versions
              "slow-body",  # a list body that dribbles a byte every 0.2 s and never ends
              "bad-discovery")  # /apis answers a groups list that is a string, /api/v1 resources that are a map
 MIB = 1024 * 1024
@@ -50,7 +51,7 @@ class HostileServer:
     """`scenario` picks the misbehaviour; `requests` records every path asked for (the attack's evidence)."""
 
     def __init__(self, scenario: str, *, armed: bool = True, attack_bytes: int = 200 * MIB,
-                 types: int = 3000) -> None:
+                 types: int = 3000, groups: int = 1000) -> None:
         if scenario not in SCENARIOS:
             raise ValueError(f"unknown scenario {scenario!r}; one of {', '.join(SCENARIOS)}")
         self.scenario = scenario
@@ -59,6 +60,7 @@ class HostileServer:
         self.watches = 0
         self.attack_bytes = attack_bytes
         self.types = types
+        self.groups = groups
         self.sent = 0  # bytes of attack payload written so far
         self.largest = 0  # the most attack bytes one response got out before the client hung up
         self.armed = threading.Event()
@@ -123,6 +125,7 @@ class HostileServer:
         app.router.add_get("/apis", self._apis)
         app.router.add_get(f"/apis/{HOSTILE_GROUP}/v1", self._hostile_group)
         app.router.add_get(f"/apis/{HOSTILE_GROUP}/v1/{{resource}}", self._hostile_type)
+        app.router.add_get("/apis/{group}/{version}", self._huge_group)
         app.router.add_get("/api/v1/configmaps", self._configmaps)
         app.router.add_get("/api/v1/secrets", self._secrets)
         app.middlewares.append(self._record)
@@ -166,6 +169,10 @@ class HostileServer:
     async def _apis(self, _: web.Request) -> web.Response:
         if self.scenario == "bad-discovery":
             return web.json_response({"kind": "APIGroupList", "groups": "all of them"})
+        if self.scenario == "huge-discovery" and self.armed.is_set():
+            return web.json_response({"kind": "APIGroupList", "groups": [
+                {"name": f"g{i}.{HOSTILE_GROUP}", "versions": [gv], "preferredVersion": gv}
+                for i in range(self.groups) for gv in [{"groupVersion": f"g{i}.{HOSTILE_GROUP}/v1", "version": "v1"}]]})
         if self.scenario != "many-types" or not self.armed.is_set():
             return web.json_response({"kind": "APIGroupList", "groups": []})
         gv = {"groupVersion": f"{HOSTILE_GROUP}/v1", "version": "v1"}
@@ -176,6 +183,13 @@ class HostileServer:
         return web.json_response({"kind": "APIResourceList", "groupVersion": f"{HOSTILE_GROUP}/v1", "resources": [
             {"name": f"things{i}", "singularName": f"thing{i}", "namespaced": True, "kind": f"Thing{i}",
              "verbs": ["get", "list", "watch"]} for i in range(self.types)]})
+
+    async def _huge_group(self, request: web.Request) -> web.Response:
+        """One of `groups` group-versions, each with its share of `types` resource types."""
+        gv = f"{request.match_info['group']}/{request.match_info['version']}"
+        return web.json_response({"kind": "APIResourceList", "groupVersion": gv, "resources": [
+            {"name": f"things{i}", "singularName": f"thing{i}", "namespaced": True, "kind": f"Thing{i}",
+             "verbs": ["get", "list", "watch"]} for i in range(self.types // self.groups)]})
 
     async def _hostile_type(self, request: web.Request) -> web.StreamResponse:
         if request.query.get("watch") in ("true", "1"):
@@ -286,7 +300,7 @@ class HostileServer:
         elif self.scenario == "giant-object":
             big = configmap("giant-watch", "12", size=6 * MIB)
             lines = [orjson.dumps({"type": "ADDED", "object": big}), gone]
-        elif self.scenario in ("big-items", "many-types"):
+        elif self.scenario in ("big-items", "many-types", "huge-discovery"):
             await asyncio.sleep(1.0)
         elif self.scenario == "bad-json":
             lines = [orjson.dumps({"type": "ADDED", "object": configmap("from-watch", "11")}), b"{not json at all"]

@@ -4,6 +4,7 @@ the real clusters, no task crashes, and the hostile cluster is reported with the
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -15,8 +16,9 @@ import yaml
 from multicluster import metrics
 from multicluster.config import ServerConfig, load_config
 from multicluster.daemon import Daemon
+from multicluster.gvr import GVR
 from multicluster.testing.harness import Harness, free_port
-from multicluster.testing.hostile import HostileServer
+from multicluster.testing.hostile import HOSTILE_GROUP, HostileServer
 from tests.faults.helpers import get_json, until
 from tests.sync.helpers import sqlite_store
 
@@ -31,8 +33,10 @@ def _rejected(cluster: str) -> float:
 @pytest.fixture
 async def with_hostile(request: pytest.FixtureRequest, harness: Harness,
                        tmp_path: Path) -> AsyncIterator[tuple[Daemon, HostileServer, str]]:
-    scenario, sync = request.param if isinstance(request.param, tuple) else (request.param, {})
-    hostile = HostileServer(scenario).start()
+    # A scenario, or (scenario, sync settings[, HostileServer options]).
+    params = request.param if isinstance(request.param, tuple) else (request.param,)
+    scenario, sync, options = (*params, {}, {})[:3]
+    hostile = HostileServer(scenario, **options).start()
     doc = yaml.safe_load(harness.write_config().read_text())
     doc["clusters"].append({"metadata": {"clusterName": "hostile", "configPath": str(hostile.kubeconfig(
         tmp_path / "hostile.kubeconfig"))}})
@@ -197,4 +201,36 @@ async def test_a_malformed_discovery_document_is_a_cluster_fault(
     reason = await _hostile_error(url)
     assert "discovery answer is malformed" in reason, reason
     await until(lambda: asyncio.sleep(0, sum(r == "/apis" for r in hostile.requests) >= 2))  # retried
+    assert not d.supervisor.failing(), d.supervisor.failing()
+
+
+DISCOVERY_CAP = 1_000
+
+
+@pytest.mark.parametrize("with_hostile", [
+    ("huge-discovery", {"max_discovered_resources": DISCOVERY_CAP}, {"types": 50_000, "groups": 2_000}),
+    ("huge-discovery", {"max_discovered_resources": DISCOVERY_CAP}, {"types": 0, "groups": 5_000}),  # empty ones
+], indirect=True)
+async def test_discovery_past_max_discovered_resources_is_cut_and_the_other_clusters_keep_syncing(
+    with_hostile: tuple[Daemon, HostileServer, str], harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A member advertising 50,000 resource types over 2,000 group-versions (or 5,000 empty group-versions): the
+    daemon keeps the first sync.maxDiscoveredResources types (core first, then the groups in the member's order),
+    fetches no more group-versions than that, warns once naming the cluster, and keeps serving the real clusters."""
+    caplog.set_level(logging.WARNING, logger="multicluster.kube")
+    d, hostile, url = with_hostile
+    await _real_clusters_served(url, harness)
+    client = d.clients["hostile"]
+    per_group = hostile.types // hostile.groups
+    expected = [GVR("", "v1", "configmaps"), GVR("", "v1", "secrets")] + [
+        GVR(f"g{g}.{HOSTILE_GROUP}", "v1", f"things{i}") for g in range(hostile.groups) for i in range(per_group)]
+    for refresh in (False, True):  # rediscovery cuts at the same place and does not warn again
+        assert [r.gvr for r in await client.discover(refresh=refresh)] == expected[:DISCOVERY_CAP]
+    fetched = [p for p in hostile.requests if p.startswith("/apis/g")]  # by both discoveries
+    assert 0 < len(fetched) <= 2 * DISCOVERY_CAP, len(fetched)
+    warnings = [r for r in caplog.records if "sync.maxDiscoveredResources" in r.getMessage()]
+    assert [getattr(r, "cluster", None) for r in warnings] == ["hostile"], [r.getMessage() for r in warnings]
+    assert sum(s.value for m in metrics.MEMBER_LIMITS.collect() for s in m.samples if s.name.endswith("_total")
+               and s.labels == {"cluster": "hostile", "limit": "maxDiscoveredResources"}) >= 1
+    await _real_clusters_served(url, harness)
     assert not d.supervisor.failing(), d.supervisor.failing()
