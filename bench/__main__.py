@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import importlib
 import io
+import re
 import sys
 import time
 from pathlib import Path
@@ -75,7 +76,8 @@ def run(name: str, argv: list[str]) -> str:
     printed = out.getvalue().strip()
     if isinstance(result, str):
         sys.stdout.write(result + "\n")
-        return result
+        # A report's own "## " heading would start a section of BENCHMARKS.md (and be lost on the next rewrite).
+        return re.sub(r"(?m)^## ", "### ", result)
     sys.stdout.write(printed + "\n")
     return f"```\n{printed}\n```" + (f"\n\n(exit status {result})" if result else "")
 

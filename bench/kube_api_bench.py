@@ -146,7 +146,7 @@ async def measure(pods: int, runs: int) -> str:
         finally:
             d.stop()
     shutil.rmtree(work, ignore_errors=True)
-    out = ["## Kubernetes-compatible API: kubectl through the daemon vs kubectl on each cluster\n",
+    out = ["### Kubernetes-compatible API: kubectl through the daemon vs kubectl on each cluster\n",
            f"{machine()}; 3 x {pods:,} Pods on real kube-apiservers, a daemon with a SQLite store; median of {runs}\n",
            table(["command", "rows", "kubectl x3 clusters ms", "kubectl --context multicluster ms",
                   "ratio (x faster)", f"target >= {TARGET_RATIO:g}x"], rows),
