@@ -23,6 +23,11 @@ from multicluster.types import PrinterColumn
 
 _VERSION = re.compile(r"^v\d+((alpha|beta)\d+)?$")
 _TOKEN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", re.IGNORECASE)
+# What Kubernetes allows in the parts of a resource type (a group is a DNS subdomain, a version and a resource a DNS
+# label): a member's discovery is held to it, since the names it serves become request paths, stored rows and
+# metric labels, and no API server serves other names.
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"(?=.{1,253}\Z)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 # Groups whose resources are virtual (reviews, metrics): never stored, and we say so instead of "not found".
 UNSUPPORTED_GROUPS = frozenset({"metrics.k8s.io", "authentication.k8s.io", "authorization.k8s.io"})
@@ -219,10 +224,25 @@ def resolve(text: str, resources: Sequence[APIResource], *, require_list_watch: 
     raise GVRError(f'unknown resource type "{text}"', hint=hint, matches=close)
 
 
+def shortened(name: str, length: int = 60) -> str:
+    """A name a member sent, cut for a log line or an error (it may be megabytes long)."""
+    return repr(name) if len(name) <= length else f"{name[:length]!r}... ({len(name)} characters)"
+
+
+def invalid_group_version(group_version: str) -> str | None:
+    """Why a group-version from discovery (`v1`, `apps/v1`) is not one Kubernetes allows, or None."""
+    group, slash, version = group_version.rpartition("/")
+    if slash and not _DNS_SUBDOMAIN.fullmatch(group):
+        return f"group {shortened(group)} is not a DNS subdomain"
+    if not _DNS_LABEL.fullmatch(version):
+        return f"version {shortened(version)} is not a DNS label"
+    return None
+
+
 def parse_discovery(group_version: str, body: dict[str, object], preferred: bool = True,
-                    limit: int | None = None) -> list[APIResource]:
+                    limit: int | None = None, invalid: list[str] | None = None) -> list[APIResource]:
     """Turn one /api/v1 or /apis/G/V APIResourceList into APIResources (subresources like pods/log dropped), at
-    most `limit` of them."""
+    most `limit` of them. A resource name that is not a DNS label is skipped, and added (shortened) to `invalid`."""
     group, _, version = group_version.rpartition("/")
     out: list[APIResource] = []
     items = body.get("resources") or []
@@ -234,6 +254,10 @@ def parse_discovery(group_version: str, body: dict[str, object], preferred: bool
             continue
         name = str(item.get("name", ""))
         if not name or "/" in name:
+            continue
+        if not _DNS_LABEL.fullmatch(name):
+            if invalid is not None:
+                invalid.append(shortened(name))
             continue
         out.append(
             APIResource(

@@ -41,7 +41,7 @@ from kubernetes_asyncio.client import Configuration
 from multicluster import kubeconn, metrics
 from multicluster.config import ClusterConfig, SyncConfig
 from multicluster.errors import ClusterError, ConfigError, KubeAPIError, kube_error
-from multicluster.gvr import APIResource, parse_discovery
+from multicluster.gvr import APIResource, invalid_group_version, parse_discovery
 from multicluster.logsetup import cluster_logger
 from multicluster.types import APIGroupList, APIVersions, Status, VersionInfo, WatchEvent
 from multicluster.watchlines import Lines, LineTooLong
@@ -95,6 +95,7 @@ class ClusterClient:
         self._discovery_at = 0.0
         self._discovery_lock = asyncio.Lock()
         self._discovery_cut = False  # the last discovery passed sync.maxDiscoveredResources
+        self._discovery_invalid = 0  # names Kubernetes does not allow in the last discovery
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -297,17 +298,28 @@ class ClusterClient:
         malformed document makes it raise."""
         cap = self.limits.max_discovered_resources
         out: list[APIResource] = []
+        invalid: list[str] = []  # names no API server serves: never a path, a row or a metric label here
+
+        def allowed(gv: str) -> bool:
+            reason = invalid_group_version(gv)
+            if reason is not None:
+                invalid.append(reason)
+            return reason is None
+
         core = cast(APIVersions, await self.get("/api"))
-        core_versions = [str(v) for v in core.get("versions") or []]
+        core_versions = [v for v in map(str, core.get("versions") or []) if allowed(v) and "/" not in v]
         groups = cast(APIGroupList, await self.get("/apis"))
         fetches: list[tuple[str, bool]] = []
         for g in groups.get("groups") or []:
             preferred_gv = (g.get("preferredVersion") or {}).get("groupVersion")
             for gv_entry in g.get("versions") or []:
-                fetches.append((str(gv_entry["groupVersion"]), gv_entry["groupVersion"] == preferred_gv))
+                gv = str(gv_entry["groupVersion"])
+                if "/" in gv and allowed(gv):
+                    fetches.append((gv, gv == preferred_gv))
         advertised = len(core_versions) + len(fetches)
         for version in core_versions[:cap]:
-            out += parse_discovery(version, await self.get(f"/api/{version}"), preferred=True, limit=cap + 1 - len(out))
+            out += parse_discovery(version, await self.get(f"/api/{version}"), preferred=True,
+                                   limit=cap + 1 - len(out), invalid=invalid)
         fetches = fetches[:max(0, cap - len(core_versions))]
         # A window of maxConnectionsPerCluster at a time, in order: only one window's documents are held at once,
         # and reading stops as soon as the kept types reach the cap.
@@ -325,9 +337,18 @@ class ClusterClient:
                     cluster_logger(log, self.name).warning("discovery of %s failed: %s", gv, res)
                     continue
                 if len(out) <= cap:
-                    out += parse_discovery(gv, res, preferred=pref, limit=cap + 1 - len(out))
+                    out += parse_discovery(gv, res, preferred=pref, limit=cap + 1 - len(out), invalid=invalid)
         self._note_discovery_cut(len(out) > cap or read < advertised, advertised, read, min(len(out), cap))
+        self._note_invalid_names(invalid)
         return out[:cap]
+
+    def _note_invalid_names(self, invalid: list[str]) -> None:
+        """Warn when discovery names what Kubernetes does not allow (again only when their number changes)."""
+        if invalid and len(invalid) != self._discovery_invalid:
+            cluster_logger(log, self.name).warning(
+                "the cluster's discovery names %d group-versions or resource types Kubernetes does not allow; they "
+                "are skipped: %s", len(invalid), "; ".join(invalid[:3]) + ("; ..." if len(invalid) > 3 else ""))
+        self._discovery_invalid = len(invalid)
 
     def _note_discovery_cut(self, cut: bool, advertised: int, read: int, kept: int) -> None:
         """Warn (and count) when discovery is first cut at sync.maxDiscoveredResources, not at every rediscovery."""

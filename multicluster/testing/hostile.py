@@ -31,6 +31,7 @@ SCENARIOS = ("bad-json", "non-object", "bad-rv", "error-event", "forbidden-type"
              "big-items",  # 10 ConfigMaps of 300 KiB, honouring limit/continue (a page of 500 is 3 MiB)
              "many-types",  # discovery advertises `types` resource types
              "huge-discovery",  # discovery advertises `types` resource types over `groups` group-versions
+             "long-names",  # discovery names a group and a resource type 1 MiB long, and types no server allows
              "slow-body",  # a list body that dribbles a byte every 0.2 s and never ends
              "bad-discovery")  # /apis answers a groups list that is a string, /api/v1 resources that are a map
 MIB = 1024 * 1024
@@ -173,16 +174,22 @@ class HostileServer:
             return web.json_response({"kind": "APIGroupList", "groups": [
                 {"name": f"g{i}.{HOSTILE_GROUP}", "versions": [gv], "preferredVersion": gv}
                 for i in range(self.groups) for gv in [{"groupVersion": f"g{i}.{HOSTILE_GROUP}/v1", "version": "v1"}]]})
-        if self.scenario != "many-types" or not self.armed.is_set():
+        if self.scenario not in ("many-types", "long-names") or not self.armed.is_set():
             return web.json_response({"kind": "APIGroupList", "groups": []})
         gv = {"groupVersion": f"{HOSTILE_GROUP}/v1", "version": "v1"}
-        return web.json_response({"kind": "APIGroupList", "groups": [
-            {"name": HOSTILE_GROUP, "versions": [gv], "preferredVersion": gv}]})
+        groups = [{"name": HOSTILE_GROUP, "versions": [gv], "preferredVersion": gv}]
+        if self.scenario == "long-names":
+            long = {"groupVersion": f"{'g' * MIB}.example.com/v1", "version": "v1"}
+            groups.append({"name": f"{'g' * MIB}.example.com", "versions": [long], "preferredVersion": long})
+        return web.json_response({"kind": "APIGroupList", "groups": groups})
 
     async def _hostile_group(self, _: web.Request) -> web.Response:
+        names = [f"things{i}" for i in range(self.types)]
+        if self.scenario == "long-names":
+            names = ["things0", "x" * MIB, "Things", "two words", "-things"]
         return web.json_response({"kind": "APIResourceList", "groupVersion": f"{HOSTILE_GROUP}/v1", "resources": [
-            {"name": f"things{i}", "singularName": f"thing{i}", "namespaced": True, "kind": f"Thing{i}",
-             "verbs": ["get", "list", "watch"]} for i in range(self.types)]})
+            {"name": name, "singularName": f"thing{i}", "namespaced": True, "kind": f"Thing{i}",
+             "verbs": ["get", "list", "watch"]} for i, name in enumerate(names)]})
 
     async def _huge_group(self, request: web.Request) -> web.Response:
         """One of `groups` group-versions, each with its share of `types` resource types."""
@@ -300,7 +307,7 @@ class HostileServer:
         elif self.scenario == "giant-object":
             big = configmap("giant-watch", "12", size=6 * MIB)
             lines = [orjson.dumps({"type": "ADDED", "object": big}), gone]
-        elif self.scenario in ("big-items", "many-types", "huge-discovery"):
+        elif self.scenario in ("big-items", "many-types", "huge-discovery", "long-names"):
             await asyncio.sleep(1.0)
         elif self.scenario == "bad-json":
             lines = [orjson.dumps({"type": "ADDED", "object": configmap("from-watch", "11")}), b"{not json at all"]

@@ -43,7 +43,8 @@ async def with_hostile(request: pytest.FixtureRequest, harness: Harness,
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(doc))
     port = free_port()
-    include = ("configmaps", "secrets") if scenario == "forbidden-type" else ("configmaps",)
+    include = {"forbidden-type": ("configmaps", "secrets"),
+               "long-names": ("configmaps", HOSTILE_GROUP)}.get(scenario, ("configmaps",))
     cfg = load_config(path)
     cfg = replace(cfg, include=include, store=sqlite_store(tmp_path), server=ServerConfig(port=port),
                   sync=replace(cfg.sync, **sync))
@@ -233,4 +234,25 @@ async def test_discovery_past_max_discovered_resources_is_cut_and_the_other_clus
     assert sum(s.value for m in metrics.MEMBER_LIMITS.collect() for s in m.samples if s.name.endswith("_total")
                and s.labels == {"cluster": "hostile", "limit": "maxDiscoveredResources"}) >= 1
     await _real_clusters_served(url, harness)
+    assert not d.supervisor.failing(), d.supervisor.failing()
+
+
+@pytest.mark.parametrize("with_hostile", ["long-names"], indirect=True)
+async def test_names_kubernetes_does_not_allow_are_skipped_and_reach_no_metric_label(
+    with_hostile: tuple[Daemon, HostileServer, str], harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A member's discovery names a group and a resource type 1 MiB long (and types no API server accepts): the
+    names of its synced types become request paths, rows and Prometheus labels, so they are checked where they
+    enter; the bad ones are skipped with a short warning naming the cluster, the valid type of the group syncs."""
+    caplog.set_level(logging.WARNING, logger="multicluster.kube")
+    d, _, url = with_hostile
+    await _real_clusters_served(url, harness)
+    good = GVR(HOSTILE_GROUP, "v1", "things0")
+    await until(lambda: asyncio.sleep(0, good in d.syncs["hostile"].informers), "the valid type synced")
+    assert [g for g in d.syncs["hostile"].informers if g.group] == [good]
+    labels = [v for m in metrics.REGISTRY.collect() for s in m.samples for v in s.labels.values()]
+    assert max(map(len, labels)) <= 300, max(map(len, labels))
+    warnings = [r for r in caplog.records if "Kubernetes does not allow" in r.getMessage()]
+    assert warnings and {getattr(r, "cluster", None) for r in warnings} == {"hostile"}
+    assert max(len(r.getMessage()) for r in caplog.records) < 2_000
     assert not d.supervisor.failing(), d.supervisor.failing()

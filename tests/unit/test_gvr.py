@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from multicluster.errors import GVRError
-from multicluster.gvr import GVR, APIResource, parse, resolve, selected
+from multicluster.gvr import GVR, APIResource, invalid_group_version, parse, parse_discovery, resolve, selected
 
 LW = frozenset({"list", "watch", "get"})
 RES = [
@@ -117,3 +117,34 @@ def test_paths() -> None:
     assert GVR("", "v1", "pods").path("ns", "p") == "/api/v1/namespaces/ns/pods/p"
     assert GVR("apps", "v1", "deployments").path() == "/apis/apps/v1/deployments"
     assert GVR("apps", "v1", "deployments").dotted == "deployments.v1.apps"
+
+
+def _resource(name: str) -> dict[str, object]:
+    return {"name": name, "kind": "Thing", "namespaced": True, "verbs": ["list", "watch"]}
+
+
+def test_discovery_keeps_at_most_limit_resources_in_order() -> None:
+    body: dict[str, object] = {"resources": [_resource(f"things{i}") for i in range(10)]}
+    assert [r.gvr.resource for r in parse_discovery("g.example.com/v1", body, limit=3)] == [
+        "things0", "things1", "things2"]
+
+
+def test_discovery_skips_resource_names_kubernetes_does_not_allow() -> None:
+    """A member's discovery names what becomes a request path, a stored GVR and a metric label: a 1 MB name, or
+    one no Kubernetes API server accepts, is skipped and reported (shortened) instead."""
+    body: dict[str, object] = {"resources": [
+        _resource("x" * 1_000_000), _resource("Things"), _resource("a b"), _resource("-x"), _resource("x" * 64),
+        _resource("things"), _resource("things/status"), _resource("a" * 63)]}
+    invalid: list[str] = []
+    got = parse_discovery("g.example.com/v1", body, invalid=invalid)
+    assert [r.gvr.resource for r in got] == ["things", "a" * 63]
+    assert len(invalid) == 5 and all(len(n) <= 100 for n in invalid), invalid
+
+
+@pytest.mark.parametrize(("group_version", "ok"), [
+    ("v1", True), ("apps/v1", True), ("g.example.com/v1beta1", True), ("a" * 253 + "/v1", True),
+    ("a" * 254 + "/v1", False), ("G.example.com/v1", False), ("g.example.com/" + "v" * 64, False),
+    ("g/v1/x", False), ("/v1", False), ("g/", False), ("", False), ("a..b/v1", False),
+])
+def test_group_versions_from_discovery_are_checked(group_version: str, ok: bool) -> None:
+    assert (invalid_group_version(group_version) is None) is ok
