@@ -1,4 +1,4 @@
-"""`nox -s demo` / `python -m multicluster.demo`: the whole product on this machine in one command.
+"""`./dev demo` (or `nox -s demo`, `python -m multicluster.demo`): the whole product on this machine in one command.
 
 Starts 3 real local clusters (etcd + kube-apiservers + controller-managers), creates sample workloads in them
 (namespaces, deployments, configmaps, a CRD and its objects, a MultiClusterResource on the master), runs the

