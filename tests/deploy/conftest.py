@@ -8,6 +8,7 @@ import json
 import os
 import ssl
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -108,6 +109,21 @@ class DryRunner:
         req.add_header("Accept", "application/json")
         if data is not None:
             req.add_header("Content-Type", content_type)
+        # The requests here are reads and dry runs, so one that the loaded harness's TLS connection drops before an
+        # answer (an EOF in the handshake or the write) is sent again; an HTTP answer is never retried.
+        for attempt in range(3):
+            try:
+                return self._send(req, ctx)
+            except urllib.error.HTTPError:
+                raise
+            except urllib.error.URLError as exc:
+                if attempt == 2 or not isinstance(exc.reason, OSError):
+                    raise
+                time.sleep(0.5)
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _send(req: urllib.request.Request, ctx: ssl.SSLContext) -> tuple[int, Any, list[str]]:
         try:
             with urllib.request.urlopen(req, context=ctx, timeout=30) as r:
                 return r.status, json.loads(r.read() or b"null"), r.headers.get_all("Warning") or []
