@@ -38,9 +38,19 @@ class CoalescingQueue(Generic[K, V]):
         self._added = 0
         self._finished = 0
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        # The consumer lingering for a fuller batch: woken once `_want` items are pending (one wake-up per batch
+        # instead of one per item put).
+        self._filling: asyncio.Future[None] | None = None
+        self._want = 0
 
     def __len__(self) -> int:
         return len(self._items)
+
+    def _added_one(self) -> None:
+        self._added += 1
+        self._not_empty.set()
+        if self._filling is not None and len(self._items) >= self._want and not self._filling.done():
+            self._filling.set_result(None)
 
     async def put(self, key: K, value: V) -> None:
         """Enqueue; if `key` is pending, replace its value (keeping its place and first-enqueue time)."""
@@ -58,8 +68,7 @@ class CoalescingQueue(Generic[K, V]):
                 self.coalesced += 1
                 return
         self._items[key] = (value, time.monotonic())
-        self._added += 1
-        self._not_empty.set()
+        self._added_one()
 
     async def put_many(self, items: list[tuple[K, V]]) -> None:
         """put() for each item in order, without a coroutine per item (a list page hands on 500 at once)."""
@@ -72,8 +81,7 @@ class CoalescingQueue(Generic[K, V]):
                 self.coalesced += 1
             elif len(pending) < self.maxsize:
                 pending[key] = (value, now)
-                self._added += 1
-                self._not_empty.set()
+                self._added_one()
             else:
                 await self.put(key, value)  # full: wait like put() does
                 now = time.monotonic()
@@ -84,16 +92,14 @@ class CoalescingQueue(Generic[K, V]):
             self._not_empty.clear()
             await self._not_empty.wait()
         if len(self._items) < max_items and linger > 0:
-            deadline = time.monotonic() + linger
-            while len(self._items) < max_items:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._not_empty.clear()
-                try:
-                    await asyncio.wait_for(self._not_empty.wait(), remaining)
-                except TimeoutError:
-                    break
+            loop = asyncio.get_running_loop()
+            self._filling, self._want = loop.create_future(), max_items
+            timer = loop.call_later(linger, _settle, self._filling)
+            try:
+                await self._filling
+            finally:
+                timer.cancel()
+                self._filling = None
         out: list[tuple[K, V, float]] = []
         while self._items and len(out) < max_items:
             k, (v, t0) = self._items.popitem(last=False)
@@ -141,6 +147,11 @@ class CoalescingQueue(Generic[K, V]):
         fut = asyncio.get_running_loop().create_future()
         self._waiters.append((mark, fut))
         await fut
+
+
+def _settle(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 class WorkQueue(Generic[K]):

@@ -149,7 +149,11 @@ class Follower:
             hit = events[0].shared.get(key)
             if hit is not None:
                 body, token = hit
-                self.pos = positions.decode(token.decode("ascii"))
+                pos = self.pos  # where sent() would have moved them, without decoding the token
+                for ev in events:
+                    c = ev.change
+                    if c.seq > pos.get(c.cluster, 0):
+                        pos[c.cluster] = c.seq
                 self._token = token
                 return body
         body = b"".join([one(ev, self.sent(ev)) for ev in events])

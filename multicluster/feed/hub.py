@@ -59,14 +59,15 @@ class Closed(Exception):
 class Subscription:
     """One watcher's queue. Read it with `next()`; `close()` when done."""
 
-    __slots__ = ("_hub", "_queue", "_wake", "closed", "filter", "limit", "on_end")
+    __slots__ = ("_hub", "_queue", "_waiter", "closed", "filter", "limit", "on_end")
 
     def __init__(self, hub: Hub, flt: Filter, limit: int) -> None:
         self._hub = hub
         self.filter = flt
         self.limit = limit
         self._queue: deque[Event] = deque()
-        self._wake = asyncio.Event()
+        # The reader's wait in next(), if it is waiting: the first event (or the end) wakes it, once.
+        self._waiter: asyncio.Future[None] | None = None
         self.closed: str = ""  # why it was closed ("" = open)
         # Called once with the reason when the subscription ends (the watch path drops a too-slow connection).
         self.on_end: Callable[[str], None] | None = None
@@ -78,13 +79,17 @@ class Subscription:
             self._end("too slow")
             return
         self._queue.append(ev)
-        self._wake.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     def _end(self, reason: str) -> None:
         if not self.closed:
             self.closed = reason
             self._queue.clear()
-            self._wake.set()
+            self._wake()
             self._hub._drop(self)
             if self.on_end is not None:
                 self.on_end(reason)
@@ -92,10 +97,18 @@ class Subscription:
     async def next(self, timeout: float | None = None) -> list[Event]:
         """Every event waiting (at least one), or [] after `timeout` seconds without any; Closed once closed."""
         if not self._queue and not self.closed:
-            self._wake.clear()
+            # A future and a timer, not wait_for(): no task is made per wait, and a hundred watchers wake once
+            # per batch each.
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            timer = loop.call_later(timeout, _settle, waiter) if timeout is not None else None
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            except TimeoutError:
+                await waiter
+            finally:
+                self._waiter = None
+                if timer is not None:
+                    timer.cancel()
+            if not self._queue and not self.closed:
                 return []
         if self.closed:
             raise Closed(self.closed)
@@ -108,6 +121,11 @@ class Subscription:
 
     def __len__(self) -> int:
         return len(self._queue)
+
+
+def _settle(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 class Hub:
