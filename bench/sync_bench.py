@@ -201,6 +201,8 @@ def main(argv: list[str] | None = None) -> str:
                     help="update events/s for the lag test, in increasing order; stops once the harness saturates")
     ap.add_argument("--lag-seconds", type=float, default=15.0, help="seconds of load per rate")
     ap.add_argument("--stores", default="sqlite,mariadb")
+    ap.add_argument("--flush-interval", type=float, default=None,
+                    help="the daemon's store.flushInterval (default: the daemon's own)")
     args = ap.parse_args(argv)
     rates = [float(r) for r in args.rates.split(",")]
     work = Path(tempfile.mkdtemp(prefix="mc-bench-sync-"))
@@ -210,6 +212,9 @@ def main(argv: list[str] | None = None) -> str:
     try:
         with Harness(work / "harness", clusters=args.clusters, controller_manager=False) as h:
             stores, db = store_configs(work, args.stores.split(","))
+            if args.flush_interval is not None:
+                for st in stores.values():
+                    st["flushInterval"] = args.flush_interval
             try:
                 # Baseline memory: the daemon syncing the same (still empty) clusters.
                 empty: dict[str, int] = {}
