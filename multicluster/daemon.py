@@ -443,7 +443,7 @@ class Daemon:
         await self.wait_ready()
         if self.writer is not None:
             await self.writer.drain(60)
-        memory.release()
+        memory.settle()
         log.info("initial sync of %d clusters done in %.1fs; ready", len(self.syncs), time.monotonic() - t0)
 
     async def shutdown(self, grace: float = 20.0) -> None:

@@ -29,3 +29,12 @@ def release() -> None:
     gc.collect()
     if _libc is not None:
         _libc.malloc_trim(0)
+
+
+def settle() -> None:
+    """Once the initial sync is done: release(), then move every object alive now out of the cyclic collector's
+    view (gc.freeze). They are the daemon's long-lived state (modules, config, clients, indexes); a full
+    collection walks every tracked object while it holds the event loop, long enough to show in every watcher's
+    latency. Garbage among them is still freed by reference counting; only cycles among them stay."""
+    release()
+    gc.freeze()
