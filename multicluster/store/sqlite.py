@@ -19,6 +19,7 @@ being written.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import os
@@ -43,6 +44,7 @@ from multicluster.store.sqlite_writer import (
     execute_many,
     next_seq,
     try_insert,
+    unpack_changes,
 )
 
 log = logging.getLogger(__name__)
@@ -279,7 +281,7 @@ class SQLiteStore(SQLStore):
         """The whole batch, planned and written in one transaction, in one hand-off to the writer."""
         async with self._write_lock:
             fut = self._submit(mutations, None)[1]
-        return await self._finish(fut)
+        return await self._finish(fut, mutations)
 
     def start_apply(
         self, mutations: Sequence[Mutation], after: int | None
@@ -295,7 +297,7 @@ class SQLiteStore(SQLStore):
         if self._write_lock.locked():
             return None
         seq, fut = self._submit(mutations, after)
-        return seq, self._finish(fut)
+        return seq, self._finish(fut, mutations)
 
     def _submit(self, mutations: Sequence[Mutation], after: int | None) -> tuple[int, asyncio.Future[Any]]:
         writer = self._conn(reader=False)
@@ -305,12 +307,15 @@ class SQLiteStore(SQLStore):
                                 retention=self.retention)
         return seq, writer.submit(job)
 
-    async def _finish(self, fut: asyncio.Future[tuple[ApplyResult, list[str]]]) -> ApplyResult:
+    async def _finish(self, fut: asyncio.Future[tuple[ApplyResult, bytes | None, list[str]]],
+                      mutations: Sequence[Mutation]) -> ApplyResult:
         try:
-            result, unfit = await fut
+            result, packed, unfit = await fut
         except (sqlite3.Error, BrokenProcessPool) as exc:
             raise self._error(exc) from exc
         except Skipped as exc:
             raise StoreError(f"sqlite store {self.path}: {exc}", transient=True) from None
         warn_unfit(unfit)
+        if packed is not None:
+            result = dataclasses.replace(result, changes=unpack_changes(packed, mutations))
         return self._published(result)

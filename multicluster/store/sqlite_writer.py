@@ -15,6 +15,7 @@ batch that failed.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import itertools
 import multiprocessing
@@ -26,13 +27,13 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import suppress
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import msgspec
 
 from multicluster.gvr import GVR
 from multicluster.store import queries, sql
-from multicluster.store.base import ApplyResult, Delete, Mutation, Row
+from multicluster.store.base import ApplyResult, Change, Delete, Mutation, Row
 from multicluster.store.engine import Steps, prepare
 from multicluster.store.sql import Step
 
@@ -278,14 +279,57 @@ def next_seq() -> int:
     return next(_SEQ)
 
 
+def pack_changes(changes: Sequence[Change], batch: Sequence[Mutation]) -> bytes:
+    """A batch's change log entries for the way back from the writer process, without what the parent already
+    holds: an upsert's object, labels and fields are those of a mutation in `batch` (the batch as decoded here,
+    in the order the parent sent it), so the entry names that mutation's index and unpack_changes puts them back
+    from the parent's copy; a deletion's last state, read from the rows, travels whole. Pickling the entries
+    whole sent every object of an initial sync back across the pipe."""
+    where = {id(m.object): i for i, m in enumerate(batch) if isinstance(m, Row)}
+    out: list[tuple[Any, ...]] = []
+    for c in changes:
+        g = c.gvr
+        head = (c.cluster, c.seq, c.type, g.group, g.version, g.resource, c.namespace, c.name, c.resource_version,
+                _plain_or_none(c.prev_labels), _plain_or_none(c.prev_fields))
+        i = where.get(id(c.object))
+        m = batch[i] if i is not None else None
+        if isinstance(m, Row) and c.type != "DELETED" and m.labels is c.labels and m.fields is c.fields:
+            out.append((*head, i))
+        else:
+            out.append((*head, c.object, _plain(c.labels), _plain(c.fields)))
+    return _PACK.encode(out)
+
+
+def unpack_changes(payload: bytes, mutations: Sequence[Mutation]) -> tuple[Change, ...]:
+    """pack_changes' entries, each upsert's object, labels and fields taken from its mutation in `mutations`
+    (the batch the parent sent)."""
+    out: list[Change] = []
+    for t in _UNPACK.decode(payload):
+        key = (t[3], t[4], t[5])
+        gvr = _GVRS.get(key) or _GVRS.setdefault(key, GVR(*key))
+        if len(t) == 12:
+            m = cast(Row, mutations[t[11]])  # pack_changes names only rows
+            obj, labels, fields = m.object, m.labels, m.fields
+        else:
+            obj, labels, fields = t[11], t[12], t[13]
+        out.append(Change(t[2], t[0], gvr, t[6], t[7], t[8], obj, labels, fields, t[9], t[10], seq=t[1]))
+    return tuple(out)
+
+
+def _plain_or_none(values: Mapping[str, str] | None) -> dict[str, str] | None:
+    return None if values is None else _plain(values)
+
+
 def apply_job(conn: sqlite3.Connection, *, batch: bytes | Sequence[Mutation], updated_at: str, seq: int,
-              after: int | None, retention: int) -> tuple[ApplyResult, list[str]]:
-    """One batch, planned and written in one transaction; returns the result and the unfit identities."""
+              after: int | None, retention: int) -> tuple[ApplyResult, bytes | None, list[str]]:
+    """One batch, planned and written in one transaction; returns the result, and the unfit identities. A batch
+    that came as bytes (from the parent, to the writer process) gets its change log entries back packed
+    (pack_changes) and the result without them."""
     try:
         if after is not None and _OUTCOMES.get(after) is not True:
             raise Skipped("not written because the batch queued before it failed; it will be retried")
-        steps, unfit = prepare(sql.SQLITE, decode(batch) if isinstance(batch, bytes) else batch, updated_at,
-                               retention=retention)
+        mutations = decode(batch) if isinstance(batch, bytes) else batch
+        steps, unfit = prepare(sql.SQLITE, mutations, updated_at, retention=retention)
         result = steps if isinstance(steps, ApplyResult) else \
             _transaction(conn, functools.partial(_drive_sync, steps=steps))
     except BaseException:
@@ -294,7 +338,9 @@ def apply_job(conn: sqlite3.Connection, *, batch: bytes | Sequence[Mutation], up
     finally:
         _OUTCOMES.pop(seq - 64, None)
     _OUTCOMES[seq] = True
-    return result, unfit
+    if isinstance(batch, bytes):
+        return dataclasses.replace(result, changes=()), pack_changes(result.changes, mutations), unfit
+    return result, None, unfit
 
 
 def execute_many(conn: sqlite3.Connection, text: str, rows: Sequence[Sequence[Any]]) -> None:
