@@ -102,7 +102,7 @@ class StoreConfig:
     writers: Positive = setting(2, key="writers", what="an integer",
                                 doc="concurrent write batches (MySQL); keys are sharded so each is written in order")
     batch_size: Positive = setting(500, key="batchSize", what="an integer", doc="rows per write batch")
-    flush_interval: Seconds = setting(0.05, key="flushInterval", what="seconds",
+    flush_interval: Seconds = setting(0.01, key="flushInterval", what="seconds",
                                       doc="how long a partial batch waits for more rows")
     sqlite_writer: str = setting("process", key="sqliteWriter", what='"process" or "thread"',
                                  check=checks.one_of("process", "thread"), env="MULTICLUSTER_SQLITE_WRITER",

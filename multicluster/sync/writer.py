@@ -44,7 +44,7 @@ class Writer:
         tracker: Tracker,
         *,
         batch_size: int = 500,
-        linger: float = 0.05,
+        linger: float = 0.01,
         backoff: RetryPolicy | None = None,
     ) -> None:
         self.store = store
