@@ -93,9 +93,8 @@ def _wait_synced(d: DaemonProc, want: int, timeout: float = 600) -> None:
     raise RuntimeError(f"the daemon holds {have} pods after {timeout:.0f}s, expected {want}")
 
 
-async def measure(pods: int, runs: int) -> str:
+async def measure(work: Path, pods: int, runs: int) -> str:
     kubectl = shutil.which("kubectl") or "/usr/bin/kubectl"
-    work = Path(tempfile.mkdtemp(prefix="mc-kube-bench-"))
     rows: list[list[object]] = []
     growth: list[float] = []  # RSS above the level before each answer, per answer after the warm-up
     with Harness(work / "harness", clusters=3, controller_manager=False) as h:
@@ -149,7 +148,6 @@ async def measure(pods: int, runs: int) -> str:
             after = d.rss_bytes() / MIB
         finally:
             d.stop()
-    shutil.rmtree(work, ignore_errors=True)
     out = ["### Kubernetes-compatible API: kubectl through the daemon vs kubectl on each cluster\n",
            f"{machine()}; 3 x {pods:,} Pods on real kube-apiservers, a daemon with a SQLite store; median of {runs}\n",
            table(["command", "rows", "kubectl x3 clusters ms", "kubectl --context multicluster ms",
@@ -166,7 +164,8 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--pods", type=int, default=2000, help="pods per harness cluster")
     ap.add_argument("--runs", type=int, default=5)
     a = ap.parse_args(argv)
-    return asyncio.run(measure(a.pods, a.runs))
+    with tempfile.TemporaryDirectory(prefix="mc-kube-bench-") as tmp:
+        return asyncio.run(measure(Path(tmp), a.pods, a.runs))
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ import asyncio
 import multiprocessing
 import os
 import re
-import shutil
 import socket
 import ssl
 import tempfile
@@ -320,9 +319,8 @@ async def under_load(h: Harness, d: DaemonProc, names: list[str], rate: int, sec
     return Phase(nice, sent, took, closed, rss, rows)
 
 
-async def measure(objects: int, rate: int, seconds: float, watchers: int, idle: int,
+async def measure(work: Path, objects: int, rate: int, seconds: float, watchers: int, idle: int,
                   flush_interval: float | None = None, nices: tuple[int, ...] = (0,)) -> str:
-    work = Path(tempfile.mkdtemp(prefix="mc-watch-bench-"))
     with Harness(work / "harness", clusters=3, controller_manager=False) as h:
         for cluster in h.servers:
             for ns in (NS, IDLE_NS):
@@ -366,7 +364,6 @@ async def measure(objects: int, rate: int, seconds: float, watchers: int, idle: 
             phases = [await under_load(h, d, names, rate, seconds, watchers, nice) for nice in nices]
         finally:
             d.stop()
-    shutil.rmtree(work, ignore_errors=True)
     out = [
         f"{machine()}; 3 kube-apiservers x {objects:,} ConfigMaps, a daemon with a SQLite store; {rate}/s merge "
         f"patches asked for {seconds:g} s while {watchers} watchers follow them, once per niceness of the "
@@ -408,8 +405,9 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--harness-nice", type=int, nargs="+", default=[0, 10],
                     help="one load run per niceness of the API servers, etcd and load generator (0 = as they are)")
     a = ap.parse_args(argv)
-    return asyncio.run(measure(a.objects, a.rate, a.seconds, a.watchers, a.idle, a.flush_interval,
-                               tuple(a.harness_nice)))
+    with tempfile.TemporaryDirectory(prefix="mc-watch-bench-") as tmp:
+        return asyncio.run(measure(Path(tmp), a.objects, a.rate, a.seconds, a.watchers, a.idle, a.flush_interval,
+                                   tuple(a.harness_nice)))
 
 
 if __name__ == "__main__":

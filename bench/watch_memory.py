@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -125,6 +126,8 @@ async def measure(watchers: int, n: int) -> str:
                 await asyncio.wait_for(child.wait(), 10)
             except TimeoutError:
                 child.kill()
+                await child.wait()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> str:
