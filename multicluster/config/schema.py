@@ -107,7 +107,13 @@ class StoreConfig:
     sqlite_writer: str = setting("process", key="sqliteWriter", what='"process" or "thread"',
                                  check=checks.one_of("process", "thread"), env="MULTICLUSTER_SQLITE_WRITER",
                                  doc="where SQLite's writer connection runs: a child process, or a thread (debugging)")
-    # The history a watch can resume from; an older position gets 410 Gone. Each entry holds the object.
+    # A database node cut off by the network answers nothing, and aiomysql has no read timeout of its own.
+    transaction_timeout: Seconds = setting(
+        60.0, key="transactionTimeoutSeconds", what="seconds",
+        doc="longest a MySQL transaction or read may wait on the database; then its connection is dropped and "
+        "the call fails as transient (retried, and with store.endpoints the next call chooses a node again)")
+    # The history a watch can resume from; an older position gets 410 Gone. A deletion's entry holds the object's
+    # last state; an upsert's object is read from its row.
     change_retention: Positive = setting(10_000, key="changeRetention", what="an integer",
                                          doc="change log entries kept per cluster: how far back a watch can resume")
 

@@ -16,6 +16,11 @@ conflict with another node's write is error 1213 there, transient like a deadloc
 pass wsrep_max_ws_size is applied in parts, each its own transaction (parts are whole identities, and every part
 is idempotent under the RV guard, so a retry after a part landed changes nothing twice). Every table has a
 primary key and is InnoDB; no LOCK TABLES, GET_LOCK or temporary tables (Galera replicates none of them).
+
+A node cut off by the network answers nothing and resets nothing, and aiomysql has no read timeout: every
+transaction and read therefore has a deadline (store.transactionTimeoutSeconds). Past it the connection, which is
+mid-reply, is closed instead of reused, the call fails as transient, and the next call chooses a node again,
+giving each candidate PROBE_TIMEOUT seconds to answer.
 """
 
 from __future__ import annotations
@@ -64,7 +69,7 @@ _LOST = frozenset({2006, 2013, 2055, 1927, 0})
 _NODE_DOWN = _LOST | {1047, 1053, 1290, 2002, 2003}
 _ER_LOCK_DEADLOCK = 1213
 _WSREP_SYNCED = "4"
-_PROBE_TIMEOUT = 5  # seconds to connect to a candidate node while choosing one
+PROBE_TIMEOUT = 5  # seconds a candidate node has to connect and answer while a node is chosen
 # A batch is split when its estimated write set passes this share of wsrep_max_ws_size. A row's write set holds
 # its image and, with MariaDB's binlog_annotate_row_events (on by default), the statement text too, where the
 # object is a hex literal: about three times the object's bytes, plus an allowance for keys, labels and fields
@@ -186,7 +191,7 @@ class MySQLStore(SQLStore):
         return await aiomysql.create_pool(
             host=host, port=port, user=c.user, password=c.password, db=db,
             minsize=min(c.pool_min_size, c.pool_size), maxsize=c.pool_size, autocommit=False, charset="utf8mb4",
-            connect_timeout=10 if len(self._endpoints) == 1 else _PROBE_TIMEOUT,
+            connect_timeout=10 if len(self._endpoints) == 1 else PROBE_TIMEOUT,
             pool_recycle=c.connection_max_lifetime if c.connection_max_lifetime > 0 else -1,
             init_command="SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
         )
@@ -229,32 +234,49 @@ class MySQLStore(SQLStore):
         last: BaseException | None = None
         for index, (host, port) in enumerate(self._endpoints):
             keep = self._pool is not None and index == self._current
-            try:
-                pool = self._pool if keep and self._pool is not None else \
-                    await self._create_pool(self.cfg.database, index)
-            except _DRIVER_ERRORS as exc:
-                if error_code(exc) == _ER_BAD_DB:
-                    if self._pool is None:
-                        self._current = index
-                    raise
-                last = exc
-                log.warning("%s: database node %s:%d does not answer: %s", self.where, host, port, exc)
-                continue
+            pool: aiomysql.Pool | None = self._pool if keep else None
+            conn: aiomysql.Connection | None = None
             reason: BaseException | None = None
+            probe = asyncio.timeout(PROBE_TIMEOUT)  # a node cut off by the network answers nothing at all
             try:
-                conn = await pool.acquire()
-                try:
+                async with probe:
+                    try:
+                        if pool is None:
+                            pool = await self._create_pool(self.cfg.database, index)
+                    except _DRIVER_ERRORS as exc:
+                        if error_code(exc) == _ER_BAD_DB:
+                            if self._pool is None:
+                                self._current = index
+                            raise
+                        last = exc
+                        log.warning("%s: database node %s:%d does not answer: %s", self.where, host, port, exc)
+                        continue
+                    conn = await pool.acquire()
                     usable, budget = await self._usable(conn)
-                finally:
-                    await pool.release(conn)
+            except TimeoutError:
+                if not probe.expired():
+                    raise
+                if conn is not None:
+                    conn.close()
+                usable, budget = False, 0
+                reason = pymysql.err.OperationalError(2013, f"database node {host}:{port} did not answer within "
+                                                            f"{PROBE_TIMEOUT}s")
             except _DRIVER_ERRORS as exc:
                 if error_code(exc) == _ER_BAD_DB:
-                    if not keep:
+                    if not keep and pool is not None:
                         pool.terminate()
                     if self._pool is None:
                         self._current = index  # open() creates the database on this node, which answers
                     raise
                 usable, budget, reason = False, 0, exc
+            except BaseException:
+                if not keep and pool is not None:
+                    pool.terminate()
+                raise
+            finally:
+                if conn is not None and pool is not None:
+                    await pool.release(conn)
+            assert pool is not None
             if not usable:
                 last = reason or pymysql.err.OperationalError(
                     1047, f"database node {host}:{port} is not synced with its cluster (wsrep_ready, "
@@ -373,25 +395,48 @@ class MySQLStore(SQLStore):
                 conn.close()
         await pool.release(conn)
 
+    def _no_answer(self, pool: aiomysql.Pool, conn: aiomysql.Connection | None) -> StoreError:
+        """The deadline passed with a statement waiting on the server: the connection is mid-reply, so it is
+        closed (never reused), and the node is suspect."""
+        if conn is not None:
+            conn.close()
+        if pool is self._pool:
+            self._suspect = True
+        seconds = self.cfg.transaction_timeout
+        return StoreError(f"{self.where}: no answer from the database within {seconds:g}s", transient=True,
+                          hint="is the database node reachable? store.transactionTimeoutSeconds sets the wait")
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
-        pool = await self._live_pool()
-        try:
-            conn = await pool.acquire()
-        except _DRIVER_ERRORS as exc:
-            self._failed(pool, exc)
-            raise self._error(exc) from exc
+        """A transaction bounded by store.transactionTimeoutSeconds from acquiring its connection to the commit."""
+        pool = await self._live_pool()  # choosing a node bounds each probe itself (PROBE_TIMEOUT)
+        conn: aiomysql.Connection | None = None
         ok = False
+        deadline = asyncio.timeout(self.cfg.transaction_timeout)
         try:
-            async with conn.cursor() as cur:
-                yield MySQLTx(cur)
-            await conn.commit()
-            ok = True
+            async with deadline:
+                try:
+                    conn = await pool.acquire()
+                except _DRIVER_ERRORS as exc:
+                    self._failed(pool, exc)
+                    raise self._error(exc) from exc
+                async with conn.cursor() as cur:
+                    yield MySQLTx(cur)
+                await conn.commit()
+                ok = True
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            raise self._no_answer(pool, conn) from None
         except _DRIVER_ERRORS as exc:
             self._failed(pool, exc)
             raise self._error(exc) from exc
         finally:
-            await self._release(pool, conn, ok=ok)
+            if conn is not None:
+                if conn.closed:
+                    await pool.release(conn)
+                else:
+                    await self._release(pool, conn, ok=ok)
 
     async def fetch(self, text: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return await self._read(text, params, 0)
@@ -404,16 +449,22 @@ class MySQLStore(SQLStore):
             pool = await self._live_pool()
             conn: aiomysql.Connection | None = None
             ok = False
+            deadline = asyncio.timeout(self.cfg.transaction_timeout)
             try:
-                conn = await pool.acquire()
-                if max_bytes > 0:
-                    rows = await read_bounded(conn, text, params, max_bytes)
-                else:
-                    async with conn.cursor() as cur:
-                        rows = await MySQLTx(cur).fetch(text, params)
-                await conn.rollback()  # end the read's transaction so it holds no metadata lock
+                async with deadline:
+                    conn = await pool.acquire()
+                    if max_bytes > 0:
+                        rows = await read_bounded(conn, text, params, max_bytes)
+                    else:
+                        async with conn.cursor() as cur:
+                            rows = await MySQLTx(cur).fetch(text, params)
+                    await conn.rollback()  # end the read's transaction so it holds no metadata lock
                 ok = True
                 return rows
+            except TimeoutError:
+                if not deadline.expired():
+                    raise
+                raise self._no_answer(pool, conn) from None
             except _DRIVER_ERRORS as exc:
                 self._failed(pool, exc)
                 if attempt == 1 and error_code(exc) in _NODE_DOWN:
@@ -422,7 +473,10 @@ class MySQLStore(SQLStore):
                 raise self._error(exc) from exc
             finally:
                 if conn is not None:
-                    await self._release(pool, conn, ok=ok)
+                    if conn.closed:
+                        await pool.release(conn)
+                    else:
+                        await self._release(pool, conn, ok=ok)
         raise AssertionError("unreachable")
 
 

@@ -35,6 +35,7 @@ from multicluster.store.mysql import MySQLStore
 from multicluster.testing.daemonproc import DaemonProc
 from multicluster.testing.galera import GaleraCluster, Node
 from multicluster.testing.harness import Harness, free_port
+from tests.partition import Partition
 from tests.sync.helpers import CM, api_index
 
 pytestmark = [pytest.mark.integration, pytest.mark.mariadb]
@@ -242,6 +243,31 @@ async def test_start_skips_a_node_that_does_not_answer(galera_store: tuple[Galer
     finally:
         await store.close()
         g.sql(f"DROP DATABASE IF EXISTS `{fresh}`")
+
+
+async def test_a_node_cut_off_by_the_network_is_left_for_the_next_one(galera_store: tuple[GaleraCluster, str]) -> None:
+    """Node 0 stops answering without closing a connection (a partition: no reset, no error): the batch waiting on
+    it fails as transient after store.transactionTimeoutSeconds, and its retry lands on node 1 once the probe of
+    node 0 gives up. Before the bound the write waited on node 0 forever."""
+    g, database = galera_store
+    relay = Partition(g.nodes[0].port)
+    await relay.start()
+    cfg = _config(g, database, [0, 1, 2])
+    store = MySQLStore(replace(cfg, port=relay.port, endpoints=(("127.0.0.1", relay.port), *cfg.endpoints[1:]),
+                               transaction_timeout=2.0))
+    await store.open()
+    try:
+        await store.apply([_row("a", 1)])
+        relay.freeze()
+        t0 = time.monotonic()
+        result, failures = await asyncio.wait_for(_apply_retrying(store, [_row("b", 2)]), 60)
+        assert result.written == 1 and failures >= 1
+        assert store.endpoint == g.nodes[1].endpoint
+        assert time.monotonic() - t0 < 30
+        assert _rows(g.nodes[2], database) == [("default", "a", 1), ("default", "b", 2)]
+    finally:
+        await relay.stop()
+        await store.close()
 
 
 async def test_batch_larger_than_wsrep_max_ws_size_lands_in_parts(galera_store: tuple[GaleraCluster, str]) -> None:
