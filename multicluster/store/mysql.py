@@ -68,6 +68,7 @@ _LOST = frozenset({2006, 2013, 2055, 1927, 0})
 # The node is unusable (gone, shutting down, out of the primary component): choose an endpoint again.
 _NODE_DOWN = _LOST | {1047, 1053, 1290, 2002, 2003}
 _ER_LOCK_DEADLOCK = 1213
+SCHEMA_ATTEMPTS = 5  # tries of the schema step at open(), for replicas starting together
 _WSREP_SYNCED = "4"
 PROBE_TIMEOUT = 5  # seconds a candidate node has to connect and answer while a node is chosen
 # A batch is split when its estimated write set passes this share of wsrep_max_ws_size. A row's write set holds
@@ -208,7 +209,18 @@ class MySQLStore(SQLStore):
                 await self.close()
                 await self._create_database()
                 await self._choose()
-            await self._apply_schema()
+            for attempt in range(1, SCHEMA_ATTEMPTS + 1):
+                try:
+                    await self._apply_schema()
+                    break
+                except pymysql.err.Error as exc:
+                    # Replicas starting together write the same marks; on Galera the one that loses
+                    # certification gets 1213. Every schema step is idempotent: this one looks again.
+                    if error_code(exc) != _ER_LOCK_DEADLOCK or attempt == SCHEMA_ATTEMPTS:
+                        raise
+                    log.info("%s: another replica wrote the schema at the same time (%s); looking again",
+                             self.where, exc.args[-1])
+                    await asyncio.sleep(0.2 * attempt)
         except _DRIVER_ERRORS as exc:
             await self.close()
             raise self._error(exc) from exc
