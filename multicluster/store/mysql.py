@@ -35,7 +35,6 @@ from typing import Any
 
 import aiomysql
 import pymysql
-import pymysql.converters
 
 from multicluster.config import StoreConfig
 from multicluster.errors import StoreError
