@@ -217,7 +217,7 @@ class Daemon:
         await self._store.open()
         # Before anything is written: the hub passes entries on from where the durable log stands.
         self.hub.start({c: p.last for c, p in (await self._store.log_positions()).items()})
-        self._store.listen(self.hub.publish)
+        self._store.listen(self.hub.publish, self.hub.advance)
         try:
             self._stored_gvrs = await self.store.gvrs()
         except Exception:  # a cosmetic fallback only

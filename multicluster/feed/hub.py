@@ -191,6 +191,15 @@ class Hub:
                     del held[n]
                 self._release(cluster)
 
+    def advance(self, last: Mapping[str, int]) -> bool:
+        """A committed batch by its last position per cluster (the store's PositionListener): with no subscriber
+        and nothing held, that is all the hub needs, and the batch's entries need not be built."""
+        if self._subs or self._held:
+            return False
+        for cluster, seq in last.items():
+            self.skip_to(cluster, seq)
+        return True
+
     def publish(self, changes: Sequence[Change]) -> None:
         """Entries of one commit (the store's listener). In order within each cluster."""
         for c in changes:

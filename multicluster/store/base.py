@@ -113,6 +113,9 @@ class LogPosition:
 
 # Called by the store after every commit that appended to the change log, in commit order for each cluster.
 ChangeListener = Callable[[Sequence[Change]], None]
+# Offered a committed batch's last position per cluster before its entries are built: True when that is all the
+# listener needs (the watch hub with no subscriber), and the entries are then never made.
+PositionListener = Callable[[Mapping[str, int]], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,8 +245,9 @@ class Store(Protocol):
 
     async def sync_states(self) -> list[SyncState]: ...
 
-    def listen(self, listener: ChangeListener | None) -> None:
-        """Hand every committed batch of change log entries to `listener` (one listener; None stops)."""
+    def listen(self, listener: ChangeListener | None, positions: PositionListener | None = None) -> None:
+        """Hand every committed batch of change log entries to `listener` (one listener; None stops); an engine that
+        would have to build the entries first may offer `positions` the batch's last positions instead."""
 
     async def log_positions(self) -> dict[str, LogPosition]:
         """Every cluster's change log position (clusters that never had an entry are absent)."""

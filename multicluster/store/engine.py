@@ -24,6 +24,7 @@ from multicluster.store.base import (
     Mutation,
     Page,
     Pending,
+    PositionListener,
     Query,
     Row,
     StoredObject,
@@ -251,9 +252,11 @@ class SQLStore(abc.ABC):
     dialect: sql.Dialect
     retention: int = changelog.DEFAULT_RETENTION  # change log entries kept per cluster
     _listener: ChangeListener | None = None
+    _positions: PositionListener | None = None
 
-    def listen(self, listener: ChangeListener | None) -> None:
+    def listen(self, listener: ChangeListener | None, positions: PositionListener | None = None) -> None:
         self._listener = listener
+        self._positions = positions if listener is not None else None
 
     def _published(self, result: ApplyResult) -> ApplyResult:
         """Hand a committed batch's change log entries to the listener (the watch hub), then return it."""

@@ -42,6 +42,7 @@ from multicluster.store.sqlite_writer import (
     apply_job,
     encode,
     execute_many,
+    last_positions,
     next_seq,
     try_insert,
     unpack_changes,
@@ -317,5 +318,7 @@ class SQLiteStore(SQLStore):
             raise StoreError(f"sqlite store {self.path}: {exc}", transient=True) from None
         warn_unfit(unfit)
         if packed is not None:
+            if self._positions is not None and self._positions(last_positions(packed)):
+                return result  # nobody would see the entries: they are not built
             result = dataclasses.replace(result, changes=unpack_changes(packed, mutations))
         return self._published(result)

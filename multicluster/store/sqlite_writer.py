@@ -300,6 +300,15 @@ def pack_changes(changes: Sequence[Change], batch: Sequence[Mutation]) -> bytes:
     return _PACK.encode(out)
 
 
+def last_positions(payload: bytes) -> dict[str, int]:
+    """The last position per cluster of pack_changes' entries."""
+    out: dict[str, int] = {}
+    for t in _UNPACK.decode(payload):
+        if t[1] > out.get(t[0], 0):
+            out[t[0]] = t[1]
+    return out
+
+
 def unpack_changes(payload: bytes, mutations: Sequence[Mutation]) -> tuple[Change, ...]:
     """pack_changes' entries, each upsert's object, labels and fields taken from its mutation in `mutations`
     (the batch the parent sent)."""

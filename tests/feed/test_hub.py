@@ -4,6 +4,7 @@ with Kubernetes selector semantics; a watcher that cannot keep up is closed whil
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import pytest
 
@@ -12,6 +13,8 @@ from multicluster.feed.hub import Closed, Event, Hub, Subscription
 from multicluster.feed.match import Filter
 from multicluster.selectors import parse_field_selector, parse_label_selector
 from multicluster.store import Delete, Store
+from multicluster.store.base import Change
+from multicluster.store.sqlite import SQLiteStore
 from tests.store.helpers import DEPLOYS, PODS, row
 
 
@@ -154,3 +157,27 @@ async def test_every_watcher_of_a_change_shares_one_scratch_for_its_encodings(st
     assert got[0][0].shared is not got[0][1].shared
     got[0][0].shared["format"] = (b"encoded once",)
     assert got[3][0].shared["format"] == (b"encoded once",)
+
+
+async def test_with_no_subscriber_the_hub_takes_positions_and_a_later_subscriber_sees_what_follows(
+        store: Store) -> None:
+    """The store offers positions first (SQLite's writer process sends entries packed and building them costs the
+    initial sync); the hub takes them only while nobody could see the entries, and stays in position order."""
+    hub = Hub()
+    hub.start({c: p.last for c, p in (await store.log_positions()).items()})
+    built: list[int] = []
+
+    def publish(changes: Sequence[Change]) -> None:
+        built.append(len(changes))
+        hub.publish(changes)
+
+    store.listen(publish, hub.advance)
+    await store.apply([row("a", 1), row("b", 1)])
+    sqlite_process = isinstance(store, SQLiteStore) and store.writer_mode == "process"
+    assert built == ([] if sqlite_process else [2])  # only the packed path offers positions
+    assert hub.passed("c1") == 2
+    sub = hub.subscribe(Filter(PODS))
+    assert not hub.advance({"c1": 3})  # a subscriber: the entries are wanted
+    await store.apply([row("a", 2)])
+    assert seen(await drain(sub)) == [("MODIFIED", "c1", "a")]
+    assert hub.passed("c1") == 3
