@@ -49,8 +49,8 @@ class CoalescingQueue(Generic[K, V]):
     def _added_one(self) -> None:
         self._added += 1
         self._not_empty.set()
-        if self._filling is not None and len(self._items) >= self._want and not self._filling.done():
-            self._filling.set_result(None)
+        if len(self._items) >= self._want:
+            wake(self._filling)
 
     async def put(self, key: K, value: V) -> None:
         """Enqueue; if `key` is pending, replace its value (keeping its place and first-enqueue time)."""
@@ -92,13 +92,10 @@ class CoalescingQueue(Generic[K, V]):
             self._not_empty.clear()
             await self._not_empty.wait()
         if len(self._items) < max_items and linger > 0:
-            loop = asyncio.get_running_loop()
-            self._filling, self._want = loop.create_future(), max_items
-            timer = loop.call_later(linger, _settle, self._filling)
+            self._filling, self._want = asyncio.get_running_loop().create_future(), max_items
             try:
-                await self._filling
+                await settle_within(self._filling, linger)
             finally:
-                timer.cancel()
                 self._filling = None
         out: list[tuple[K, V, float]] = []
         while self._items and len(out) < max_items:
@@ -149,9 +146,21 @@ class CoalescingQueue(Generic[K, V]):
         await fut
 
 
-def _settle(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
+def wake(fut: asyncio.Future[None] | None) -> None:
+    """Wake the one reader waiting on `fut` (settle_within), if one is and it has not been woken yet."""
+    if fut is not None and not fut.done():
         fut.set_result(None)
+
+
+async def settle_within(fut: asyncio.Future[None], timeout: float | None) -> None:
+    """Wait until `fut` is woken, or `timeout` seconds (None: no limit) have passed. A timer wakes it on time: no
+    task is made per wait, as asyncio.wait_for would, which mattered where a hundred watchers wait per batch."""
+    timer = asyncio.get_running_loop().call_later(timeout, wake, fut) if timeout is not None else None
+    try:
+        await fut
+    finally:
+        if timer is not None:
+            timer.cancel()
 
 
 class WorkQueue(Generic[K]):

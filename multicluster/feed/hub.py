@@ -29,6 +29,7 @@ from multicluster.feed.match import Filter
 from multicluster.gvr import GVR
 from multicluster.logsetup import cluster_logger
 from multicluster.store.base import Change, EventType
+from multicluster.workqueue import settle_within, wake
 
 log = logging.getLogger(__name__)
 
@@ -79,17 +80,13 @@ class Subscription:
             self._end("too slow")
             return
         self._queue.append(ev)
-        self._wake()
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        wake(self._waiter)
 
     def _end(self, reason: str) -> None:
         if not self.closed:
             self.closed = reason
             self._queue.clear()
-            self._wake()
+            wake(self._waiter)
             self._hub._drop(self)
             if self.on_end is not None:
                 self.on_end(reason)
@@ -97,17 +94,12 @@ class Subscription:
     async def next(self, timeout: float | None = None) -> list[Event]:
         """Every event waiting (at least one), or [] after `timeout` seconds without any; Closed once closed."""
         if not self._queue and not self.closed:
-            # A future and a timer, not wait_for(): no task is made per wait, and a hundred watchers wake once
-            # per batch each.
-            loop = asyncio.get_running_loop()
-            waiter = self._waiter = loop.create_future()
-            timer = loop.call_later(timeout, _settle, waiter) if timeout is not None else None
+            # Woken once per batch by the first event (a hundred watchers: a hundred wake-ups, no task each).
+            self._waiter = asyncio.get_running_loop().create_future()
             try:
-                await waiter
+                await settle_within(self._waiter, timeout)
             finally:
                 self._waiter = None
-                if timer is not None:
-                    timer.cancel()
             if not self._queue and not self.closed:
                 return []
         if self.closed:
@@ -121,11 +113,6 @@ class Subscription:
 
     def __len__(self) -> int:
         return len(self._queue)
-
-
-def _settle(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
 
 
 class Hub:

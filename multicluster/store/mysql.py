@@ -264,22 +264,19 @@ class MySQLStore(SQLStore):
                         continue
                     conn = await pool.acquire()
                     usable, budget = await self._usable(conn)
-            except TimeoutError:
-                if not probe.expired():
-                    raise
-                if conn is not None:
-                    conn.close()
-                usable, budget = False, 0
-                reason = pymysql.err.OperationalError(2013, f"database node {host}:{port} did not answer within "
-                                                            f"{PROBE_TIMEOUT}s")
-            except _DRIVER_ERRORS as exc:
-                if error_code(exc) == _ER_BAD_DB:
+            except _DRIVER_ERRORS as exc:  # the probe's TimeoutError is an OSError too
+                usable, budget, reason = False, 0, exc
+                if probe.expired():
+                    if conn is not None:
+                        conn.close()  # mid-reply: dropped, never reused
+                    reason = pymysql.err.OperationalError(
+                        2013, f"database node {host}:{port} did not answer within {PROBE_TIMEOUT}s")
+                elif error_code(exc) == _ER_BAD_DB:
                     if not keep and pool is not None:
                         pool.terminate()
                     if self._pool is None:
                         self._current = index  # open() creates the database on this node, which answers
                     raise
-                usable, budget, reason = False, 0, exc
             except BaseException:
                 if not keep and pool is not None:
                     pool.terminate()
@@ -398,8 +395,8 @@ class MySQLStore(SQLStore):
 
     async def _release(self, pool: aiomysql.Pool, conn: aiomysql.Connection, *, ok: bool) -> None:
         """Return a connection to its pool; after a failure close it instead, so the pool never hands out a broken
-        one."""
-        if not ok:
+        one (one closed already, past a deadline, is only handed back to be dropped)."""
+        if not ok and not conn.closed:
             try:
                 await conn.rollback()
             except _DRIVER_ERRORS:
@@ -426,28 +423,19 @@ class MySQLStore(SQLStore):
         deadline = asyncio.timeout(self.cfg.transaction_timeout)
         try:
             async with deadline:
-                try:
-                    conn = await pool.acquire()
-                except _DRIVER_ERRORS as exc:
-                    self._failed(pool, exc)
-                    raise self._error(exc) from exc
+                conn = await pool.acquire()
                 async with conn.cursor() as cur:
                     yield MySQLTx(cur)
                 await conn.commit()
                 ok = True
-        except TimeoutError:
-            if not deadline.expired():
-                raise
-            raise self._no_answer(pool, conn) from None
-        except _DRIVER_ERRORS as exc:
+        except _DRIVER_ERRORS as exc:  # the deadline's TimeoutError is an OSError too
+            if deadline.expired():
+                raise self._no_answer(pool, conn) from None
             self._failed(pool, exc)
             raise self._error(exc) from exc
         finally:
             if conn is not None:
-                if conn.closed:
-                    await pool.release(conn)
-                else:
-                    await self._release(pool, conn, ok=ok)
+                await self._release(pool, conn, ok=ok)
 
     async def fetch(self, text: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return await self._read(text, params, 0)
@@ -472,11 +460,9 @@ class MySQLStore(SQLStore):
                     await conn.rollback()  # end the read's transaction so it holds no metadata lock
                 ok = True
                 return rows
-            except TimeoutError:
-                if not deadline.expired():
-                    raise
-                raise self._no_answer(pool, conn) from None
-            except _DRIVER_ERRORS as exc:
+            except _DRIVER_ERRORS as exc:  # the deadline's TimeoutError is an OSError too
+                if deadline.expired():
+                    raise self._no_answer(pool, conn) from None
                 self._failed(pool, exc)
                 if attempt == 1 and error_code(exc) in _NODE_DOWN:
                     log.info("%s: connection lost (%s), retrying the read once", self.where, exc)
@@ -484,10 +470,7 @@ class MySQLStore(SQLStore):
                 raise self._error(exc) from exc
             finally:
                 if conn is not None:
-                    if conn.closed:
-                        await pool.release(conn)
-                    else:
-                        await self._release(pool, conn, ok=ok)
+                    await self._release(pool, conn, ok=ok)
         raise AssertionError("unreachable")
 
 

@@ -46,6 +46,7 @@ from multicluster.store.sqlite_writer import (
     next_seq,
     try_insert,
     unpack_changes,
+    unpack_entries,
 )
 
 log = logging.getLogger(__name__)
@@ -318,7 +319,8 @@ class SQLiteStore(SQLStore):
             raise StoreError(f"sqlite store {self.path}: {exc}", transient=True) from None
         warn_unfit(unfit)
         if packed is not None:
-            if self._positions is not None and self._positions(last_positions(packed)):
+            entries = unpack_entries(packed)
+            if self._positions is not None and self._positions(last_positions(entries)):
                 return result  # nobody would see the entries: they are not built
-            result = dataclasses.replace(result, changes=unpack_changes(packed, mutations))
+            result = dataclasses.replace(result, changes=unpack_changes(entries, mutations))
         return self._published(result)

@@ -300,20 +300,28 @@ def pack_changes(changes: Sequence[Change], batch: Sequence[Mutation]) -> bytes:
     return _PACK.encode(out)
 
 
-def last_positions(payload: bytes) -> dict[str, int]:
-    """The last position per cluster of pack_changes' entries."""
+Packed = list[list[Any]]
+"""pack_changes' entries as decoded in the parent (unpack_entries), before any Change is built."""
+
+
+def unpack_entries(payload: bytes) -> Packed:
+    return cast(Packed, _UNPACK.decode(payload))
+
+
+def last_positions(entries: Packed) -> dict[str, int]:
+    """The last position per cluster of packed entries."""
     out: dict[str, int] = {}
-    for t in _UNPACK.decode(payload):
+    for t in entries:
         if t[1] > out.get(t[0], 0):
             out[t[0]] = t[1]
     return out
 
 
-def unpack_changes(payload: bytes, mutations: Sequence[Mutation]) -> tuple[Change, ...]:
-    """pack_changes' entries, each upsert's object, labels and fields taken from its mutation in `mutations`
+def unpack_changes(entries: Packed, mutations: Sequence[Mutation]) -> tuple[Change, ...]:
+    """Packed entries as Changes, each upsert's object, labels and fields taken from its mutation in `mutations`
     (the batch the parent sent)."""
     out: list[Change] = []
-    for t in _UNPACK.decode(payload):
+    for t in entries:
         key = (t[3], t[4], t[5])
         gvr = _GVRS.get(key) or _GVRS.setdefault(key, GVR(*key))
         if len(t) == 12:
